@@ -1,0 +1,222 @@
+"""App factory: health and metadata routes on FastAPI, inference on the lean front, errors in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
+
+from serving import __version__
+from serving.errors import RequestError
+from serving.front import InferenceFront, ServerState, check_model_address
+from serving.openapi_models import (
+    ErrorBody,
+    InferRequest,
+    InferResponse,
+    MlflowRequest,
+    PredictionsResponse,
+    ScoreRequest,
+)
+from serving.protocols import v2
+from serving.runtime import ModelLoadError, ModelRuntime
+from serving.settings import Settings
+
+log = logging.getLogger("serving")
+
+
+def load_runtime(settings: Settings) -> ModelRuntime:
+    """Load and warm up the model the settings name. Raises ModelLoadError with a one-line message."""
+    runtime = ModelRuntime(
+        settings.model,
+        name=settings.model_name,
+        version=settings.model_version,
+        intra_op_threads=settings.intra_op_threads,
+    )
+    runtime.warm_up()
+    return runtime
+
+
+def _error_response(error: RequestError) -> JSONResponse:
+    headers = {k.decode(): v.decode() for k, v in error.headers()}
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def _health_routes(api: FastAPI, state: ServerState) -> None:
+    @api.get("/", tags=["health"], summary="Liveness (Azure ML convention)")
+    async def live_root() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @api.get("/ping", tags=["health"], summary="SageMaker health check: 200 once the model is ready",
+             responses={503: {"model": ErrorBody}})
+    async def ping() -> JSONResponse:
+        return _readiness(state)
+
+    @api.get("/v2/health/live", tags=["v2"], summary="Liveness")
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @api.get("/v2/health/ready", tags=["v2"], summary="Readiness: model loaded and warmed up",
+             responses={503: {"model": ErrorBody}})
+    async def v2_ready() -> JSONResponse:
+        return _readiness(state)
+
+
+def _readiness(state: ServerState) -> JSONResponse:
+    if state.ready:
+        return JSONResponse({"ready": True, "status": "ready"})
+    reason = "draining" if state.draining else "model is loading"
+    return JSONResponse({"ready": False, "error": reason, "code": "not_ready"}, status_code=503,
+                        headers={"retry-after": "1"})
+
+
+def _v2_metadata_routes(api: FastAPI, state: ServerState) -> None:
+    @api.get("/v2", tags=["v2"], summary="Server metadata")
+    async def server_metadata() -> dict[str, Any]:
+        return v2.server_metadata()
+
+    async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        runtime = state.require_runtime()
+        check_model_address(runtime, name, version)
+        return v2.model_metadata(runtime)
+
+    async def model_ready(name: str, version: str | None = None) -> JSONResponse:
+        runtime = state.require_runtime()
+        check_model_address(runtime, name, version)
+        return JSONResponse({"name": runtime.name, "ready": state.ready}, status_code=200 if state.ready else 503)
+
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        api.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata",
+                          responses={404: {"model": ErrorBody}})
+        api.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model readiness",
+                          responses={404: {"model": ErrorBody}})
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+
+
+def _inference_operation(summary: str, request: dict[str, Any], response: dict[str, Any], tag: str,
+                         params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    errors = {str(code): {"description": text, "content": {"application/json": _json_body(ErrorBody)}}
+              for code, text in [(400, "Invalid input"), (401, "Missing or wrong API key"),
+                                 (413, "Body too large"), (503, "Not ready")]}
+    return {"post": {
+        "tags": [tag], "summary": summary, "parameters": params or [],
+        "requestBody": {"required": True, "content": request},
+        "responses": {"200": {"description": "Predictions", "content": response}, **errors},
+    }}
+
+
+def _document_inference_routes(api: FastAPI, keys_enabled: bool) -> None:
+    """Add the front's routes to FastAPI's OpenAPI document."""
+    base_openapi = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = base_openapi()
+        _, definitions = models_json_schema(
+            [(m, "validation") for m in (ScoreRequest, PredictionsResponse, MlflowRequest, InferRequest,
+                                         InferResponse, ErrorBody)],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
+        name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+        version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+        infer = {"application/json": _json_body(InferRequest)}
+        infer_out = {"application/json": _json_body(InferResponse)}
+        paths = {
+            "/score": _inference_operation(
+                "Score rows (Azure ML style)", {"application/json": _json_body(ScoreRequest)},
+                {"application/json": _json_body(PredictionsResponse)}, "azureml"),
+            "/invocations": _inference_operation(
+                "Score rows (SageMaker / MLflow)",
+                {"application/json": _json_body(MlflowRequest), "text/csv": {"schema": {"type": "string"}}},
+                {"application/json": _json_body(PredictionsResponse), "text/csv": {"schema": {"type": "string"}}},
+                "sagemaker",
+                [{"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header", "required": False,
+                  "schema": {"type": "string", "example": "method=predict_proba"}}]),
+            "/v2/models/{name}/infer": _inference_operation("Infer (Open Inference Protocol)", infer, infer_out,
+                                                            "v2", [name]),
+            "/v2/models/{name}/versions/{version}/infer": _inference_operation(
+                "Infer a version (Open Inference Protocol)", infer, infer_out, "v2", [name, version]),
+        }
+        schema["paths"].update(paths)
+        if keys_enabled:
+            schema["components"]["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
+            for path, item in schema["paths"].items():
+                if path in paths or path.startswith("/v2/models/{name}") and not path.endswith("/ready"):
+                    for operation in item.values():
+                        operation["security"] = [{"apiKey": []}]
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None) -> InferenceFront:
+    """The ASGI app. Without a runtime, the model loads in the background; readiness waits for it."""
+    settings = settings or Settings()
+    state = ServerState(runtime=runtime)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loader = None
+        if state.runtime is None:
+            loader = asyncio.create_task(_load_in_background(settings, state))
+        yield
+        if loader is not None:
+            loader.cancel()
+
+    api = FastAPI(title="mlserve", version=__version__, lifespan=lifespan,
+                  description="One ONNX model behind Azure ML, SageMaker and Open Inference Protocol routes.")
+
+    @api.exception_handler(RequestError)
+    async def request_error(_: Request, error: RequestError) -> JSONResponse:
+        return _error_response(error)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail), "code": "http_error"}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return JSONResponse({"error": f"{where}: {first['msg']}", "code": "invalid_input"}, status_code=400)
+
+    @api.get("/swagger.json", include_in_schema=False)
+    async def swagger() -> dict[str, Any]:
+        return api.openapi()
+
+    _health_routes(api, state)
+    _v2_metadata_routes(api, state)
+    front = InferenceFront(settings, state, api)
+    _document_inference_routes(api, front.keys.enabled)
+    return front
+
+
+async def _load_in_background(settings: Settings, state: ServerState) -> None:
+    try:
+        state.runtime = await asyncio.to_thread(load_runtime, settings)
+        log.info("model %s version %s ready", state.runtime.name, state.runtime.version)
+    except ModelLoadError as error:
+        # The CLI validates the model before starting workers, so this is rare (e.g. the file changed).
+        log.critical("%s", error)
+        os._exit(3)
+
+
+def app_from_environment() -> InferenceFront:
+    """Factory for uvicorn workers: settings come from SERVING_* variables."""
+    return create_app(Settings())

@@ -1,0 +1,65 @@
+"""Errors a request can cause. Each maps to one HTTP status and a JSON body, in one place."""
+
+from __future__ import annotations
+
+
+class RequestError(Exception):
+    """The client's request cannot be served; `status` is the HTTP status to answer with."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.message, "code": self.code}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+class InvalidInput(RequestError):
+    status = 400
+    code = "invalid_input"
+
+
+class Unauthorized(RequestError):
+    status = 401
+    code = "unauthorized"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", b'Bearer realm="mlserve"')]
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
+class NotAcceptable(RequestError):
+    status = 406
+    code = "not_acceptable"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class NotReady(RequestError):
+    status = 503
+    code = "not_ready"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"1")]

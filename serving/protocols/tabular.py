@@ -1,0 +1,128 @@
+"""Rows of numbers or named records -> a validated float matrix, with errors that point at the cell."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidInput
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _first_bad_cell(rows: Sequence[Any], width: int, where: str) -> InvalidInput:
+    """Walk the rows slowly to say exactly what is wrong (only on the error path)."""
+    for r, row in enumerate(rows):
+        if not isinstance(row, list):
+            return InvalidInput(f"{where}[{r}]: expected a list of {width} numbers, got {type(row).__name__}")
+        if len(row) != width:
+            return InvalidInput(f"{where}[{r}]: expected {width} values, got {len(row)}")
+        for c, value in enumerate(row):
+            if not _is_number(value):
+                return InvalidInput(f"{where}[{r}][{c}]: expected a number, got {value!r:.40}")
+            if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+                return InvalidInput(f"{where}[{r}][{c}]: {value!r} is not a finite float32 number")
+    return InvalidInput(f"{where}: expected a list of rows of {width} numbers")
+
+
+def check_row_count(count: int, max_rows: int, where: str) -> None:
+    if count == 0:
+        raise InvalidInput(f"{where}: no rows to score")
+    if count > max_rows:
+        raise InvalidInput(f"{where}: {count} rows exceed the limit of {max_rows} rows per request")
+
+
+def ensure_finite(matrix: np.ndarray, where: str) -> np.ndarray:
+    if not np.isfinite(matrix).all():
+        r, c = map(int, np.argwhere(~np.isfinite(matrix))[0])
+        raise InvalidInput(f"{where}[{r}][{c}]: value is NaN, infinite or too large for float32")
+    return matrix
+
+
+def numeric_rows(rows: list, width: int, max_rows: int, where: str) -> np.ndarray:
+    """A list of rows (or one flat row) of numbers -> float32 [N, width]."""
+    if rows and not isinstance(rows[0], list):
+        rows = [rows]
+    check_row_count(len(rows), max_rows, where)
+    try:
+        matrix = np.array(rows)
+    except (ValueError, TypeError):
+        raise _first_bad_cell(rows, width, where) from None
+    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "iuf":
+        raise _first_bad_cell(rows, width, where)
+    with np.errstate(over="ignore"):
+        return ensure_finite(matrix.astype(np.float32), where)
+
+
+def named_records(
+    records: list, features: Sequence[str] | None, max_rows: int, where: str
+) -> np.ndarray:
+    """Records keyed by feature name, in any key order -> float32 in the model's column order."""
+    if features is None:
+        raise InvalidInput(
+            f"{where}: this model has no feature_names metadata; send rows of numbers instead of records"
+        )
+    check_row_count(len(records), max_rows, where)
+    expected = set(features)
+    rows = []
+    for r, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InvalidInput(f"{where}[{r}]: expected an object keyed by feature name")
+        if record.keys() != expected:
+            missing = [f for f in features if f not in record]
+            unknown = sorted(set(record) - expected)
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown {', '.join(unknown)}")
+            raise InvalidInput(f"{where}[{r}]: {'; '.join(parts)}")
+        rows.append([record[f] for f in features])
+    matrix = numeric_rows(rows, len(features), max_rows, where)
+    return matrix
+
+
+def columns_and_rows(
+    columns: list, rows: list, features: Sequence[str] | None, width: int, max_rows: int, where: str
+) -> np.ndarray:
+    """MLflow's dataframe_split: named columns, reordered to the model's features."""
+    if not isinstance(rows, list):
+        raise InvalidInput(f"{where}.data: expected a list of rows")
+    if not columns:
+        return numeric_rows(rows, width, max_rows, f"{where}.data")
+    if not all(isinstance(c, str) for c in columns):
+        raise InvalidInput(f"{where}.columns: expected a list of column names")
+    if features is None or list(columns) == list(features):
+        if features is None and len(columns) != width:
+            raise InvalidInput(f"{where}.columns: expected {width} columns, got {len(columns)}")
+        return numeric_rows(rows, width, max_rows, f"{where}.data")
+    unknown = [c for c in columns if c not in features]
+    missing = [f for f in features if f not in columns]
+    if unknown or missing or len(set(columns)) != len(columns):
+        detail = "; ".join(
+            p for p in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unknown {', '.join(unknown)}" if unknown else "",
+                "duplicate column names" if len(set(columns)) != len(columns) else "",
+            ) if p
+        )
+        raise InvalidInput(f"{where}.columns: {detail}")
+    matrix = numeric_rows(rows, len(columns), max_rows, f"{where}.data")
+    order = [columns.index(f) for f in features]
+    return np.ascontiguousarray(matrix[:, order])
+
+
+def json_rows(data: Any, features: Sequence[str] | None, width: int, max_rows: int, where: str) -> np.ndarray:
+    """Rows as plain JSON: numbers, one row, records, or one record."""
+    if isinstance(data, dict):
+        return named_records([data], features, max_rows, where)
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}: expected a list of rows, got {type(data).__name__}")
+    if data and isinstance(data[0], dict):
+        return named_records(data, features, max_rows, where)
+    return numeric_rows(data, width, max_rows, where)

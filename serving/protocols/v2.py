@@ -1,0 +1,105 @@
+"""Open Inference Protocol (KServe v2): metadata and `infer` bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from serving import __version__
+from serving.errors import InvalidInput
+from serving.protocols.jsonbody import dumps, json_object, jsonable
+from serving.protocols.tabular import check_row_count, ensure_finite
+from serving.runtime import ModelRuntime, TensorSpec
+
+NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "mlserve", "version": __version__, "extensions": []}
+
+
+def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
+    return {
+        "name": runtime.name,
+        "versions": [runtime.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{**_tensor_metadata(runtime.input), "shape": [-1, runtime.n_features]}],
+        "outputs": [_tensor_metadata(o) for o in runtime.outputs],
+    }
+
+
+def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.ndarray, list[str], Any]:
+    """-> (rows, output names to return, request id)."""
+    payload = json_object(body)
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise InvalidInput(f"inputs: expected a list with exactly one tensor named '{runtime.input.name}'")
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise InvalidInput("inputs[0]: expected an object with name, shape, datatype and data")
+    name = tensor.get("name")
+    if name != runtime.input.name:
+        raise InvalidInput(f"inputs[0].name: expected '{runtime.input.name}', got {name!r:.40}")
+    datatype = tensor.get("datatype")
+    if datatype not in NUMERIC_DATATYPES:
+        raise InvalidInput(f"inputs[0].datatype: expected a numeric type such as FP32, got {datatype!r:.20}")
+    shape = tensor.get("shape")
+    width = runtime.n_features
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[1] != width
+        or shape[0] < 0
+    ):
+        raise InvalidInput(f"inputs[0].shape: expected [rows, {width}], got {shape!r:.40}")
+    check_row_count(shape[0], max_rows, "inputs[0]")
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise InvalidInput("inputs[0].data: expected a list of numbers (flat or nested)")
+    try:
+        values = np.array(data)
+    except (ValueError, TypeError):
+        raise InvalidInput("inputs[0].data: rows must all have the same length") from None
+    if values.dtype.kind not in "iuf":
+        raise InvalidInput("inputs[0].data: expected numbers only")
+    if values.size != shape[0] * shape[1]:
+        raise InvalidInput(f"inputs[0].data: {values.size} values do not fill shape {shape}")
+    with np.errstate(over="ignore"):
+        rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
+
+    known = [o.name for o in runtime.outputs]
+    requested = payload.get("outputs")
+    if requested is None:
+        names = known
+    else:
+        if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
+            raise InvalidInput("outputs: expected a list of {\"name\": ...} objects")
+        names = [o.get("name") for o in requested]
+        unknown = [str(n) for n in names if n not in known]
+        if unknown:
+            raise InvalidInput(f"outputs: unknown {', '.join(unknown)}; this model has {', '.join(known)}")
+    return rows, names, payload.get("id")
+
+
+_DATATYPES = {"f": {4: "FP32", 8: "FP64", 2: "FP16"}, "i": {8: "INT64", 4: "INT32"}, "b": {1: "BOOL"}}
+
+
+def _datatype(array: np.ndarray) -> str:
+    return _DATATYPES.get(array.dtype.kind, {}).get(array.dtype.itemsize, "BYTES")
+
+
+def infer_body(runtime: ModelRuntime, names: list[str], results: list[np.ndarray], request_id: Any) -> bytes:
+    outputs = [
+        {"name": name, "datatype": _datatype(array), "shape": list(array.shape), "data": jsonable(array.reshape(-1))}
+        for name, array in zip(names, results, strict=True)
+    ]
+    body: dict[str, Any] = {"model_name": runtime.name, "model_version": runtime.version, "outputs": outputs}
+    if request_id is not None:
+        body["id"] = request_id
+    return dumps(body)

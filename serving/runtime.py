@@ -1,0 +1,190 @@
+"""The model: load an ONNX file, describe it, warm it up and predict. No web code here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+_FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+class ModelLoadError(Exception):
+    """The model file is missing or unusable; the message is one line for the operator."""
+
+
+class UnsupportedMethod(Exception):
+    """The request asked for something this model cannot do (e.g. probabilities of a regressor)."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str  # Open Inference Protocol name: FP32, INT64, BYTES, ...
+    shape: tuple[int, ...]  # -1 for the batch (or any dynamic) dimension
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One batch's result. `labels` holds class labels or regression values."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+
+
+_ONNX_TO_V2 = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+    "tensor(string)": "BYTES",
+    "tensor(bool)": "BOOL",
+}
+
+
+def _spec(node: ort.NodeArg) -> TensorSpec:
+    shape = tuple(dim if isinstance(dim, int) else -1 for dim in (node.shape or []))
+    return TensorSpec(node.name, _ONNX_TO_V2.get(node.type, node.type), shape)
+
+
+def resolve_model_file(location: Path) -> Path:
+    """A file as given; in a directory, model.onnx or else the one *.onnx below it."""
+    if location.is_file():
+        return location
+    if not location.exists():
+        raise ModelLoadError(f"model not found: {location} does not exist")
+    direct = location / "model.onnx"
+    if direct.is_file():
+        return direct
+    candidates = sorted(location.rglob("*.onnx"))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ModelLoadError(f"model not found: no *.onnx file in {location}")
+    names = ", ".join(str(c.relative_to(location)) for c in candidates)
+    raise ModelLoadError(f"ambiguous model: {location} holds several ONNX files ({names})")
+
+
+def _metadata_list(metadata: dict[str, str], key: str, path: Path) -> list | None:
+    raw = metadata.get(key)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = [part.strip() for part in raw.split(",")]
+    if not isinstance(value, list):
+        raise ModelLoadError(f"invalid model metadata in {path}: '{key}' must be a JSON list")
+    return value
+
+
+class ModelRuntime:
+    """An ONNX classifier or regressor with one 2-D numeric input."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        intra_op_threads: int = 1,
+    ) -> None:
+        self.path = resolve_model_file(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises several unrelated types
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ModelLoadError(f"not a valid ONNX model: {self.path}: {first_line}") from None
+
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelLoadError(f"unsupported model {self.path}: expected 1 input, found {len(inputs)}")
+        model_input = inputs[0]
+        if model_input.type not in _FLOAT_INPUTS or len(model_input.shape or []) != 2:
+            raise ModelLoadError(
+                f"unsupported model {self.path}: input '{model_input.name}' must be a 2-D float "
+                f"tensor, found {model_input.type} with shape {model_input.shape}"
+            )
+        self.input = _spec(model_input)
+        self.input_dtype = _FLOAT_INPUTS[model_input.type]
+
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        width = model_input.shape[1]
+        features = _metadata_list(metadata, "feature_names", self.path)
+        if features is not None:
+            self.feature_names: tuple[str, ...] | None = tuple(str(f) for f in features)
+        else:
+            self.feature_names = None
+        if isinstance(width, int):
+            self.n_features = width
+        elif self.feature_names is not None:
+            self.n_features = len(self.feature_names)
+        else:
+            raise ModelLoadError(
+                f"unsupported model {self.path}: the input's width is dynamic and no "
+                "'feature_names' metadata says how many columns it takes"
+            )
+        if self.feature_names is not None and len(self.feature_names) != self.n_features:
+            raise ModelLoadError(
+                f"invalid model metadata in {self.path}: {len(self.feature_names)} feature_names "
+                f"for an input of width {self.n_features}"
+            )
+
+        self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
+        self._label_output, self._proba_output = self._find_outputs()
+        classes = _metadata_list(metadata, "class_labels", self.path)
+        self.class_labels: tuple | None = tuple(classes) if classes is not None else None
+        self.name = name or metadata.get("name") or self.path.stem
+        self.version = version or metadata.get("version") or "1"
+        self.is_classifier = self._proba_output is not None
+
+    def _find_outputs(self) -> tuple[str, str | None]:
+        """The first output is the prediction; a 2-D float output after it holds probabilities."""
+        label = self.outputs[0].name
+        for spec in self.outputs[1:]:
+            if spec.datatype in ("FP32", "FP64") and len(spec.shape) == 2:
+                return label, spec.name
+        if len(self.outputs) > 1 and self.outputs[1].datatype.startswith("seq("):
+            raise ModelLoadError(
+                f"unsupported model {self.path}: probabilities are a ZipMap; export with "
+                "options={id(classifier): {'zipmap': False}}"
+            )
+        return label, None
+
+    def predict(self, rows: np.ndarray, *, probabilities: bool = False) -> Prediction:
+        """Score a [N, n_features] matrix. Thread-safe: onnxruntime sessions allow concurrent runs."""
+        if probabilities and self._proba_output is None:
+            raise UnsupportedMethod(f"model '{self.name}' is not a classifier: it has no probabilities")
+        names = [self._label_output] if self._proba_output is None else [self._label_output, self._proba_output]
+        results = self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)})
+        labels = results[0]
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        return Prediction(labels=labels, probabilities=results[1] if len(results) > 1 else None)
+
+    def run_outputs(self, rows: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """Raw named outputs, for protocols that ask for tensors by name."""
+        return self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)})
+
+    def warm_up(self) -> None:
+        """One inference so the first request does not pay for lazy initialisation."""
+        self.predict(np.zeros((1, self.n_features), dtype=self.input_dtype), probabilities=self.is_classifier)
+
+    @property
+    def classes(self) -> list | None:
+        """Class labels in probability-column order, when the model says so."""
+        if self._proba_output is None:
+            return None
+        if self.class_labels is not None:
+            return list(self.class_labels)
+        width = next(s.shape[1] for s in self.outputs if s.name == self._proba_output)
+        return list(range(width)) if width > 0 else None

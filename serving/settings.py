@@ -1,0 +1,75 @@
+"""Server settings: flags and `SERVING_*` environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+SAGEMAKER_REALTIME_PAYLOAD_LIMIT = 6 * 1024 * 1024
+
+
+def default_model_location() -> Path:
+    """Where the platforms put the model: SageMaker, then Azure ML, then the bundled demo."""
+    if sm_dir := os.environ.get("SM_MODEL_DIR"):
+        return Path(sm_dir)
+    if SAGEMAKER_MODEL_DIR.is_dir() and any(SAGEMAKER_MODEL_DIR.iterdir()):
+        return SAGEMAKER_MODEL_DIR
+    if azureml_dir := os.environ.get("AZUREML_MODEL_DIR"):
+        return Path(azureml_dir)
+    return BUNDLED_MODEL
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. Each field is `SERVING_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore", frozen=True)
+
+    model: Path = Field(
+        default_factory=default_model_location,
+        description="ONNX file, or a directory holding model.onnx (or exactly one *.onnx).",
+    )
+    model_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="Name in URLs and metadata; default: the model's metadata, else the file name.",
+    )
+    model_version: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="Version in metadata; default: the model's metadata, else '1'.",
+    )
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated keys, primary first; empty disables auth.",
+    )
+    max_body_bytes: int = Field(default=SAGEMAKER_REALTIME_PAYLOAD_LIMIT, ge=1024)
+    max_concurrent_requests: int = Field(default=2, ge=1, le=256, description="Inferences running at once per worker.")
+    max_rows: int = Field(default=10_000, ge=1)
+    intra_op_threads: int = Field(
+        default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_strong(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(keys, start=1):
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(f"API key #{position} is shorter than 16 characters")
+        return keys
