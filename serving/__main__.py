@@ -90,7 +90,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv if argv is not None else sys.argv[1:])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "serve")  # `python -m serving --port 9000` means serve
+    args = _parser().parse_args(argv)
     if args.command in (None, "serve"):
         return serve(args)
     return 2

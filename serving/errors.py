@@ -42,6 +42,14 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class MethodNotAllowed(RequestError):
+    status = 405
+    code = "method_not_allowed"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", b"POST")]
+
+
 class NotAcceptable(RequestError):
     status = 406
     code = "not_acceptable"

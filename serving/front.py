@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.auth import KeyCheck
-from serving.errors import NotFound, NotReady, PayloadTooLarge, RequestError
+from serving.errors import MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, RequestError
 from serving.protocols import azureml, jsonbody, sagemaker, v2
 from serving.runtime import ModelRuntime
 from serving.settings import Settings
@@ -91,10 +91,12 @@ class InferenceFront:
         try:
             if self.keys.enabled and not _is_open(path):
                 self.keys.verify(_headers(scope).get(b"authorization"))
-            handler = self._route(path) if scope["method"] == "POST" else None
+            handler = self._route(path)
             if handler is None:
                 await self.fallback(scope, receive, send)
                 return
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
             reply = await self._serve(handler, scope, receive)
         except RequestError as error:
             reply = Reply(error.status, jsonbody.dumps(error.body()), JSON, tuple(error.headers()))

@@ -1,0 +1,42 @@
+# One entry point for people and CI. Needs only python3 (3.11+), pip and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: serve test lint format model bench clean
+
+$(STAMP): requirements-dev.txt serving/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+## serve: build the environment and run the model server with the demo model on $(HOST):$(PORT)
+serve: $(STAMP)
+	$(PY) -m serving serve --host $(HOST) --port $(PORT)
+
+## test: build the environment, lint everything, run every test
+test: lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/hadolint serving/Dockerfile
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+## model: retrain the bundled demo model (deterministic: same seed, same bytes)
+model: $(STAMP)
+	$(PY) scripts/train_demo_model.py
+
+## bench: load benchmark over loopback (see bench/README.md)
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

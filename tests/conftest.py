@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.serving.server import REPO, RunningServer, running_server
+
+DEMO_MODEL = REPO / "serving" / "model" / "model.onnx"
+PRIMARY_KEY = "primary-key-0123456789abcdef"
+SECONDARY_KEY = "secondary-key-0123456789abcdef"
+
+# Rainy and dry days at the port of Turku, in the model's feature order.
+SAMPLE_ROWS = [
+    [5.0, 0.95, 10.0, 180.0, 3.0, 995.0, 2.0],
+    [20.0, 0.40, 5.0, 90.0, 16.0, 1025.0, 0.0],
+    [8.0, 0.85, 22.0, 250.0, 8.0, 1004.0, 1.0],
+]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The server with the demo model and two API keys, as it runs in production."""
+    env = {"SERVING_API_KEYS": f"{PRIMARY_KEY},{SECONDARY_KEY}"}
+    with running_server(tmp_path_factory.mktemp("server"), env=env) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {PRIMARY_KEY}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def reference() -> ort.InferenceSession:
+    """The demo model run directly with onnxruntime: what every protocol must agree with."""
+    return ort.InferenceSession(str(DEMO_MODEL), providers=["CPUExecutionProvider"])
+
+
+def direct_predictions(session: ort.InferenceSession, rows: list[list[float]]) -> tuple[list, list]:
+    labels, probabilities = session.run(None, {"input": np.array(rows, dtype=np.float32)})
+    return labels.tolist(), probabilities.tolist()
+
+
+@pytest.fixture
+def demo_path() -> Path:
+    return DEMO_MODEL

@@ -1,0 +1,50 @@
+"""Key auth: inference needs a key (primary or secondary), health and docs stay open."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLE_ROWS, SECONDARY_KEY
+from tests.serving.server import RunningServer
+
+PROTECTED = [
+    ("POST", "/score", {"data": SAMPLE_ROWS}),
+    ("POST", "/invocations", {"instances": SAMPLE_ROWS}),
+    ("POST", "/v2/models/weather-rain/infer", {"inputs": []}),
+    ("GET", "/v2/models/weather-rain", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-key-0123456789abcdef", "Basic abc", ""])
+def test_inference_routes_need_a_valid_key(
+    server: RunningServer, method: str, path: str, body: dict | None, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = httpx.request(method, server.url + path, json=body, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "Authorization: Bearer" in response.json()["error"]
+
+
+def test_secondary_key_works_for_rotation(server: RunningServer) -> None:
+    response = httpx.post(
+        server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"Authorization": f"Bearer {SECONDARY_KEY}"}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/ping", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/weather-rain/ready", "/docs"]
+)
+def test_health_and_docs_stay_open(server: RunningServer, path: str) -> None:
+    assert httpx.get(server.url + path).status_code == 200
+
+
+def test_keys_never_reach_the_log(server: RunningServer) -> None:
+    httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"Authorization": "Bearer leaked-guess-123"})
+    log = server.log()
+    assert "primary-key" not in log
+    assert "secondary-key" not in log
+    assert "leaked-guess" not in log

@@ -1,0 +1,133 @@
+"""Bad requests are the client's error: a 4xx with a JSON body saying what and where, never a 5xx."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLE_ROWS
+
+ROW = SAMPLE_ROWS[0]
+
+JSON_CASES = [
+    ("/score", b"{not json", 400, "not valid JSON"),
+    ("/score", b"", 400, "empty"),
+    ("/score", b"[1, 2]", 400, "JSON object"),
+    ("/score", b'{"rows": []}', 400, "'data'"),
+    ("/score", b'{"data": []}', 400, "no rows"),
+    ("/score", b'{"data": [[1, 2, 3]]}', 400, "data[0]: expected 7 values, got 3"),
+    ("/score", b'{"data": [[1, 2, 3, 4, 5, 6, 7], [1, 2]]}', 400, "data[1]: expected 7 values, got 2"),
+    ("/score", b'{"data": [[1, 2, 3, "x", 5, 6, 7]]}', 400, "data[0][3]: expected a number"),
+    ("/score", b'{"data": [[1, 2, 3, null, 5, 6, 7]]}', 400, "data[0][3]: expected a number"),
+    ("/score", b'{"data": [[1, 2, 3, 4, 5, 6, 1e39]]}', 400, "data[0][6]"),
+    ("/score", b'{"data": [[1, 2, 3, 4, 5, 6, NaN]]}', 400, "not valid JSON"),
+    ("/score", b'{"data": "1,2,3"}', 400, "expected a list of rows"),
+    ("/score", b'{"data": [[1,2,3,4,5,6,7]], "method": "explain"}', 400, "method"),
+    ("/score", b'{"data": [{"Humidity": 0.5}]}', 400, "data[0]: missing Temperature_C"),
+    (
+        "/score",
+        b'{"data": {"Temperature_C": 1, "Humidity": 1, "Wind_speed_kmph": 1, "Wind_bearing_degrees": 1, '
+        b'"Visibility_km": 1, "Pressure_millibars": 1, "Current_weather_condition": 1, "Rain": 1}}',
+        400,
+        "unknown Rain",
+    ),
+    ("/invocations", b'{"instances": [[1]], "inputs": [[1]]}', 400, "exactly one of"),
+    ("/invocations", b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}', 400, "unknown a"),
+    ("/invocations", b'{"dataframe_split": [1, 2]}', 400, "dataframe_split"),
+    ("/v2/models/weather-rain/infer", b'{"inputs": []}', 400, "exactly one tensor"),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "x", "shape": [1, 7], "datatype": "FP32", "data": [1,2,3,4,5,6,7]}]}',
+        400,
+        "expected 'input'",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [2, 7], "datatype": "FP32", "data": [1,2,3,4,5,6,7]}]}',
+        400,
+        "do not fill shape",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": [1,2,3,4,5,6]}]}',
+        400,
+        "shape",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "BYTES", "data": ["a"]}]}',
+        400,
+        "datatype",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "FP32", "data": [1,2,3,4,5,6,7]}], '
+        b'"outputs": [{"name": "nope"}]}',
+        400,
+        "unknown nope",
+    ),
+    ("/v2/models/other/infer", b"{}", 404, "model 'other' not found"),
+    ("/v2/models/weather-rain/versions/9/infer", b"{}", 404, "version '9'"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "message"), JSON_CASES)
+def test_bad_json_requests(client: httpx.Client, path: str, body: bytes, status: int, message: str) -> None:
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+CSV_CASES = [
+    ("1,2,3\n", "CSV row 1: expected 7 values, got 3"),
+    ("1,2,3,4,5,6,7\n1,2,3,x,5,6,7\n", "CSV row 2, column 4"),
+    ("1,2,3,4,5,6,nan\n", "NaN"),
+    ("\n\n", "no rows"),
+    ("Temperature_C,Humidity\n1,2\n", "CSV header: missing Wind_speed_kmph"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), CSV_CASES)
+def test_bad_csv_requests(client: httpx.Client, body: str, message: str) -> None:
+    response = client.post("/invocations", content=body, headers={"Content-Type": "text/csv"})
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_non_utf8_csv(client: httpx.Client) -> None:
+    response = client.post("/invocations", content=b"\xff\xfe1,2", headers={"Content-Type": "text/csv"})
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["error"]
+
+
+def test_wrong_content_type(client: httpx.Client) -> None:
+    response = client.post("/invocations", content=b"<rows/>", headers={"Content-Type": "application/xml"})
+    assert response.status_code == 415
+    assert "application/json or text/csv" in response.json()["error"]
+
+
+def test_unacceptable_response_type(client: httpx.Client) -> None:
+    response = client.post("/invocations", json={"instances": [ROW]}, headers={"Accept": "application/xml"})
+    assert response.status_code == 406
+
+
+def test_too_many_rows(client: httpx.Client) -> None:
+    response = client.post("/score", json={"data": [ROW] * 10_001})
+    assert response.status_code == 400
+    assert "limit of 10000 rows" in response.json()["error"]
+
+
+def test_unknown_model_metadata(client: httpx.Client) -> None:
+    response = client.get("/v2/models/other")
+    assert response.status_code == 404
+    assert "this server serves 'weather-rain'" in response.json()["error"]
+
+
+def test_unknown_route_is_json_404(client: httpx.Client) -> None:
+    response = client.get("/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]
+
+
+def test_wrong_method(client: httpx.Client) -> None:
+    assert client.get("/score").status_code == 405

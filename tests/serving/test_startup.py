@@ -1,0 +1,110 @@
+"""Start-up: where the model comes from, any ONNX regressor works, bad models and settings stop cleanly."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEMO_MODEL, SAMPLE_ROWS
+from tests.serving.models import linear_regressor
+from tests.serving.server import REPO, base_env, running_server
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "serving", *args],
+        cwd=REPO,
+        env=base_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_model_stops_with_one_line(tmp_path: Path) -> None:
+    result = run_cli("serve", "--model", str(tmp_path / "absent.onnx"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: model not found: {tmp_path / 'absent.onnx'} does not exist"]
+
+
+def test_invalid_onnx_stops_with_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    result = run_cli("serve", "--model", str(broken))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: not a valid ONNX model: {broken}")
+
+
+def test_directory_with_several_models_is_ambiguous(tmp_path: Path) -> None:
+    linear_regressor(tmp_path / "a" / "one.onnx", [1.0], 0.0)
+    linear_regressor(tmp_path / "b" / "two.onnx", [1.0], 0.0)
+    result = run_cli("serve", "--model", str(tmp_path))
+    assert result.returncode == 1
+    assert "ambiguous model" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--port", "70000"], {}, "SERVING_PORT (--port)"),
+        (["--workers", "zero"], {}, "SERVING_WORKERS (--workers)"),
+        ([], {"SERVING_API_KEYS": "short"}, "API key #1 is shorter than 16 characters"),
+        ([], {"SERVING_MAX_ROWS": "0"}, "SERVING_MAX_ROWS"),
+        ([], {"SERVING_LOG_LEVEL": "loud"}, "SERVING_LOG_LEVEL"),
+    ],
+)
+def test_bad_settings_name_the_setting(args: list[str], env: dict[str, str], message: str) -> None:
+    result = run_cli("serve", *args, env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_any_onnx_regressor_with_a_2d_float_input(tmp_path: Path) -> None:
+    model = linear_regressor(tmp_path / "price.onnx", [2.0, -1.0, 0.5], 10.0)
+    with running_server(tmp_path, args=["--model", str(model)]) as server:
+        body = httpx.post(server.url + "/score", json={"data": [[1, 2, 4], [0, 0, 0]]}).json()
+        assert body["predictions"] == pytest.approx([12.0, 10.0])
+        proba = httpx.post(server.url + "/score", json={"data": [[1, 2, 4]], "method": "predict_proba"})
+        assert proba.status_code == 400
+        assert "not a classifier" in proba.json()["error"]
+        # Name and version fall back to the file name and "1" without metadata.
+        assert httpx.get(server.url + "/v2/models/price").json()["versions"] == ["1"]
+        infer = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 4]}]}
+        outputs = httpx.post(server.url + "/v2/models/price/infer", json=infer).json()["outputs"]
+        assert outputs == [{"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [12.0]}]
+
+
+def test_sagemaker_model_dir_and_serve_command(tmp_path: Path) -> None:
+    """SageMaker: `serve`, port from flags, model from SM_MODEL_DIR (what /opt/ml/model holds)."""
+    model_dir = tmp_path / "opt-ml-model"
+    linear_regressor(model_dir / "model.onnx", [1.0, 1.0], 0.0, {"name": "summer", "version": "3"})
+    with running_server(tmp_path, env={"SM_MODEL_DIR": str(model_dir)}) as server:
+        assert httpx.get(server.url + "/ping").status_code == 200
+        response = httpx.post(server.url + "/invocations", content="1,2\n3,4\n", headers={"Content-Type": "text/csv"})
+        assert response.json() == {"predictions": [3.0, 7.0]}
+        assert httpx.get(server.url + "/v2/models/summer/versions/3").status_code == 200
+
+
+def test_azureml_model_dir_with_nested_layout(tmp_path: Path) -> None:
+    """Azure ML mounts models as AZUREML_MODEL_DIR/<name>/<version>/<file>."""
+    model_dir = tmp_path / "azureml-models"
+    target = model_dir / "weather-rain" / "1" / "weather.onnx"
+    target.parent.mkdir(parents=True)
+    shutil.copy(DEMO_MODEL, target)
+    with running_server(tmp_path, env={"AZUREML_MODEL_DIR": str(model_dir)}, command=()) as server:
+        response = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS})
+        assert response.status_code == 200
+
+
+def test_model_name_override(tmp_path: Path) -> None:
+    with running_server(tmp_path, args=["--model-name", "rain-v2"]) as server:
+        assert httpx.get(server.url + "/v2/models/rain-v2/ready").json()["ready"] is True
+        assert httpx.get(server.url + "/v2/models/weather-rain/ready").status_code == 404
