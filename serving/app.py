@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from serving import __version__
 from serving.errors import RequestError
-from serving.front import InferenceFront, ServerState, check_model_address
+from serving.front import InferenceFront, ServerState, check_model_address, is_open_path
 from serving.openapi_models import (
     ErrorBody,
     InferRequest,
@@ -56,8 +56,12 @@ def _health_routes(api: FastAPI, state: ServerState) -> None:
     async def live_root() -> dict[str, str]:
         return {"status": "alive"}
 
-    @api.get("/ping", tags=["health"], summary="SageMaker health check: 200 once the model is ready",
-             responses={503: {"model": ErrorBody}})
+    @api.get(
+        "/ping",
+        tags=["health"],
+        summary="SageMaker health check: 200 once the model is ready",
+        responses={503: {"model": ErrorBody}},
+    )
     async def ping() -> JSONResponse:
         return _readiness(state)
 
@@ -65,8 +69,12 @@ def _health_routes(api: FastAPI, state: ServerState) -> None:
     async def v2_live() -> dict[str, bool]:
         return {"live": True}
 
-    @api.get("/v2/health/ready", tags=["v2"], summary="Readiness: model loaded and warmed up",
-             responses={503: {"model": ErrorBody}})
+    @api.get(
+        "/v2/health/ready",
+        tags=["v2"],
+        summary="Readiness: model loaded and warmed up",
+        responses={503: {"model": ErrorBody}},
+    )
     async def v2_ready() -> JSONResponse:
         return _readiness(state)
 
@@ -75,8 +83,9 @@ def _readiness(state: ServerState) -> JSONResponse:
     if state.ready:
         return JSONResponse({"ready": True, "status": "ready"})
     reason = "draining" if state.draining else "model is loading"
-    return JSONResponse({"ready": False, "error": reason, "code": "not_ready"}, status_code=503,
-                        headers={"retry-after": "1"})
+    return JSONResponse(
+        {"ready": False, "error": reason, "code": "not_ready"}, status_code=503, headers={"retry-after": "1"}
+    )
 
 
 def _v2_metadata_routes(api: FastAPI, state: ServerState) -> None:
@@ -95,26 +104,65 @@ def _v2_metadata_routes(api: FastAPI, state: ServerState) -> None:
         return JSONResponse({"name": runtime.name, "ready": state.ready}, status_code=200 if state.ready else 503)
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        api.add_api_route(prefix, model_metadata, methods=["GET"], tags=["v2"], summary="Model metadata",
-                          responses={404: {"model": ErrorBody}})
-        api.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=["v2"], summary="Model readiness",
-                          responses={404: {"model": ErrorBody}})
+        api.add_api_route(
+            prefix,
+            model_metadata,
+            methods=["GET"],
+            tags=["v2"],
+            summary="Model metadata",
+            responses={404: {"model": ErrorBody}},
+        )
+        api.add_api_route(
+            prefix + "/ready",
+            model_ready,
+            methods=["GET"],
+            tags=["v2"],
+            summary="Model readiness",
+            responses={404: {"model": ErrorBody}},
+        )
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
 
 
-def _inference_operation(summary: str, request: dict[str, Any], response: dict[str, Any], tag: str,
-                         params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    errors = {str(code): {"description": text, "content": {"application/json": _json_body(ErrorBody)}}
-              for code, text in [(400, "Invalid input"), (401, "Missing or wrong API key"),
-                                 (413, "Body too large"), (503, "Not ready")]}
-    return {"post": {
-        "tags": [tag], "summary": summary, "parameters": params or [],
-        "requestBody": {"required": True, "content": request},
-        "responses": {"200": {"description": "Predictions", "content": response}, **errors},
-    }}
+ERROR_TEXTS = {
+    400: "Invalid input",
+    401: "Missing or wrong API key",
+    404: "Unknown model or version",
+    405: "Method not allowed",
+    406: "Cannot answer in the accepted media type",
+    413: "Body too large",
+    415: "Unsupported content type",
+    503: "Not ready",
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(code): {"description": ERROR_TEXTS[code], "content": {"application/json": _json_body(ErrorBody)}}
+        for code in codes
+    }
+
+
+def _inference_operation(
+    summary: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    tag: str,
+    params: list[dict[str, Any]] | None = None,
+    extra_errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    errors = _errors(400, 401, 413, 503, *extra_errors)
+    return {
+        "post": {
+            "tags": [tag],
+            "summary": summary,
+            "parameters": params or [],
+            "requestBody": {"required": True, "content": request},
+            "responses": {"200": {"description": "Predictions", "content": response}, **errors},
+        }
+    }
 
 
 def _document_inference_routes(api: FastAPI, keys_enabled: bool) -> None:
@@ -126,8 +174,10 @@ def _document_inference_routes(api: FastAPI, keys_enabled: bool) -> None:
             return api.openapi_schema
         schema = base_openapi()
         _, definitions = models_json_schema(
-            [(m, "validation") for m in (ScoreRequest, PredictionsResponse, MlflowRequest, InferRequest,
-                                         InferResponse, ErrorBody)],
+            [
+                (m, "validation")
+                for m in (ScoreRequest, PredictionsResponse, MlflowRequest, InferRequest, InferResponse, ErrorBody)
+            ],
             ref_template="#/components/schemas/{model}",
         )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
@@ -137,27 +187,41 @@ def _document_inference_routes(api: FastAPI, keys_enabled: bool) -> None:
         infer_out = {"application/json": _json_body(InferResponse)}
         paths = {
             "/score": _inference_operation(
-                "Score rows (Azure ML style)", {"application/json": _json_body(ScoreRequest)},
-                {"application/json": _json_body(PredictionsResponse)}, "azureml"),
+                "Score rows (Azure ML style)",
+                {"application/json": _json_body(ScoreRequest)},
+                {"application/json": _json_body(PredictionsResponse)},
+                "azureml",
+            ),
             "/invocations": _inference_operation(
                 "Score rows (SageMaker / MLflow)",
                 {"application/json": _json_body(MlflowRequest), "text/csv": {"schema": {"type": "string"}}},
                 {"application/json": _json_body(PredictionsResponse), "text/csv": {"schema": {"type": "string"}}},
                 "sagemaker",
-                [{"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header", "required": False,
-                  "schema": {"type": "string", "example": "method=predict_proba"}}]),
-            "/v2/models/{name}/infer": _inference_operation("Infer (Open Inference Protocol)", infer, infer_out,
-                                                            "v2", [name]),
+                extra_errors=(406, 415),
+                params=[
+                    {
+                        "name": "X-Amzn-SageMaker-Custom-Attributes",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "example": "method=predict_proba"},
+                    }
+                ],
+            ),
+            "/v2/models/{name}/infer": _inference_operation(
+                "Infer (Open Inference Protocol)", infer, infer_out, "v2", [name], (404,)
+            ),
             "/v2/models/{name}/versions/{version}/infer": _inference_operation(
-                "Infer a version (Open Inference Protocol)", infer, infer_out, "v2", [name, version]),
+                "Infer a version (Open Inference Protocol)", infer, infer_out, "v2", [name, version], (404,)
+            ),
         }
         schema["paths"].update(paths)
         if keys_enabled:
             schema["components"]["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
             for path, item in schema["paths"].items():
-                if path in paths or path.startswith("/v2/models/{name}") and not path.endswith("/ready"):
+                if not is_open_path(path):
                     for operation in item.values():
                         operation["security"] = [{"apiKey": []}]
+                        operation["responses"].update(_errors(401))
         api.openapi_schema = schema
         return schema
 
@@ -178,8 +242,12 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         if loader is not None:
             loader.cancel()
 
-    api = FastAPI(title="mlserve", version=__version__, lifespan=lifespan,
-                  description="One ONNX model behind Azure ML, SageMaker and Open Inference Protocol routes.")
+    api = FastAPI(
+        title="mlserve",
+        version=__version__,
+        lifespan=lifespan,
+        description="One ONNX model behind Azure ML, SageMaker and Open Inference Protocol routes.",
+    )
 
     @api.exception_handler(RequestError)
     async def request_error(_: Request, error: RequestError) -> JSONResponse:
@@ -187,8 +255,11 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
 
     @api.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail), "code": "http_error"}, status_code=error.status_code,
-                            headers=getattr(error, "headers", None))
+        return JSONResponse(
+            {"error": str(error.detail), "code": "http_error"},
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
 
     @api.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -31,8 +31,18 @@ CSV = b"text/csv"
 
 # Routes anyone may call, also when keys are configured: health probes and the API description.
 OPEN_PATHS = frozenset(
-    {"/", "/ping", "/v2", "/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect",
-     "/redoc", "/openapi.json", "/swagger.json"}
+    {
+        "/",
+        "/ping",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/swagger.json",
+    }
 )
 
 
@@ -68,7 +78,7 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
 
-def _is_open(path: str) -> bool:
+def is_open_path(path: str) -> bool:
     return path in OPEN_PATHS or (path.startswith("/v2/models/") and path.endswith("/ready"))
 
 
@@ -89,7 +99,7 @@ class InferenceFront:
             return
         path: str = scope["path"]
         try:
-            if self.keys.enabled and not _is_open(path):
+            if self.keys.enabled and not is_open_path(path):
                 self.keys.verify(_headers(scope).get(b"authorization"))
             handler = self._route(path)
             if handler is None:
@@ -127,7 +137,7 @@ class InferenceFront:
 
     # Handlers run in the executor: plain functions of (body, headers, runtime).
 
-    def score(self, body: bytes, headers: dict[bytes, bytes], runtime: ModelRuntime) -> Reply:
+    def score(self, body: bytes, _headers: dict[bytes, bytes], runtime: ModelRuntime) -> Reply:
         rows, method = azureml.parse_score(body, runtime, self.settings.max_rows)
         prediction = jsonbody.predict(runtime, rows, method)
         return Reply(200, jsonbody.predictions_body(runtime, prediction, method))
@@ -147,7 +157,7 @@ class InferenceFront:
         return Reply(200, jsonbody.predictions_body(runtime, prediction, method))
 
     def _v2_infer(self, name: str, version: str | None) -> Handler:
-        def infer(body: bytes, headers: dict[bytes, bytes], runtime: ModelRuntime) -> Reply:
+        def infer(body: bytes, _headers: dict[bytes, bytes], runtime: ModelRuntime) -> Reply:
             check_model_address(runtime, name, version)
             rows, names, request_id = v2.parse_infer(body, runtime, self.settings.max_rows)
             results = runtime.run_outputs(rows, names)
@@ -160,7 +170,9 @@ def check_model_address(runtime: ModelRuntime, name: str, version: str | None) -
     if name != runtime.name:
         raise NotFound(f"model '{name:.64}' not found; this server serves '{runtime.name}'")
     if version is not None and version != runtime.version:
-        raise NotFound(f"version '{version:.64}' of model '{name}' not found; this server serves version '{runtime.version}'")
+        raise NotFound(
+            f"version '{version:.64}' of model '{name}' not found; this server serves version '{runtime.version}'"
+        )
 
 
 async def _read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:

@@ -54,9 +54,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=SAGEMAKER_REALTIME_PAYLOAD_LIMIT, ge=1024)
     max_concurrent_requests: int = Field(default=2, ge=1, le=256, description="Inferences running at once per worker.")
     max_rows: int = Field(default=10_000, ge=1)
-    intra_op_threads: int = Field(
-        default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide."
-    )
+    intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("api_keys", mode="before")

@@ -59,9 +59,7 @@ def numeric_rows(rows: list, width: int, max_rows: int, where: str) -> np.ndarra
         return ensure_finite(matrix.astype(np.float32), where)
 
 
-def named_records(
-    records: list, features: Sequence[str] | None, max_rows: int, where: str
-) -> np.ndarray:
+def named_records(records: list, features: Sequence[str] | None, max_rows: int, where: str) -> np.ndarray:
     """Records keyed by feature name, in any key order -> float32 in the model's column order."""
     if features is None:
         raise InvalidInput(
@@ -83,8 +81,7 @@ def named_records(
                 parts.append(f"unknown {', '.join(unknown)}")
             raise InvalidInput(f"{where}[{r}]: {'; '.join(parts)}")
         rows.append([record[f] for f in features])
-    matrix = numeric_rows(rows, len(features), max_rows, where)
-    return matrix
+    return numeric_rows(rows, len(features), max_rows, where)
 
 
 def columns_and_rows(
@@ -105,11 +102,13 @@ def columns_and_rows(
     missing = [f for f in features if f not in columns]
     if unknown or missing or len(set(columns)) != len(columns):
         detail = "; ".join(
-            p for p in (
+            p
+            for p in (
                 f"missing {', '.join(missing)}" if missing else "",
                 f"unknown {', '.join(unknown)}" if unknown else "",
                 "duplicate column names" if len(set(columns)) != len(columns) else "",
-            ) if p
+            )
+            if p
         )
         raise InvalidInput(f"{where}.columns: {detail}")
     matrix = numeric_rows(rows, len(columns), max_rows, f"{where}.data")

@@ -79,7 +79,7 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
         names = known
     else:
         if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
-            raise InvalidInput("outputs: expected a list of {\"name\": ...} objects")
+            raise InvalidInput('outputs: expected a list of {"name": ...} objects')
         names = [o.get("name") for o in requested]
         unknown = [str(n) for n in names if n not in known]
         if unknown:
