@@ -1,4 +1,4 @@
-"""Command line: `python -m serving [serve] [--model PATH] [--port 8080] ...`.
+"""Command line: `python -m serving [serve|batch] ...`.
 
 SageMaker starts the image as `docker run IMAGE serve`; with no command, `serve` is assumed.
 """
@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 from pydantic import ValidationError
 
 from serving.runtime import ModelLoadError
-from serving.settings import Settings
+from serving.settings import Settings, container_cpu_count
+
+log = logging.getLogger("serving")
 
 # Flag -> setting; each flag overrides its SERVING_* variable.
 SERVE_FLAGS = {
@@ -22,8 +26,11 @@ SERVE_FLAGS = {
     "model_version": "Model version (default: from the model's metadata)",
     "host": "Address to bind (default 0.0.0.0)",
     "port": "Port (default 8080)",
-    "workers": "Worker processes, each with its own copy of the model",
+    "workers": "Worker processes, each with its own copy of the model (default: CPU count)",
     "max_concurrent_requests": "Inferences running at once per worker",
+    "max_queue_size": "Requests waiting for a slot per worker",
+    "max_queue_wait_ms": "Longest wait for a slot before 503",
+    "scoring_timeout_ms": "Longest scoring time before 504",
     "max_body_bytes": "Largest request body accepted",
     "max_rows": "Most rows per request",
     "log_level": "debug, info, warning or error",
@@ -36,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="Run the HTTP server (default)")
     for name, help_text in SERVE_FLAGS.items():
         serve.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
+    from serving.batch import add_batch_arguments
+
+    add_batch_arguments(commands.add_parser("batch", help="Score a CSV or Parquet file"))
     return parser
 
 
@@ -48,7 +58,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return Settings()
 
 
-def _describe(error: ValidationError) -> str:
+def describe_settings_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"])
@@ -60,32 +70,50 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from serving.app import create_app, load_runtime
+    from serving.logs import configure_logging
 
     try:
         settings = _settings_from(args)
     except ValidationError as error:
-        print(f"error: {_describe(error)}", file=sys.stderr)
+        print(f"error: {describe_settings_error(error)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     try:
         runtime = load_runtime(settings)  # fail fast, before binding the port, with one clear line
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    common: dict = {
+    workers = settings.workers or container_cpu_count()
+    common = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "access_log": False,
+        "log_config": None,
+        "access_log": False,  # the front writes one JSON line per request instead
+        "proxy_headers": False,
+        "server_header": False,
         "loop": "uvloop",
         "http": "httptools",
-        "timeout_graceful_shutdown": 20,
+        "timeout_graceful_shutdown": settings.drain_timeout_seconds,
     }
-    if settings.workers == 1:
+    log.info(
+        "serving %s version %s on %s:%s with %d worker(s)",
+        runtime.name,
+        runtime.version,
+        settings.host,
+        settings.port,
+        workers,
+    )
+    if workers == 1:
         uvicorn.run(create_app(settings, runtime), **common)
-    else:
-        del runtime  # each worker loads its own copy
-        uvicorn.run("serving.app:app_from_environment", factory=True, workers=settings.workers, **common)
+        return 0
+    del runtime  # each worker loads its own copy
+    metrics_dir = tempfile.mkdtemp(prefix="mlserve-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before workers import prometheus_client
+    try:
+        uvicorn.run("serving.app:app_from_environment", factory=True, workers=workers, **common)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -94,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")  # `python -m serving --port 9000` means serve
     args = _parser().parse_args(argv)
-    if args.command in (None, "serve"):
-        return serve(args)
-    return 2
+    if args.command == "batch":
+        from serving.batch import run_batch
+
+        return run_batch(args)
+    return serve(args)
 
 
 if __name__ == "__main__":

@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 from serving import __version__
+from serving.drain import install_drain_handler
 from serving.errors import RequestError
 from serving.front import InferenceFront, ServerState, check_model_address, is_open_path
+from serving.logs import AccessLog, configure_logging
+from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serving.metrics import Metrics
 from serving.openapi_models import (
     ErrorBody,
     InferRequest,
@@ -228,19 +232,34 @@ def _document_inference_routes(api: FastAPI, keys_enabled: bool) -> None:
     api.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None) -> InferenceFront:
+def create_app(
+    settings: Settings | None = None, runtime: ModelRuntime | None = None, access_log: AccessLog | None = None
+) -> InferenceFront:
     """The ASGI app. Without a runtime, the model loads in the background; readiness waits for it."""
     settings = settings or Settings()
-    state = ServerState(runtime=runtime)
+    state = ServerState()
+    metrics = Metrics()
+    access_log = access_log or AccessLog(settings.access_log)
+
+    def model_ready(loaded: ModelRuntime) -> None:
+        state.runtime = loaded
+        metrics.model_info.labels(loaded.name, loaded.version).set(1)
+
+    if runtime is not None:
+        model_ready(runtime)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = None
+        install_drain_handler(state, settings.shutdown_delay_seconds)
+        tasks = [asyncio.create_task(_housekeeping(front, access_log))]
         if state.runtime is None:
-            loader = asyncio.create_task(_load_in_background(settings, state))
+            tasks.append(asyncio.create_task(_load_in_background(settings, model_ready)))
         yield
-        if loader is not None:
-            loader.cancel()
+        for task in tasks:
+            task.cancel()
+        access_log.flush()
+        front.executor.shutdown(wait=False)
+        Metrics.worker_exited(os.getpid())
 
     api = FastAPI(
         title="mlserve",
@@ -271,23 +290,45 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     async def swagger() -> dict[str, Any]:
         return api.openapi()
 
+    @api.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        front.sample_gauges()
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
     _health_routes(api, state)
     _v2_metadata_routes(api, state)
-    front = InferenceFront(settings, state, api)
+    front = InferenceFront(settings, state, api, metrics, access_log)
     _document_inference_routes(api, front.keys.enabled)
     return front
 
 
-async def _load_in_background(settings: Settings, state: ServerState) -> None:
+async def _housekeeping(front: InferenceFront, access_log: AccessLog) -> None:
+    """Twice a second: gauges for multi-worker scrapes, and access lines out of the buffer."""
+    while True:
+        await asyncio.sleep(0.5)
+        front.sample_gauges()
+        access_log.flush()
+
+
+async def _load_in_background(settings: Settings, model_ready: Callable[[ModelRuntime], None]) -> None:
     try:
-        state.runtime = await asyncio.to_thread(load_runtime, settings)
-        log.info("model %s version %s ready", state.runtime.name, state.runtime.version)
+        runtime = await asyncio.to_thread(load_runtime, settings)
     except ModelLoadError as error:
         # The CLI validates the model before starting workers, so this is rare (e.g. the file changed).
         log.critical("%s", error)
         os._exit(3)
+    model_ready(runtime)
+    log.info("model %s version %s ready", runtime.name, runtime.version)
 
 
 def app_from_environment() -> InferenceFront:
     """Factory for uvicorn workers: settings come from SERVING_* variables."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

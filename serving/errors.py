@@ -71,3 +71,22 @@ class NotReady(RequestError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", b"1")]
+
+
+class Overloaded(RequestError):
+    """Too many requests: 503 at once rather than a growing queue."""
+
+    status = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"1")]
+
+
+class ScoringTimeout(RequestError):
+    status = 504
+    code = "scoring_timeout"

@@ -160,20 +160,27 @@ class ModelRuntime:
             )
         return label, None
 
-    def predict(self, rows: np.ndarray, *, probabilities: bool = False) -> Prediction:
-        """Score a [N, n_features] matrix. Thread-safe: onnxruntime sessions allow concurrent runs."""
+    def predict(
+        self, rows: np.ndarray, *, probabilities: bool = False, run_options: ort.RunOptions | None = None
+    ) -> Prediction:
+        """Score a [N, n_features] matrix. Thread-safe: onnxruntime sessions allow concurrent runs.
+
+        Setting `run_options.terminate` from another thread stops the run (scoring timeouts).
+        """
         if probabilities and self._proba_output is None:
             raise UnsupportedMethod(f"model '{self.name}' is not a classifier: it has no probabilities")
         names = [self._label_output] if self._proba_output is None else [self._label_output, self._proba_output]
-        results = self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)})
+        results = self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)}, run_options)
         labels = results[0]
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         return Prediction(labels=labels, probabilities=results[1] if len(results) > 1 else None)
 
-    def run_outputs(self, rows: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    def run_outputs(
+        self, rows: np.ndarray, names: list[str], run_options: ort.RunOptions | None = None
+    ) -> list[np.ndarray]:
         """Raw named outputs, for protocols that ask for tensors by name."""
-        return self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)})
+        return self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)}, run_options)
 
     def warm_up(self) -> None:
         """One inference so the first request does not pay for lazy initialisation."""

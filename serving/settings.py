@@ -46,13 +46,23 @@ class Settings(BaseSettings):
     )
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int | None = Field(default=None, ge=1, le=64, description="Default: the container's CPU count.")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(),
         description="Comma-separated keys, primary first; empty disables auth.",
     )
     max_body_bytes: int = Field(default=SAGEMAKER_REALTIME_PAYLOAD_LIMIT, ge=1024)
     max_concurrent_requests: int = Field(default=2, ge=1, le=256, description="Inferences running at once per worker.")
+    max_queue_size: int = Field(default=100, ge=0, le=10_000, description="Requests waiting for a slot per worker.")
+    max_queue_wait_ms: int = Field(default=1000, ge=0, le=600_000)
+    scoring_timeout_ms: int = Field(default=1000, ge=1, le=600_000)
+    shutdown_delay_seconds: float = Field(
+        default=2.0, ge=0, le=60, description="After SIGTERM: not ready, still serving, so load balancers notice."
+    )
+    drain_timeout_seconds: float = Field(
+        default=20.0, ge=0, le=300, description="Then: time for in-flight requests to finish before exit."
+    )
+    access_log: bool = True
     max_rows: int = Field(default=10_000, ge=1)
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -71,3 +81,15 @@ class Settings(BaseSettings):
             if len(key.get_secret_value()) < 16:
                 raise ValueError(f"API key #{position} is shorter than 16 characters")
         return keys
+
+
+def container_cpu_count() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup v2 CPU quota if one is set."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import orjson
 
 from serving.errors import InvalidInput
@@ -36,9 +37,11 @@ def method_from(payload: dict[str, Any], default: str = "predict") -> str:
     return method
 
 
-def predict(runtime: ModelRuntime, rows: np.ndarray, method: str) -> Prediction:
+def predict(
+    runtime: ModelRuntime, rows: np.ndarray, method: str, run_options: ort.RunOptions | None = None
+) -> Prediction:
     try:
-        return runtime.predict(rows, probabilities=method == "predict_proba")
+        return runtime.predict(rows, probabilities=method == "predict_proba", run_options=run_options)
     except UnsupportedMethod as error:
         raise InvalidInput(str(error)) from None
 

@@ -1,0 +1,332 @@
+"""Batch scoring: `python -m serving batch --input IN --output OUT`, in chunks and constant memory.
+
+CSV always; Parquet when pyarrow is installed; `s3://`, `abfs://`... URLs when fsspec and its
+filesystem package are installed (see serving/requirements-batch.txt). The output (and errors file)
+appear only when complete: written to a temporary file first, then moved or uploaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from serving.runtime import ModelLoadError, ModelRuntime
+from serving.settings import Settings
+
+
+class BatchError(Exception):
+    """A problem with the input or the options; the message says which row or option."""
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="CSV or Parquet file, local path or fsspec URL")
+    parser.add_argument("--output", required=True, help="Where to write input columns + predictions")
+    parser.add_argument("--model", help="ONNX file or directory (default: as for serve)")
+    parser.add_argument("--method", choices=["predict", "predict_proba"], default="predict")
+    parser.add_argument(
+        "--on-error",
+        choices=["stop", "skip"],
+        default="stop",
+        help="stop at the first bad row (default), or write bad rows to the errors file and go on",
+    )
+    parser.add_argument("--errors", help="Errors file for --on-error skip (default: OUTPUT with .errors.csv)")
+    parser.add_argument("--chunk-rows", type=int, default=10_000, help="Rows scored at a time")
+    parser.add_argument(
+        "--format",
+        choices=["auto", "csv", "parquet"],
+        default="auto",
+        help="Input and output format (default: by file extension)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    scored: int = 0
+    bad: int = 0
+
+
+# Files: local paths directly, URLs through fsspec.
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+@contextlib.contextmanager
+def open_input(location: str, mode: str) -> Iterator[IO[Any]]:
+    if _is_url(location):
+        try:
+            import fsspec
+        except ImportError:
+            raise BatchError(f"{location}: URLs need fsspec (pip install -r serving/requirements-batch.txt)") from None
+        try:
+            with fsspec.open(location, mode, newline="" if "t" in mode else None) as handle:
+                yield handle
+        except FileNotFoundError:
+            raise BatchError(f"input not found: {location}") from None
+        return
+    path = location.removeprefix("file://")
+    if not os.path.isfile(path):
+        raise BatchError(f"input not found: {path}")
+    with open(path, mode, newline="" if "t" in mode else None) as handle:
+        yield handle
+
+
+class AtomicOutput:
+    """A temporary file that becomes `location` only on commit(); discarded otherwise."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        local_dir = None if _is_url(location) else os.path.dirname(os.path.abspath(location.removeprefix("file://")))
+        if local_dir is not None and not os.path.isdir(local_dir):
+            raise BatchError(f"output directory does not exist: {local_dir}")
+        handle, self.temp_path = tempfile.mkstemp(prefix=".mlserve-", suffix=".partial", dir=local_dir)
+        os.close(handle)
+
+    def commit(self) -> None:
+        if _is_url(self.location):
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(self.location)
+            fs.put_file(self.temp_path, path)
+            os.unlink(self.temp_path)
+        else:
+            os.replace(self.temp_path, self.location.removeprefix("file://"))
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)
+
+
+# Rows -> features
+
+
+class Scorer:
+    def __init__(self, runtime: ModelRuntime, method: str) -> None:
+        self.runtime = runtime
+        self.method = method
+        if method == "predict_proba" and not runtime.is_classifier:
+            raise BatchError(f"--method predict_proba: model '{runtime.name}' is not a classifier")
+        classes = runtime.classes or []
+        self.output_columns = ["prediction"] + (
+            [f"probability_{c}" for c in classes] if method == "predict_proba" else []
+        )
+
+    def feature_columns(self, header: list[str]) -> list[int]:
+        features = self.runtime.feature_names
+        if features is None:
+            if len(header) < self.runtime.n_features:
+                raise BatchError(f"input has {len(header)} columns; the model needs {self.runtime.n_features}")
+            return list(range(self.runtime.n_features))
+        missing = [f for f in features if f not in header]
+        if missing:
+            raise BatchError(f"input header lacks the model's features: {', '.join(missing)}")
+        return [header.index(f) for f in features]
+
+    def score(self, matrix: np.ndarray) -> list[list[Any]]:
+        prediction = self.runtime.predict(matrix.astype(np.float32), probabilities=self.method == "predict_proba")
+        columns: list[Any] = [prediction.labels.tolist()]
+        if prediction.probabilities is not None:
+            columns.extend(prediction.probabilities.T.tolist())
+        return [list(values) for values in zip(*columns, strict=True)]
+
+
+def _row_problem(row: list[str], indices: list[int], header: list[str]) -> str | None:
+    if len(row) != len(header):
+        return f"expected {len(header)} values, got {len(row)}"
+    for i in indices:
+        try:
+            value = float(row[i])
+        except ValueError:
+            return f"column '{header[i]}': {row[i]!r:.40} is not a number"
+        if not np.isfinite(np.float32(value)):
+            return f"column '{header[i]}': {row[i]!r:.40} is not a finite float32 number"
+    return None
+
+
+def score_csv(
+    source: IO[str], out: IO[str], errors: IO[str] | None, scorer: Scorer, chunk_rows: int, progress: Any
+) -> Summary:
+    reader = csv.reader(source)
+    header = next(reader, None)
+    if header is None:
+        raise BatchError("input is empty: expected a header row")
+    indices = scorer.feature_columns(header)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header + scorer.output_columns)
+    error_writer = csv.writer(errors, lineterminator="\n") if errors is not None else None
+    if error_writer:
+        error_writer.writerow(["row", "line", *header, "error"])
+    summary = Summary()
+    chunk: list[tuple[int, int, list[str]]] = []
+
+    def flush() -> None:
+        good: list[list[str]] = []
+        try:
+            matrix = np.array([[row[i] for i in indices] for _, _, row in chunk], dtype=np.float64)
+            finite = np.isfinite(matrix.astype(np.float32)).all(axis=1) & all(len(r) == len(header) for *_, r in chunk)
+        except (ValueError, IndexError):
+            finite = None
+        if finite is not None and finite.all():
+            good = [row for *_, row in chunk]
+        else:
+            for number, line, row in chunk:
+                problem = _row_problem(row, indices, header)
+                if problem is None:
+                    good.append(row)
+                    continue
+                if error_writer is None:
+                    raise BatchError(f"row {number} (line {line}): {problem}; use --on-error skip to set it aside")
+                error_writer.writerow([number, line, *row, problem])
+                summary.bad += 1
+            matrix = np.array([[row[i] for i in indices] for row in good], dtype=np.float64)
+        if good:
+            writer.writerows(row + scored for row, scored in zip(good, scorer.score(matrix), strict=True))
+        summary.scored += len(good)
+        progress.update(len(chunk))
+        chunk.clear()
+
+    for row in reader:
+        if not row:
+            continue
+        summary.rows += 1
+        chunk.append((summary.rows, reader.line_num, row))
+        if len(chunk) >= chunk_rows:
+            flush()
+    if chunk:
+        flush()
+    return summary
+
+
+def score_parquet(
+    source: IO[bytes], out_path: str, errors: IO[str] | None, scorer: Scorer, chunk_rows: int, progress: Any
+) -> Summary:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BatchError("Parquet needs pyarrow (pip install -r serving/requirements-batch.txt)") from None
+    parquet = pq.ParquetFile(source)
+    header = parquet.schema_arrow.names
+    indices = scorer.feature_columns(header)
+    error_writer = csv.writer(errors, lineterminator="\n") if errors is not None else None
+    if error_writer:
+        error_writer.writerow(["row", *header, "error"])
+    summary = Summary()
+    writer = None
+    try:
+        for batch in parquet.iter_batches(batch_size=chunk_rows):
+            try:
+                matrix = np.column_stack(
+                    [batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in indices]
+                )
+            except (ValueError, TypeError, pa.ArrowInvalid) as error:
+                raise BatchError(f"rows {summary.rows + 1}-{summary.rows + batch.num_rows}: {error}") from None
+            ok = np.isfinite(matrix.astype(np.float32)).all(axis=1)
+            if not ok.all():
+                for offset in np.flatnonzero(~ok):
+                    number = summary.rows + int(offset) + 1
+                    column = header[indices[int(np.flatnonzero(~np.isfinite(matrix[offset]))[0])]]
+                    problem = f"column '{column}': missing, NaN or not a finite float32 number"
+                    if error_writer is None:
+                        raise BatchError(f"row {number}: {problem}; use --on-error skip to set it aside")
+                    error_writer.writerow([number, *batch.slice(int(offset), 1).to_pylist()[0].values(), problem])
+                summary.bad += int((~ok).sum())
+                batch = batch.filter(pa.array(ok))
+                matrix = matrix[ok]
+            summary.rows += len(ok)
+            if batch.num_rows:
+                scored = scorer.score(matrix)
+                for position, name in enumerate(scorer.output_columns):
+                    batch = batch.append_column(name, pa.array([r[position] for r in scored]))
+                if writer is None:
+                    writer = pq.ParquetWriter(out_path, batch.schema)
+                writer.write_batch(batch)
+                summary.scored += batch.num_rows
+            progress.update(len(ok))
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise BatchError("no rows were scored: the input is empty or every row is bad")
+    return summary
+
+
+def _format(location: str, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "parquet" if location.lower().endswith((".parquet", ".pq")) else "csv"
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    try:
+        summary = _run(args)
+    except (BatchError, ModelLoadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except ValidationError as error:
+        from serving.__main__ import describe_settings_error
+
+        print(f"error: {describe_settings_error(error)}", file=sys.stderr)
+        return 2
+    print(
+        f"scored {summary.scored} of {summary.rows} rows into {args.output}"
+        + (f"; {summary.bad} bad rows in {args.errors}" if summary.bad else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> Summary:
+    from tqdm import tqdm
+
+    if args.chunk_rows < 1:
+        raise BatchError("--chunk-rows must be at least 1")
+    settings = Settings(**({"model": Path(args.model)} if args.model else {}))
+    runtime = ModelRuntime(settings.model, intra_op_threads=settings.intra_op_threads)
+    scorer = Scorer(runtime, args.method)
+    if args.on_error == "skip" and not args.errors:
+        args.errors = str(Path(args.output).with_suffix("")) + ".errors.csv"
+    kind = _format(args.input, args.format)
+    output = AtomicOutput(args.output)
+    errors = AtomicOutput(args.errors) if args.on_error == "skip" else None
+    try:
+        with contextlib.ExitStack() as stack:
+            progress = stack.enter_context(
+                tqdm(unit=" rows", disable=not args.progress if args.progress is not None else None, file=sys.stderr)
+            )
+            error_file = stack.enter_context(open(errors.temp_path, "w", newline="")) if errors else None
+            if kind == "parquet":
+                source = stack.enter_context(open_input(args.input, "rb"))
+                summary = score_parquet(source, output.temp_path, error_file, scorer, args.chunk_rows, progress)
+            else:
+                source = stack.enter_context(open_input(args.input, "rt"))
+                out = stack.enter_context(open(output.temp_path, "w", newline=""))
+                summary = score_csv(source, out, error_file, scorer, args.chunk_rows, progress)
+    except BaseException:
+        output.discard()
+        if errors:
+            errors.discard()
+        raise
+    output.commit()
+    if errors:
+        errors.commit()
+    return summary
