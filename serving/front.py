@@ -6,30 +6,29 @@ pydantic models, no Request objects); everything else falls through to FastAPI.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import onnxruntime as ort
 
-from serving.admission import Admission
+from serving import handlers
 from serving.auth import KeyCheck
 from serving.errors import (
     MethodNotAllowed,
-    NotFound,
     NotReady,
     Overloaded,
     PayloadTooLarge,
     RequestError,
     ScoringTimeout,
 )
-from serving.logs import AccessLog, request_id_from
+from serving.handlers import JSON, Call, Handler, Plan, Reply
+from serving.logs import AccessLog, RequestIds
 from serving.metrics import Metrics
-from serving.protocols import azureml, jsonbody, sagemaker, v2
+from serving.pool import InferencePool
+from serving.protocols import jsonbody
 from serving.runtime import ModelRuntime
 from serving.settings import Settings
 
@@ -40,8 +39,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON = b"application/json"
-CSV = b"text/csv"
+EXACT_ROUTES: dict[str, Handler] = {"/score": handlers.score, "/invocations": handlers.invocations}
 
 # Routes anyone may call, also when keys are configured: health probes, metrics and the API description.
 OPEN_PATHS = frozenset(
@@ -95,29 +93,6 @@ class ServerState:
         return self.runtime
 
 
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    content_type: bytes = JSON
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    rows: int = 0
-    scoring_seconds: float = 0.0
-
-
-@dataclass
-class Call:
-    """One inference request as the worker thread sees it."""
-
-    body: bytes
-    headers: dict[bytes, bytes]
-    runtime: ModelRuntime
-    run_options: ort.RunOptions = field(default_factory=ort.RunOptions)
-
-
-Handler = Callable[[Call], Reply]
-
-
 class InferenceFront:
     """ASGI app serving the inference routes itself and delegating the rest to `fallback`."""
 
@@ -130,12 +105,15 @@ class InferenceFront:
         self.metrics = metrics
         self.access_log = access_log
         self.keys = KeyCheck(settings.api_keys)
-        self.admission = Admission(
-            settings.max_concurrent_requests, settings.max_queue_size, settings.max_queue_wait_ms / 1000
+        self.request_ids = RequestIds()
+        self.pool = InferencePool(
+            settings.max_concurrent_requests,
+            settings.max_queue_size,
+            settings.max_queue_wait_ms / 1000,
+            settings.scoring_timeout_ms / 1000,
         )
-        self.scoring_timeout = settings.scoring_timeout_ms / 1000
-        self.executor = ThreadPoolExecutor(max_workers=settings.max_concurrent_requests, thread_name_prefix="infer")
-        self.exact_routes: dict[str, Handler] = {"/score": self.score, "/invocations": self.invocations}
+        self.inline_budget = settings.inline_scoring_budget_us / 1e6
+        self.inline_max_bytes = 64 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,9 +121,9 @@ class InferenceFront:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = request_id_from(headers.get(b"x-request-id"))
+        request_id = self.request_ids.next(headers.get(b"x-request-id"))
         path: str = scope["path"]
-        route = route_label(path)
+        route = path if path in EXACT_ROUTES else route_label(path)
         try:
             if self.keys.enabled and not is_open_path(path):
                 self.keys.verify(headers.get(b"authorization"))
@@ -159,7 +137,7 @@ class InferenceFront:
             reply = await self._serve(handler, headers, receive, route)
         except RequestError as error:
             if isinstance(error, (Overloaded, ScoringTimeout, PayloadTooLarge)) or error.status == 401:
-                self.metrics.rejections.labels(getattr(error, "reason", error.code)).inc()
+                self.metrics.reject(getattr(error, "reason", error.code))
             reply = Reply(error.status, jsonbody.dumps(error.body()), JSON, tuple(error.headers()))
         except Exception:
             log.exception("unexpected error on %s (request %s)", route, request_id)
@@ -188,101 +166,41 @@ class InferenceFront:
         await self.fallback(scope, receive, send_with_id)
         return status
 
+    async def _serve(self, handler: Handler, headers: dict[bytes, bytes], receive: Receive, route: str) -> Reply:
+        runtime = self.state.require_runtime()
+        body = await _read_body(headers, receive, self.settings.max_body_bytes)
+        call = Call(body, headers, runtime, self.settings.max_rows)
+        if len(body) <= self.inline_max_bytes and self.pool.pending == 0:
+            # A small body parses in microseconds; if scoring it is as cheap (measured at warm-up), a
+            # trip through the thread pool would cost more than the work itself.
+            plan = handler(call)
+            if runtime.cost_estimate(plan.rows) <= self.inline_budget:
+                return self._timed(route, plan, None)
+            return await self.pool.run(lambda run_options: self._timed(route, plan, run_options))
+        # Large bodies are parsed off the event loop too.
+        return await self.pool.run(lambda run_options: self._timed(route, handler(call), run_options))
+
+    def _timed(self, route: str, plan: Plan, run_options: ort.RunOptions | None) -> Reply:
+        started = time.perf_counter()
+        reply = plan.finish(run_options)
+        self.metrics.observe_scoring(route, reply.rows, time.perf_counter() - started)
+        return reply
+
     def _route(self, path: str) -> Handler | None:
-        handler = self.exact_routes.get(path)
+        handler = EXACT_ROUTES.get(path)
         if handler is not None:
             return handler
         if path.startswith(V2_MODELS) and path.endswith("/infer"):
             parts = path[len(V2_MODELS) : -len("/infer")].split("/")
             if len(parts) == 1 and parts[0]:
-                return self._v2_infer(parts[0], None)
+                return handlers.v2_infer(parts[0], None)
             if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-                return self._v2_infer(parts[0], parts[2])
+                return handlers.v2_infer(parts[0], parts[2])
         return None
 
-    async def _serve(self, handler: Handler, headers: dict[bytes, bytes], receive: Receive, route: str) -> Reply:
-        runtime = self.state.require_runtime()
-        body = await _read_body(headers, receive, self.settings.max_body_bytes)
-        await self.admission.acquire()
-        call = Call(body, headers, runtime)
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[Future[Reply] | None] = loop.create_future()
-
-        def finished(job: asyncio.Future[Reply]) -> None:
-            # The slot frees only when the thread is really done, so at most N run at once.
-            self.admission.release()
-            if not job.cancelled():
-                job.exception()  # retrieved here, also when a timeout already answered
-            if not outcome.done():
-                outcome.set_result(job)
-
-        def expire() -> None:
-            call.run_options.terminate = True  # onnxruntime stops between graph nodes
-            if not outcome.done():
-                outcome.set_result(None)
-
-        # Parsing, inference and encoding all run off the event loop: big bodies must not stall it.
-        job = loop.run_in_executor(self.executor, _timed, handler, call)
-        job.add_done_callback(finished)
-        timer = loop.call_later(self.scoring_timeout, expire)
-        done = await outcome
-        timer.cancel()
-        if done is None:
-            raise ScoringTimeout(f"scoring took longer than {self.settings.scoring_timeout_ms} ms")
-        reply = done.result()
-        self.metrics.observe_scoring(route, reply.rows, reply.scoring_seconds)
-        return reply
-
-    # Handlers run in a worker thread: plain functions of one Call.
-
-    def score(self, call: Call) -> Reply:
-        rows, method = azureml.parse_score(call.body, call.runtime, self.settings.max_rows)
-        prediction = jsonbody.predict(call.runtime, rows, method, call.run_options)
-        return Reply(200, jsonbody.predictions_body(call.runtime, prediction, method), rows=len(rows))
-
-    def invocations(self, call: Call) -> Reply:
-        headers = call.headers
-        as_csv = sagemaker.wants_csv(headers.get(b"accept", b"").decode("latin-1"))
-        rows, method = sagemaker.parse_invocation(
-            call.body,
-            headers.get(b"content-type", b"").decode("latin-1"),
-            headers.get(b"x-amzn-sagemaker-custom-attributes", b"").decode("latin-1"),
-            call.runtime,
-            self.settings.max_rows,
-        )
-        prediction = jsonbody.predict(call.runtime, rows, method, call.run_options)
-        if as_csv:
-            return Reply(200, sagemaker.csv_body(prediction, method), CSV, rows=len(rows))
-        return Reply(200, jsonbody.predictions_body(call.runtime, prediction, method), rows=len(rows))
-
-    def _v2_infer(self, name: str, version: str | None) -> Handler:
-        def infer(call: Call) -> Reply:
-            check_model_address(call.runtime, name, version)
-            rows, names, request_id = v2.parse_infer(call.body, call.runtime, self.settings.max_rows)
-            results = call.runtime.run_outputs(rows, names, call.run_options)
-            return Reply(200, v2.infer_body(call.runtime, names, results, request_id), rows=len(rows))
-
-        return infer
-
     def sample_gauges(self) -> None:
-        self.metrics.in_flight.set(self.admission.running)
-        self.metrics.queued.set(self.admission.queued)
-
-
-def _timed(handler: Handler, call: Call) -> Reply:
-    started = time.perf_counter()
-    reply = handler(call)
-    reply.scoring_seconds = time.perf_counter() - started
-    return reply
-
-
-def check_model_address(runtime: ModelRuntime, name: str, version: str | None) -> None:
-    if name != runtime.name:
-        raise NotFound(f"model '{name:.64}' not found; this server serves '{runtime.name}'")
-    if version is not None and version != runtime.version:
-        raise NotFound(
-            f"version '{version:.64}' of model '{name}' not found; this server serves version '{runtime.version}'"
-        )
+        self.metrics.in_flight = self.pool.running
+        self.metrics.queued = self.pool.queued
 
 
 class ClientDisconnected(RequestError):

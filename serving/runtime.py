@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,10 @@ class ModelRuntime:
         self.name = name or metadata.get("name") or self.path.stem
         self.version = version or metadata.get("version") or "1"
         self.is_classifier = self._proba_output is not None
+        self._labels_only = [self._label_output]
+        self._with_probabilities = [self._label_output, self._proba_output]
+        self._fixed_cost = float("inf")
+        self._row_cost = float("inf")
 
     def _find_outputs(self) -> tuple[str, str | None]:
         """The first output is the prediction; a 2-D float output after it holds probabilities."""
@@ -169,12 +174,12 @@ class ModelRuntime:
         """
         if probabilities and self._proba_output is None:
             raise UnsupportedMethod(f"model '{self.name}' is not a classifier: it has no probabilities")
-        names = [self._label_output] if self._proba_output is None else [self._label_output, self._proba_output]
+        names = self._with_probabilities if probabilities else self._labels_only
         results = self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)}, run_options)
         labels = results[0]
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
-        return Prediction(labels=labels, probabilities=results[1] if len(results) > 1 else None)
+        return Prediction(labels, results[1] if probabilities else None)
 
     def run_outputs(
         self, rows: np.ndarray, names: list[str], run_options: ort.RunOptions | None = None
@@ -183,8 +188,29 @@ class ModelRuntime:
         return self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)}, run_options)
 
     def warm_up(self) -> None:
-        """One inference so the first request does not pay for lazy initialisation."""
-        self.predict(np.zeros((1, self.n_features), dtype=self.input_dtype), probabilities=self.is_classifier)
+        """Run the model so the first request does not pay for lazy initialisation, and time it.
+
+        The timings give `cost_estimate`: a fixed cost per call plus a cost per row, each the best of
+        a few runs (the model's own speed, not the machine's noise).
+        """
+        rng = np.random.default_rng(0)
+
+        def best_of(rows: int) -> float:
+            batch = rng.normal(size=(rows, self.n_features)).astype(self.input_dtype)
+            timings = []
+            for _ in range(5):
+                started = time.perf_counter()
+                self.predict(batch, probabilities=self.is_classifier)
+                timings.append(time.perf_counter() - started)
+            return min(timings)
+
+        one, many = best_of(1), best_of(64)
+        self._fixed_cost = one
+        self._row_cost = max(0.0, (many - one) / 63)
+
+    def cost_estimate(self, rows: int) -> float:
+        """Expected seconds to score `rows` rows (from warm-up); infinite before warm-up."""
+        return self._fixed_cost + self._row_cost * rows
 
     @property
     def classes(self) -> list | None:

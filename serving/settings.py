@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     drain_timeout_seconds: float = Field(
         default=20.0, ge=0, le=300, description="Then: time for in-flight requests to finish before exit."
     )
+    inline_scoring_budget_us: int = Field(
+        default=500,
+        ge=0,
+        le=100_000,
+        description="Score on the event loop when the estimate (from warm-up) is under this; 0: always use threads.",
+    )
     access_log: bool = True
     max_rows: int = Field(default=10_000, ge=1)
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide.")

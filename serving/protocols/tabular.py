@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,11 @@ def check_row_count(count: int, max_rows: int, where: str) -> None:
         raise InvalidInput(f"{where}: {count} rows exceed the limit of {max_rows} rows per request")
 
 
+# Values beyond float32's range become inf when cast, and ensure_finite then reports them; the cast's
+# own warning would only repeat that on stderr.
+warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+
+
 def ensure_finite(matrix: np.ndarray, where: str) -> np.ndarray:
     if not np.isfinite(matrix).all():
         r, c = map(int, np.argwhere(~np.isfinite(matrix))[0])
@@ -46,17 +52,17 @@ def ensure_finite(matrix: np.ndarray, where: str) -> np.ndarray:
 
 def numeric_rows(rows: list, width: int, max_rows: int, where: str) -> np.ndarray:
     """A list of rows (or one flat row) of numbers -> float32 [N, width]."""
-    if rows and not isinstance(rows[0], list):
+    if rows and type(rows[0]) is not list:
         rows = [rows]
-    check_row_count(len(rows), max_rows, where)
+    if not 0 < len(rows) <= max_rows:
+        check_row_count(len(rows), max_rows, where)
     try:
         matrix = np.array(rows)
     except (ValueError, TypeError):
         raise _first_bad_cell(rows, width, where) from None
     if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "iuf":
         raise _first_bad_cell(rows, width, where)
-    with np.errstate(over="ignore"):
-        return ensure_finite(matrix.astype(np.float32), where)
+    return ensure_finite(matrix.astype(np.float32), where)
 
 
 def named_records(records: list, features: Sequence[str] | None, max_rows: int, where: str) -> np.ndarray:

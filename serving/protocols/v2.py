@@ -70,8 +70,7 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
         raise InvalidInput("inputs[0].data: expected numbers only")
     if values.size != shape[0] * shape[1]:
         raise InvalidInput(f"inputs[0].data: {values.size} values do not fill shape {shape}")
-    with np.errstate(over="ignore"):
-        rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
+    rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
 
     known = [o.name for o in runtime.outputs]
     requested = payload.get("outputs")

@@ -1,0 +1,102 @@
+"""Inference routes as plans: parse the body, then `finish` (predict + encode) wherever it is cheapest.
+
+Parsing is split from scoring so the front can decide, knowing the row count, whether scoring is
+cheap enough to do on the event loop or must go to the thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import onnxruntime as ort
+
+from serving.errors import NotFound
+from serving.protocols import azureml, jsonbody, sagemaker, v2
+from serving.runtime import ModelRuntime
+
+JSON = b"application/json"
+CSV = b"text/csv"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    rows: int = 0
+
+
+@dataclass
+class Call:
+    body: bytes
+    headers: dict[bytes, bytes]
+    runtime: ModelRuntime
+    max_rows: int
+
+
+@dataclass
+class Plan:
+    """A parsed request: how many rows, and the rest of the work (predict + encode)."""
+
+    rows: int
+    finish: Callable[[ort.RunOptions | None], Reply]
+
+
+Handler = Callable[[Call], Plan]
+
+
+def score(call: Call) -> Plan:
+    runtime = call.runtime
+    rows, method = azureml.parse_score(call.body, runtime, call.max_rows)
+
+    def finish(run_options: ort.RunOptions | None) -> Reply:
+        prediction = jsonbody.predict(runtime, rows, method, run_options)
+        return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows))
+
+    return Plan(len(rows), finish)
+
+
+def invocations(call: Call) -> Plan:
+    runtime, headers = call.runtime, call.headers
+    as_csv = sagemaker.wants_csv(headers.get(b"accept", b"").decode("latin-1"))
+    rows, method = sagemaker.parse_invocation(
+        call.body,
+        headers.get(b"content-type", b"").decode("latin-1"),
+        headers.get(b"x-amzn-sagemaker-custom-attributes", b"").decode("latin-1"),
+        runtime,
+        call.max_rows,
+    )
+
+    def finish(run_options: ort.RunOptions | None) -> Reply:
+        prediction = jsonbody.predict(runtime, rows, method, run_options)
+        if as_csv:
+            return Reply(200, sagemaker.csv_body(prediction, method), CSV, rows=len(rows))
+        return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows))
+
+    return Plan(len(rows), finish)
+
+
+def v2_infer(name: str, version: str | None) -> Handler:
+    def infer(call: Call) -> Plan:
+        runtime = call.runtime
+        check_model_address(runtime, name, version)
+        rows, names, request_id = v2.parse_infer(call.body, runtime, call.max_rows)
+
+        def finish(run_options: ort.RunOptions | None) -> Reply:
+            results = runtime.run_outputs(rows, names, run_options)
+            return Reply(200, v2.infer_body(runtime, names, results, request_id), rows=len(rows))
+
+        return Plan(len(rows), finish)
+
+    return infer
+
+
+def check_model_address(runtime: ModelRuntime, name: str, version: str | None) -> None:
+    if name != runtime.name:
+        raise NotFound(f"model '{name:.64}' not found; this server serves '{runtime.name}'")
+    if version is not None and version != runtime.version:
+        raise NotFound(
+            f"version '{version:.64}' of model '{name}' not found; this server serves version '{runtime.version}'"
+        )
