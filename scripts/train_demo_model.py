@@ -75,6 +75,10 @@ def train_and_export(output: Path) -> None:
         options={id(svc): {"zipmap": False}},
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
+    # skl2onnx lists opsets in set order, which changes with string hashing: sort for identical bytes.
+    opsets = sorted(graph.opset_import, key=lambda opset: opset.domain)
+    del graph.opset_import[:]
+    graph.opset_import.extend(opsets)
     graph.doc_string = "Rain (1) or no rain (0) at the port of Turku, from 7 weather features."
     metadata = {
         "name": MODEL_NAME,

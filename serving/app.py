@@ -338,4 +338,11 @@ def app_from_environment() -> InferenceFront:
     """Factory for uvicorn workers: settings come from SERVING_* variables."""
     settings = Settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    # Load before this worker accepts connections, so no worker ever answers "still loading" while
+    # its siblings are ready.
+    try:
+        runtime = load_runtime(settings)
+    except ModelLoadError as error:
+        log.critical("%s", error)
+        raise SystemExit(3) from None
+    return create_app(settings, runtime)

@@ -174,7 +174,7 @@ def score_csv(
     writer.writerow(header + scorer.output_columns)
     error_writer = csv.writer(errors, lineterminator="\n") if errors is not None else None
     if error_writer:
-        error_writer.writerow(["row", "line", *header, "error"])
+        error_writer.writerow(["row", "line", "error", *header])
     summary = Summary()
     chunk: list[tuple[int, int, list[str]]] = []
 
@@ -195,7 +195,7 @@ def score_csv(
                     continue
                 if error_writer is None:
                     raise BatchError(f"row {number} (line {line}): {problem}; use --on-error skip to set it aside")
-                error_writer.writerow([number, line, *row, problem])
+                error_writer.writerow([number, line, problem, *row])
                 summary.bad += 1
             matrix = np.array([[row[i] for i in indices] for row in good], dtype=np.float64)
         if good:
@@ -229,7 +229,7 @@ def score_parquet(
     indices = scorer.feature_columns(header)
     error_writer = csv.writer(errors, lineterminator="\n") if errors is not None else None
     if error_writer:
-        error_writer.writerow(["row", *header, "error"])
+        error_writer.writerow(["row", "error", *header])
     summary = Summary()
     writer = None
     try:
@@ -248,7 +248,7 @@ def score_parquet(
                     problem = f"column '{column}': missing, NaN or not a finite float32 number"
                     if error_writer is None:
                         raise BatchError(f"row {number}: {problem}; use --on-error skip to set it aside")
-                    error_writer.writerow([number, *batch.slice(int(offset), 1).to_pylist()[0].values(), problem])
+                    error_writer.writerow([number, problem, *batch.slice(int(offset), 1).to_pylist()[0].values()])
                 summary.bad += int((~ok).sum())
                 batch = batch.filter(pa.array(ok))
                 matrix = matrix[ok]

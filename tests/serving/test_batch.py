@@ -1,0 +1,151 @@
+"""`python -m serving batch`: chunked scoring of CSV and Parquet, bad rows, atomic output, constant memory."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from serving.__main__ import main
+from tests.conftest import SAMPLE_ROWS, direct_predictions
+from tests.serving.server import REPO, base_env
+from tests.serving.test_protocols import FEATURES
+
+
+def write_csv(path: Path, rows: list[list], header: list[str]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def batch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "serving", "batch", *args],
+        cwd=REPO,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_scores_csv_keeping_input_columns(tmp_path: Path, reference: ort.InferenceSession) -> None:
+    # An id column and the features in another order: columns are found by name.
+    header = ["station_id", *FEATURES[::-1]]
+    source = write_csv(tmp_path / "in.csv", [[f"s{i}", *row[::-1]] for i, row in enumerate(SAMPLE_ROWS)], header)
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"), "--method", "predict_proba")
+    assert result.returncode == 0, result.stderr
+    assert "scored 3 of 3 rows" in result.stderr
+    out = read_csv(tmp_path / "out.csv")
+    labels, probabilities = direct_predictions(reference, SAMPLE_ROWS)
+    assert [row["station_id"] for row in out] == ["s0", "s1", "s2"]
+    assert [int(row["prediction"]) for row in out] == labels
+    assert np.allclose([[float(row["probability_0"]), float(row["probability_1"])] for row in out], probabilities)
+    assert list(out[0])[: len(header)] == header
+
+
+def test_bad_row_stops_by_default_and_leaves_no_output(tmp_path: Path) -> None:
+    rows = [*SAMPLE_ROWS, [5, "humid", 10, 180, 3, 995, 2], *SAMPLE_ROWS]
+    source = write_csv(tmp_path / "in.csv", rows, FEATURES)
+    output = tmp_path / "out.csv"
+    result = batch("--input", str(source), "--output", str(output))
+    assert result.returncode == 1
+    assert "row 4 (line 5): column 'Humidity': 'humid' is not a number" in result.stderr
+    assert not output.exists()
+    assert not list(tmp_path.glob(".mlserve-*")), "no temporary file is left behind"
+
+
+def test_existing_output_survives_a_failed_run(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [[1, 2, 3]], ["Temperature_C", "Humidity", "Wind_speed_kmph"])
+    output = tmp_path / "out.csv"
+    output.write_text("yesterday's results\n")
+    result = batch("--input", str(source), "--output", str(output))
+    assert result.returncode == 1
+    assert "lacks the model's features: Wind_bearing_degrees" in result.stderr
+    assert output.read_text() == "yesterday's results\n"
+
+
+def test_skip_sets_bad_rows_aside_and_loses_none(tmp_path: Path, reference: ort.InferenceSession) -> None:
+    good = [SAMPLE_ROWS[i % 3] for i in range(25)]
+    rows: list[list] = list(good)
+    rows.insert(3, [5, 0.9, 10, 180, 3, "nan", 2])
+    rows.insert(10, [5, 0.9, 10])
+    rows.insert(20, [5, 0.9, 10, 180, 3, "", 2])
+    source = write_csv(tmp_path / "in.csv", rows, FEATURES)
+    result = batch(
+        "--input", str(source), "--output", str(tmp_path / "out.csv"), "--on-error", "skip", "--chunk-rows", "7"
+    )
+    assert result.returncode == 0, result.stderr
+    out = read_csv(tmp_path / "out.csv")
+    errors = read_csv(tmp_path / "out.errors.csv")
+    assert len(out) + len(errors) == len(rows)
+    assert [int(e["row"]) for e in errors] == [4, 11, 21]
+    assert "not a finite" in errors[0]["error"]
+    assert "expected 7 values, got 3" in errors[1]["error"]
+    assert "is not a number" in errors[2]["error"]
+    assert [int(row["prediction"]) for row in out] == direct_predictions(reference, good)[0]
+
+
+def test_parquet_in_parquet_out(tmp_path: Path, reference: ort.InferenceSession) -> None:
+    table = pa.table({name: [row[i] for row in SAMPLE_ROWS] for i, name in enumerate(FEATURES)})
+    pq.write_table(table, tmp_path / "in.parquet")
+    result = batch("--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out.parquet"))
+    assert result.returncode == 0, result.stderr
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column_names == [*FEATURES, "prediction"]
+    assert out.column("prediction").to_pylist() == direct_predictions(reference, SAMPLE_ROWS)[0]
+
+
+def test_fsspec_urls_for_input_and_output(tmp_path: Path, reference: ort.InferenceSession) -> None:
+    """The code path cloud URLs take (s3://, abfs://), with fsspec's in-memory filesystem."""
+    source = write_csv(tmp_path / "in.csv", SAMPLE_ROWS, FEATURES)
+    fs = fsspec.filesystem("memory")
+    fs.put_file(str(source), "/jobs/in.csv")
+    assert main(["batch", "--input", "memory://jobs/in.csv", "--output", "memory://jobs/out.csv"]) == 0
+    with fs.open("/jobs/out.csv", "r") as handle:
+        out = list(csv.DictReader(handle))
+    assert [int(row["prediction"]) for row in out] == direct_predictions(reference, SAMPLE_ROWS)[0]
+
+
+def _peak_rss_kib(source: Path, output: Path) -> int:
+    script = (
+        "import resource, sys; from serving.__main__ import main; "
+        f"code = main(['batch', '--input', {str(source)!r}, '--output', {str(output)!r}, '--chunk-rows', '5000']); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(600)
+def test_memory_does_not_grow_with_the_input(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    for path, count in ((small, 20_000), (large, 400_000)):  # the large file is about 30 MB
+        values = np.round(rng.normal(size=(count, 7)), 4)
+        with path.open("w") as handle:
+            handle.write(",".join(FEATURES) + "\n")
+            np.savetxt(handle, values, delimiter=",", fmt="%.4f")
+    small_peak = _peak_rss_kib(small, tmp_path / "small.out.csv")
+    large_peak = _peak_rss_kib(large, tmp_path / "large.out.csv")
+    assert sum(1 for _ in (tmp_path / "large.out.csv").open()) == 400_001
+    # Twenty times the rows, yet the peak grows by far less than the file's 30 MB.
+    assert large_peak - small_peak < 15 * 1024, (small_peak, large_peak)

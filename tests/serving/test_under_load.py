@@ -1,0 +1,152 @@
+"""Overload, timeouts, size limits, liveness under saturation and graceful drain, over real HTTP."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.models import slow_regressor
+from tests.serving.server import RunningServer, running_server
+
+SLOW_ROWS = 4000  # about 2 s on one thread with the slow model
+ONE_ROW = [[0.1] * 7]
+
+
+def rows(n: int) -> dict:
+    return {"data": [[0.1] * 7] * n}
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return slow_regressor(tmp_path_factory.mktemp("slow") / "slow.onnx")
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path, slow_model: Path) -> Iterator[RunningServer]:
+    env = {
+        "SERVING_MODEL": str(slow_model),
+        "SERVING_WORKERS": "1",
+        "SERVING_MAX_CONCURRENT_REQUESTS": "1",
+        "SERVING_MAX_QUEUE_SIZE": "2",
+        "SERVING_MAX_QUEUE_WAIT_MS": "800",
+        "SERVING_SCORING_TIMEOUT_MS": "5000",
+        "SERVING_MAX_BODY_BYTES": "1000000",
+    }
+    with running_server(tmp_path, env=env) as server:
+        yield server
+
+
+def test_overload_answers_503_with_retry_after_and_no_other_5xx(slow_server: RunningServer) -> None:
+    def post(_: int) -> tuple[int, dict, float]:
+        started = time.monotonic()
+        response = httpx.post(slow_server.url + "/score", json=rows(1500), timeout=30)
+        return response.status_code, dict(response.headers), time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(post, range(10)))
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 1
+    rejected = [(headers, seconds) for status, headers, seconds in results if status == 503]
+    assert rejected
+    assert all(headers["retry-after"] == "1" for headers, _ in rejected)
+    # A full queue refuses at once instead of making the caller wait out the queue wait.
+    assert min(seconds for _, seconds in rejected) < 0.8
+    metrics = httpx.get(slow_server.url + "/metrics").text
+    assert 'mlserve_rejections_total{reason="queue_full"}' in metrics
+
+
+def test_queue_wait_runs_out_with_503(slow_server: RunningServer) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        busy = pool.submit(httpx.post, slow_server.url + "/score", json=rows(SLOW_ROWS), timeout=30)
+        time.sleep(0.3)  # let the slow request take the only thread
+        waiting = httpx.post(slow_server.url + "/score", json={"data": ONE_ROW}, timeout=30)
+        assert waiting.status_code == 503
+        assert "800 ms" in waiting.json()["error"]
+        assert busy.result().status_code == 200
+    assert 'mlserve_rejections_total{reason="queue_timeout"}' in httpx.get(slow_server.url + "/metrics").text
+
+
+def test_scoring_timeout_answers_504_and_the_server_recovers(tmp_path: Path, slow_model: Path) -> None:
+    env = {
+        "SERVING_MODEL": str(slow_model),
+        "SERVING_WORKERS": "1",
+        "SERVING_MAX_CONCURRENT_REQUESTS": "1",
+        "SERVING_SCORING_TIMEOUT_MS": "300",
+        "SERVING_MAX_QUEUE_WAIT_MS": "1000",
+    }
+    with running_server(tmp_path, env=env) as server:
+        started = time.monotonic()
+        slow = httpx.post(server.url + "/score", json=rows(SLOW_ROWS), timeout=30)
+        assert slow.status_code == 504
+        assert slow.json()["code"] == "scoring_timeout"
+        assert time.monotonic() - started < 2.0  # answered at the timeout, not when the model finished
+        # The timed-out run was stopped, so the only thread is free again for the next request.
+        after = httpx.post(server.url + "/score", json={"data": ONE_ROW}, timeout=30)
+        assert after.status_code == 200
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+
+
+def test_liveness_and_ping_answer_while_inference_is_saturated(slow_server: RunningServer) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for _ in range(3):
+            pool.submit(httpx.post, slow_server.url + "/score", json=rows(SLOW_ROWS), timeout=30)
+        time.sleep(0.3)
+        for path in ["/v2/health/live", "/ping", "/", "/metrics"]:
+            response = httpx.get(slow_server.url + path, timeout=1.0)
+            assert response.status_code == 200, path
+        metrics = httpx.get(slow_server.url + "/metrics", timeout=1.0).text
+        assert "mlserve_inflight_requests 1.0" in metrics
+
+
+def test_body_over_the_limit_is_413_without_reading_it(slow_server: RunningServer) -> None:
+    big = b"x" * 1_500_000
+    response = httpx.post(slow_server.url + "/score", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "limit of 1000000 bytes" in response.json()["error"]
+
+
+def test_chunked_body_over_the_limit_is_413(slow_server: RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b" " * 50_000
+
+    response = httpx.post(slow_server.url + "/invocations", content=chunks(), headers={"Content-Type": "text/csv"})
+    assert response.status_code == 413
+    assert httpx.post(slow_server.url + "/score", json={"data": ONE_ROW}).status_code == 200
+
+
+def test_sigterm_drains_gracefully(tmp_path: Path, slow_model: Path) -> None:
+    env = {
+        "SERVING_MODEL": str(slow_model),
+        "SERVING_WORKERS": "1",
+        "SERVING_SHUTDOWN_DELAY_SECONDS": "1",
+        "SERVING_DRAIN_TIMEOUT_SECONDS": "10",
+        "SERVING_SCORING_TIMEOUT_MS": "10000",
+    }
+    with running_server(tmp_path, env=env) as server:
+        outcome: dict[str, int] = {}
+
+        def in_flight() -> None:
+            outcome["status"] = httpx.post(server.url + "/score", json=rows(SLOW_ROWS), timeout=30).status_code
+
+        request = threading.Thread(target=in_flight)
+        request.start()
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        ready = httpx.get(server.url + "/v2/health/ready", timeout=2)
+        assert ready.status_code == 503
+        assert ready.json()["error"] == "draining"
+        assert httpx.get(server.url + "/ping", timeout=2).status_code == 503
+        assert httpx.get(server.url + "/v2/health/live", timeout=2).status_code == 200
+        request.join(timeout=30)
+        assert outcome["status"] == 200
+        assert server.process.wait(timeout=15) == 0
