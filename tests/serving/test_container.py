@@ -46,7 +46,7 @@ def test_dockerfile_runs_the_server_the_sagemaker_way() -> None:
     assert 'ENTRYPOINT ["python", "-m", "serving"]' in dockerfile
     assert "EXPOSE 8080" in dockerfile
     assert "USER 10001:10001" in dockerfile
-    assert "COPY model/ /opt/ml/model/" in dockerfile
+    assert "COPY --from=model / /opt/ml/model/" in dockerfile
     packages = [
         line.split("==")[0]
         for line in (CONTEXT / "requirements.txt").read_text().splitlines()

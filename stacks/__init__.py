@@ -1,0 +1,1 @@
+"""Pulumi components for mlserve: one concern per module, composed by __main__.py."""

@@ -1,0 +1,353 @@
+"""The only reader of `pulumi.Config`: every stack key, validated once, as frozen dataclasses.
+
+A bad value stops the program with a message that names the key and the stack file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+NAMESPACE = "mlserve"
+TARGETS = ("aci", "aks", "sagemaker")
+AZURE_TARGETS = ("aci", "aks")
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    version: str
+    directory: str | None  # a directory with the ONNX file; None: the bundled demo model
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The serving container's limits; they reach it as SERVING_* environment variables."""
+
+    auth_enabled: bool
+    max_concurrent_requests: int
+    max_queue_wait_ms: int
+    scoring_timeout_ms: int
+    drain_seconds: int  # shutdown delay + drain timeout the container gets after SIGTERM
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "SERVING_MAX_CONCURRENT_REQUESTS": str(self.max_concurrent_requests),
+            "SERVING_MAX_QUEUE_WAIT_MS": str(self.max_queue_wait_ms),
+            "SERVING_SCORING_TIMEOUT_MS": str(self.scoring_timeout_ms),
+            "SERVING_SHUTDOWN_DELAY_SECONDS": "2",
+            "SERVING_DRAIN_TIMEOUT_SECONDS": str(self.drain_seconds - 2),
+        }
+
+
+@dataclass(frozen=True)
+class AzureConfig:
+    location: str
+
+
+@dataclass(frozen=True)
+class AciConfig:
+    cpu: float
+    memory_gb: float
+    dns_label: str | None
+
+
+@dataclass(frozen=True)
+class AksConfig:
+    kubernetes_version: str
+    node_vm_size: str
+    min_nodes: int
+    max_nodes: int
+    private_cluster: bool
+    network_policy: str
+    authorized_ip_ranges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    namespace: str
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int
+    cpu: str
+    memory: str
+    service_type: str
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    enabled: bool
+    schedule: str
+    input_blob: str
+    output_blob: str
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project: str
+    stack: str
+    targets: tuple[str, ...]
+    protect: bool
+    model: ModelConfig
+    server: ServerConfig
+    azure: AzureConfig | None
+    aci: AciConfig | None
+    aks: AksConfig | None
+    kubernetes: KubernetesConfig | None
+    batch: BatchConfig
+    observability: ObservabilityConfig
+
+    @property
+    def uses_azure(self) -> bool:
+        return any(t in AZURE_TARGETS for t in self.targets)
+
+
+# Reading and checking values
+
+
+class _Reader:
+    """Typed access to one stack's keys, with errors that name the key and the stack file."""
+
+    KNOWN = frozenset(
+        {
+            "targets",
+            "protect",
+            "model",
+            "server",
+            "azure",
+            "aci",
+            "aks",
+            "kubernetes",
+            "batch",
+            "observability",
+            "sagemaker",
+            "aws",
+        }
+    )
+
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+        self.config = pulumi.Config(NAMESPACE)
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{NAMESPACE}:{key} in Pulumi.{self.stack}.yaml: {problem}")
+
+    def check_unknown_keys(self) -> None:
+        present = _namespace_keys()
+        unknown = sorted(present - self.KNOWN)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown key; known keys are {', '.join(sorted(self.KNOWN))}")
+
+    def section(self, key: str, allowed: set[str]) -> dict[str, Any]:
+        raw = self.config.get(key)
+        if raw is None:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise self.fail(key, "expected an object of settings") from None
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected an object of settings, got {type(value).__name__}")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", f"unknown setting; known: {', '.join(sorted(allowed))}")
+        return value
+
+    def integer(self, section: dict, key: str, path: str, default: int, low: int, high: int) -> int:
+        value = section.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"expected a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise self.fail(path, f"{value} is out of range {low}..{high}")
+        return value
+
+    def number(self, section: dict, key: str, path: str, default: float, low: float, high: float) -> float:
+        value = section.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {value!r}")
+        if not low <= value <= high:
+            raise self.fail(path, f"{value} is out of range {low}..{high}")
+        return float(value)
+
+    def boolean(self, section: dict, key: str, path: str, default: bool) -> bool:
+        value = section.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {value!r}")
+        return value
+
+    def text(self, section: dict, key: str, path: str, default: str | None, pattern: str) -> str:
+        value = section.get(key, default)
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise self.fail(path, f"{value!r} does not match {pattern}")
+        return value
+
+
+def _namespace_keys() -> set[str]:
+    """Every `mlserve:` key the stack sets (from the engine's config, or the test's set_all_config)."""
+    # pulumi.runtime offers no public "list all keys"; CONFIG and get_config_env hold what the engine passed.
+    keys = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
+    return {k.split(":", 1)[1] for k in keys if k.startswith(NAMESPACE + ":")}
+
+
+NAME = r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?"
+K8S_QUANTITY_CPU = r"\d+(\.\d+)?|\d+m"
+K8S_QUANTITY_MEMORY = r"\d+(Mi|Gi)"
+
+
+def load_config() -> StackConfig:
+    stack = pulumi.get_stack()
+    r = _Reader(stack)
+    r.check_unknown_keys()
+    config = r.config
+
+    try:
+        targets_raw = config.get_object("targets")
+    except Exception:
+        raise r.fail("targets", "expected a list such as [aci]") from None
+    if not isinstance(targets_raw, list) or not targets_raw:
+        raise r.fail("targets", f"expected a non-empty list of {', '.join(TARGETS)}")
+    for target in targets_raw:
+        if target not in TARGETS:
+            raise r.fail("targets", f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if len(set(targets_raw)) != len(targets_raw):
+        raise r.fail("targets", "lists a target twice")
+    targets = tuple(targets_raw)
+
+    try:
+        protect = config.get_bool("protect")
+    except Exception:
+        raise r.fail("protect", "expected true or false") from None
+
+    m = r.section("model", {"name", "version", "directory"})
+    model = ModelConfig(
+        name=r.text(m, "name", "model.name", "weather-rain", NAME),
+        version=r.text(m, "version", "model.version", "1", r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"),
+        directory=m.get("directory"),
+    )
+    if model.directory is not None and not isinstance(model.directory, str):
+        raise r.fail("model.directory", "expected a path to a directory holding the ONNX model")
+
+    s = r.section(
+        "server", {"authEnabled", "maxConcurrentRequests", "maxQueueWaitMs", "scoringTimeoutMs", "drainSeconds"}
+    )
+    server = ServerConfig(
+        auth_enabled=r.boolean(s, "authEnabled", "server.authEnabled", True),
+        max_concurrent_requests=r.integer(s, "maxConcurrentRequests", "server.maxConcurrentRequests", 2, 1, 256),
+        max_queue_wait_ms=r.integer(s, "maxQueueWaitMs", "server.maxQueueWaitMs", 1000, 0, 600_000),
+        scoring_timeout_ms=r.integer(s, "scoringTimeoutMs", "server.scoringTimeoutMs", 1000, 1, 600_000),
+        drain_seconds=r.integer(s, "drainSeconds", "server.drainSeconds", 20, 3, 120),
+    )
+
+    azure = aci = aks = kubernetes = None
+    if any(t in AZURE_TARGETS for t in targets):
+        a = r.section("azure", {"location"})
+        azure = AzureConfig(location=r.text(a, "location", "azure.location", None, r"[a-z0-9]{3,30}"))
+    elif config.get("azure") is not None:
+        raise r.fail("azure", "set, but no Azure target (aci, aks) is in targets")
+    if "aci" in targets:
+        c = r.section("aci", {"cpu", "memoryGb", "dnsLabel"})
+        aci = AciConfig(
+            cpu=r.number(c, "cpu", "aci.cpu", 1, 0.1, 4),
+            memory_gb=r.number(c, "memoryGb", "aci.memoryGb", 1, 0.5, 16),
+            dns_label=r.text(c, "dnsLabel", "aci.dnsLabel", f"mlserve-{stack}", NAME) if "dnsLabel" in c else None,
+        )
+    if "aks" in targets:
+        k = r.section(
+            "aks",
+            {
+                "kubernetesVersion",
+                "nodeVmSize",
+                "minNodes",
+                "maxNodes",
+                "privateCluster",
+                "networkPolicy",
+                "authorizedIpRanges",
+            },
+        )
+        ranges = k.get("authorizedIpRanges", [])
+        if not isinstance(ranges, list) or not all(
+            isinstance(x, str) and re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", x) for x in ranges
+        ):
+            raise r.fail("aks.authorizedIpRanges", "expected a list of CIDR ranges such as 203.0.113.0/24")
+        aks = AksConfig(
+            kubernetes_version=r.text(k, "kubernetesVersion", "aks.kubernetesVersion", None, r"1\.\d{2}(\.\d+)?"),
+            node_vm_size=r.text(k, "nodeVmSize", "aks.nodeVmSize", "Standard_D2s_v5", r"Standard_[A-Za-z0-9_]+"),
+            min_nodes=r.integer(k, "minNodes", "aks.minNodes", 1, 1, 100),
+            max_nodes=r.integer(k, "maxNodes", "aks.maxNodes", 3, 1, 100),
+            private_cluster=r.boolean(k, "privateCluster", "aks.privateCluster", False),
+            network_policy=r.text(k, "networkPolicy", "aks.networkPolicy", "azure", r"azure|calico|cilium"),
+            authorized_ip_ranges=tuple(ranges),
+        )
+        if aks.max_nodes < aks.min_nodes:
+            raise r.fail("aks.maxNodes", f"{aks.max_nodes} is below aks.minNodes ({aks.min_nodes})")
+        w = r.section(
+            "kubernetes",
+            {"namespace", "minReplicas", "maxReplicas", "targetCpuUtilization", "cpu", "memory", "serviceType"},
+        )
+        kubernetes = KubernetesConfig(
+            namespace=r.text(w, "namespace", "kubernetes.namespace", "mlserve", NAME),
+            min_replicas=r.integer(w, "minReplicas", "kubernetes.minReplicas", 1, 1, 100),
+            max_replicas=r.integer(w, "maxReplicas", "kubernetes.maxReplicas", 3, 1, 100),
+            target_cpu_utilization=r.integer(w, "targetCpuUtilization", "kubernetes.targetCpuUtilization", 70, 10, 95),
+            cpu=r.text(w, "cpu", "kubernetes.cpu", "1", K8S_QUANTITY_CPU),
+            memory=r.text(w, "memory", "kubernetes.memory", "1Gi", K8S_QUANTITY_MEMORY),
+            service_type=r.text(
+                w, "serviceType", "kubernetes.serviceType", "LoadBalancer", r"LoadBalancer|ClusterIP|NodePort"
+            ),
+        )
+        if kubernetes.cpu in ("0", "0m") or re.fullmatch(r"0+(\.0+)?", kubernetes.cpu):
+            raise r.fail("kubernetes.cpu", "must be more than 0")
+        if kubernetes.max_replicas < kubernetes.min_replicas:
+            raise r.fail(
+                "kubernetes.maxReplicas",
+                f"{kubernetes.max_replicas} is below kubernetes.minReplicas ({kubernetes.min_replicas})",
+            )
+    else:
+        for key in ("aks", "kubernetes"):
+            if config.get(key) is not None:
+                raise r.fail(key, "set, but aks is not in targets")
+    if "aci" not in targets and config.get("aci") is not None:
+        raise r.fail("aci", "set, but aci is not in targets")
+
+    b = r.section("batch", {"enabled", "schedule", "input", "output"})
+    batch = BatchConfig(
+        enabled=r.boolean(b, "enabled", "batch.enabled", False),
+        schedule=r.text(b, "schedule", "batch.schedule", "0 2 * * *", r"(\S+\s+){4}\S+"),
+        input_blob=r.text(b, "input", "batch.input", "input/weather.csv", r"[A-Za-z0-9._/-]+\.(csv|parquet)"),
+        output_blob=r.text(b, "output", "batch.output", "output/scored.csv", r"[A-Za-z0-9._/-]+\.(csv|parquet)"),
+    )
+    if batch.enabled and "aks" not in targets:
+        raise r.fail("batch.enabled", "batch scoring runs on the AKS cluster: add aks to targets")
+
+    o = r.section("observability", {"retentionDays"})
+    observability = ObservabilityConfig(
+        retention_days=r.integer(o, "retentionDays", "observability.retentionDays", 30, 30, 730)
+    )
+
+    return StackConfig(
+        project=pulumi.get_project(),
+        stack=stack,
+        targets=targets,
+        protect=bool(protect),
+        model=model,
+        server=server,
+        azure=azure,
+        aci=aci,
+        aks=aks,
+        kubernetes=kubernetes,
+        batch=batch,
+        observability=observability,
+    )

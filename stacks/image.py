@@ -1,0 +1,56 @@
+"""The serving image: built from serving/ with BuildKit, pushed, and referenced by digest downstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_docker_build as docker_build
+
+from stacks.registry import PushTarget
+
+CONTEXT = "serving"
+
+
+@dataclass
+class ServingImageArgs:
+    targets: list[PushTarget]  # only the registries of enabled targets
+    tag: str  # <model name>-<model version>
+    model_directory: str | None = None  # replaces the bundled demo model (a BuildKit named context)
+    batch_extras: bool = False  # also install serving/requirements-batch.txt (Parquet, s3://, abfs://)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class ServingImage(pulumi.ComponentResource):
+    """One build, pushed to every target registry under the model's tag.
+
+    `refs[i]` is `<repository>@sha256:...` for `targets[i]`: deployments are pinned to the exact
+    image, and a new model version changes them, so the change shows in `pulumi preview`.
+    """
+
+    def __init__(self, name: str, args: ServingImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlserve:image:ServingImage", name, None, opts)
+        if not args.targets:
+            raise ValueError("ServingImage needs at least one registry to push to")
+        if args.model_directory is not None and not Path(args.model_directory).is_dir():
+            raise ValueError(f"model directory {args.model_directory!r} does not exist")
+        context: dict = {"location": CONTEXT}
+        if args.model_directory is not None:
+            context["named"] = {"model": {"location": args.model_directory}}
+        self.image = docker_build.Image(
+            f"{name}-image",
+            context=context,
+            dockerfile={"location": f"{CONTEXT}/Dockerfile"},
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            # Fully qualified tags: a bare name would go to Docker Hub.
+            tags=[pulumi.Output.concat(t.repository, ":", args.tag) for t in args.targets],
+            registries=[{"address": t.address, "username": t.username, "password": t.password} for t in args.targets],
+            build_args={"EXTRAS": "batch" if args.batch_extras else ""},
+            labels={"org.opencontainers.image.title": "mlserve", **args.labels},
+            push=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.digest = self.image.digest
+        self.refs = [pulumi.Output.concat(t.repository, "@", self.image.digest) for t in args.targets]
+        self.register_outputs({"digest": self.digest, "refs": self.refs})

@@ -1,0 +1,204 @@
+"""The serving workload on Kubernetes: namespace, key Secret, Deployment, Service, HPA, PDB, NetworkPolicy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from stacks.config import KubernetesConfig
+
+PORT = 8080
+RUN_AS = 10001  # the image's numeric user
+
+
+@dataclass
+class ServingWorkloadArgs:
+    provider: k8s.Provider
+    image_ref: pulumi.Input[str]  # by digest
+    settings: KubernetesConfig
+    environment: dict[str, str]  # plain SERVING_* settings
+    api_keys: pulumi.Input[str] | None  # secret "primary,secondary"; None: auth off
+    drain_seconds: int  # how long the server may take after SIGTERM
+    labels: dict[str, str]
+
+
+def restricted_container_security() -> dict:
+    """Least privilege for a container (checkov CKV_K8S_20/22/23/28/37/40)."""
+    return {
+        "allow_privilege_escalation": False,
+        "read_only_root_filesystem": True,
+        "run_as_non_root": True,
+        "run_as_user": RUN_AS,
+        "run_as_group": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security() -> dict:
+    return {
+        "run_as_non_root": True,
+        "run_as_user": RUN_AS,
+        "run_as_group": RUN_AS,
+        "fs_group": RUN_AS,
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+class ServingWorkload(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ServingWorkloadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlserve:kubernetes:ServingWorkload", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        selector = {
+            "app.kubernetes.io/name": args.labels["app.kubernetes.io/name"],
+            "app.kubernetes.io/instance": args.labels["app.kubernetes.io/instance"],
+        }
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={
+                "name": s.namespace,
+                "labels": {**args.labels, "pod-security.kubernetes.io/enforce": "restricted"},
+            },
+            opts=child,
+        )
+        ns = self.namespace.metadata.name
+        meta = {"namespace": ns, "labels": args.labels}
+        env: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
+        if args.api_keys is not None:
+            secret = k8s.core.v1.Secret(
+                f"{name}-keys",
+                metadata={**meta, "name": "mlserve-api-keys"},
+                type="Opaque",
+                string_data={"SERVING_API_KEYS": args.api_keys},
+                opts=child,
+            )
+            env.append(
+                {
+                    "name": "SERVING_API_KEYS",
+                    "value_from": {"secret_key_ref": {"name": secret.metadata.name, "key": "SERVING_API_KEYS"}},
+                }
+            )
+        probe = {"port": "http"}
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={**meta, "name": "mlserve"},
+            spec={
+                # No replica count: the HorizontalPodAutoscaler owns it.
+                "selector": {"match_labels": selector},
+                "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
+                "template": {
+                    "metadata": {
+                        "labels": args.labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": {
+                        "automount_service_account_token": False,
+                        "security_context": restricted_pod_security(),
+                        # Longer than the server's own drain, so Kubernetes never kills a draining pod.
+                        "termination_grace_period_seconds": args.drain_seconds + 10,
+                        "topology_spread_constraints": [
+                            {
+                                "max_skew": 1,
+                                "topology_key": "kubernetes.io/hostname",
+                                "when_unsatisfiable": "ScheduleAnyway",
+                                "label_selector": {"match_labels": selector},
+                            }
+                        ],
+                        "containers": [
+                            {
+                                "name": "serving",
+                                "image": args.image_ref,
+                                "image_pull_policy": "IfNotPresent",
+                                "args": ["serve"],
+                                "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
+                                "env": env,
+                                "resources": {
+                                    "requests": {"cpu": s.cpu, "memory": s.memory},
+                                    "limits": {"cpu": s.cpu, "memory": s.memory},
+                                },
+                                "startup_probe": {
+                                    "http_get": {"path": "/v2/health/ready", **probe},
+                                    "period_seconds": 2,
+                                    "failure_threshold": 60,
+                                },
+                                "readiness_probe": {
+                                    "http_get": {"path": "/v2/health/ready", **probe},
+                                    "period_seconds": 5,
+                                    "failure_threshold": 2,
+                                },
+                                "liveness_probe": {
+                                    "http_get": {"path": "/v2/health/live", **probe},
+                                    "period_seconds": 10,
+                                    "failure_threshold": 3,
+                                },
+                                "security_context": restricted_container_security(),
+                                "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+                            }
+                        ],
+                        "volumes": [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}],
+                    },
+                },
+            },
+            opts=child,
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={**meta, "name": "mlserve"},
+            spec={
+                "type": s.service_type,
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "target_port": "http", "protocol": "TCP"}],
+            },
+            opts=child,
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata={**meta, "name": "mlserve"},
+            spec={
+                "scale_target_ref": {
+                    "api_version": "apps/v1",
+                    "kind": "Deployment",
+                    "name": self.deployment.metadata.name,
+                },
+                "min_replicas": s.min_replicas,
+                "max_replicas": s.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "average_utilization": s.target_cpu_utilization},
+                        },
+                    }
+                ],
+            },
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata={**meta, "name": "mlserve"},
+            spec={"max_unavailable": 1, "selector": {"match_labels": selector}},
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress-only-http",
+            metadata={**meta, "name": "mlserve-ingress"},
+            spec={
+                "pod_selector": {"match_labels": selector},
+                "policy_types": ["Ingress"],
+                "ingress": [{"ports": [{"port": PORT, "protocol": "TCP"}]}],
+            },
+            opts=child,
+        )
+        ingress = self.service.status.apply(
+            lambda status: (status.load_balancer.ingress or [None])[0] if status and status.load_balancer else None
+        )
+        self.endpoint = ingress.apply(lambda i: f"http://{(i.hostname or i.ip) if i else 'pending'}")
+        self.register_outputs({"endpoint": self.endpoint})

@@ -1,0 +1,86 @@
+"""Container registries. Each gives the same shape: where to push, and push credentials (secret)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_azure as azure_classic
+from pulumi_azure_native import containerregistry
+
+from stacks.protection import stateful
+
+REPOSITORY = "mlserve"
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """A repository the serving image is pushed to."""
+
+    address: pulumi.Output[str]  # registry host, e.g. myacr.azurecr.io
+    repository: pulumi.Output[str]  # host/repository, without tag or digest
+    username: pulumi.Output[str]
+    password: pulumi.Output[str]  # secret
+
+
+@dataclass
+class AcrRegistryArgs:
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    sku: str
+    protect: bool
+    tags: dict[str, str]
+
+
+class AcrRegistry(pulumi.ComponentResource):
+    """Azure Container Registry, admin user disabled.
+
+    Pushes use a registry token scoped to the serving repository (read and write on it, nothing
+    else); pulls use managed identities with AcrPull, granted by the consumers.
+    """
+
+    def __init__(self, name: str, args: AcrRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlserve:azure:AcrRegistry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.registry = containerregistry.Registry(
+            # Registry names are globally unique and alphanumeric; Pulumi appends a random suffix.
+            re.sub(r"[^a-z0-9]", "", name.lower()),
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            sku={"name": args.sku},
+            admin_user_enabled=False,
+            anonymous_pull_enabled=False,
+            tags=args.tags,
+            opts=stateful(args.protect, self),
+        )
+        scope_map = containerregistry.ScopeMap(
+            f"{name}-push",
+            resource_group_name=args.resource_group_name,
+            registry_name=self.registry.name,
+            description="Push and pull of the mlserve serving image only",
+            actions=[
+                f"repositories/{REPOSITORY}/content/read",
+                f"repositories/{REPOSITORY}/content/write",
+                f"repositories/{REPOSITORY}/metadata/read",
+            ],
+            opts=child,
+        )
+        token = containerregistry.Token(
+            f"{name}-push",
+            resource_group_name=args.resource_group_name,
+            registry_name=self.registry.name,
+            scope_map_id=scope_map.id,
+            status="enabled",
+            opts=child,
+        )
+        password = azure_classic.containerservice.TokenPassword(
+            f"{name}-push", container_registry_token_id=token.id, password1={}, opts=child
+        )
+        self.push_target = PushTarget(
+            address=self.registry.login_server,
+            repository=pulumi.Output.concat(self.registry.login_server, "/", REPOSITORY),
+            username=token.name,
+            password=pulumi.Output.secret(password.password1.apply(lambda p: p.value or "")),
+        )
+        self.register_outputs({"login_server": self.registry.login_server, "registry_id": self.registry.id})

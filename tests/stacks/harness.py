@@ -1,0 +1,225 @@
+"""Run the real Pulumi program (__main__.py) with a real stack file under Pulumi's mocks.
+
+No cloud and no CLI: every resource the program declares is recorded with its inputs, parent and
+options, as the engine would receive them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import runpy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.sync_await import _sync_await
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
+DEPLOYER = "11111111-1111-1111-1111-111111111111"
+
+KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "aks", "cluster": {"server": "https://aks.example:443"}}],
+    "users": [
+        {
+            "name": "user",
+            "user": {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "kubelogin",
+                    "args": [
+                        "get-token",
+                        "--login",
+                        "devicecode",
+                        "--server-id",
+                        "6dae42f8-4368-4678-94ff-3960e28e3630",
+                    ],
+                }
+            },
+        }
+    ],
+    "contexts": [{"name": "aks", "context": {"cluster": "aks", "user": "user"}}],
+    "current-context": "aks",
+}
+
+
+@dataclass
+class Recorded:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str
+    protect: bool
+    custom: bool
+    secret_paths: set[str]
+    dependencies: list[str]
+
+
+@dataclass
+class Evaluation:
+    resources: list[Recorded]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    invokes: list[str] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> Recorded:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+        return found[0]
+
+    def types(self) -> set[str]:
+        return {r.type for r in self.resources}
+
+
+def _secret_paths(value: Any, path: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            yield path
+            return
+        for key, item in value.items():
+            yield from _secret_paths(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_paths(item, f"{path}[{index}]")
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks, evaluation: Evaluation) -> None:
+        super().__init__(mocks)
+        self.evaluation = evaluation
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            self.evaluation.resources.append(
+                Recorded(
+                    type=request.type,
+                    name=request.name,
+                    inputs=self.resources[response.urn].state if request.custom else {},
+                    parent=request.parent,
+                    protect=request.protect,
+                    custom=request.custom,
+                    secret_paths=set(_secret_paths(raw)),
+                    dependencies=list(request.dependencies),
+                )
+            )
+        return response
+
+
+class CloudMocks(pulumi.runtime.Mocks):
+    """Plausible outputs for what the clouds compute; inputs are passed through."""
+
+    def __init__(self, evaluation: Evaluation) -> None:
+        self.evaluation = evaluation
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        name = args.name
+        computed: dict[str, Any] = {
+            "azure-native:containerregistry:Registry": {
+                "loginServer": f"{name}abc123.azurecr.io",
+                "name": f"{name}abc123",
+            },
+            "azure-native:containerregistry:Token": {"name": f"{name}-token"},
+            "azure:containerservice/tokenPassword:TokenPassword": {"password1": {"value": "token-password-1"}},
+            "docker-build:index:Image": {"digest": "sha256:" + "ab" * 32, "ref": "image@sha256:" + "ab" * 32},
+            "random:index/randomPassword:RandomPassword": {"result": f"generated-{name}-0123456789abcdef"},
+            "azure-native:managedidentity:UserAssignedIdentity": {
+                "principalId": f"{name}-principal",
+                "clientId": f"{name}-client",
+                "name": name,
+            },
+            "azure-native:operationalinsights:Workspace": {"customerId": "workspace-customer-id", "name": name},
+            "azure-native:applicationinsights:Component": {"connectionString": "InstrumentationKey=ikey;"},
+            "azure-native:resources:ResourceGroup": {"name": f"{name}-1234"},
+            "azure-native:containerinstance:ContainerGroup": {
+                "ipAddress": {**state.get("ipAddress", {}), "fqdn": "mlserve-dev.westeurope.azurecontainer.io"}
+            },
+            "azure-native:containerservice:ManagedCluster": {
+                "name": name,
+                "identityProfile": {
+                    "kubeletidentity": {"objectId": "kubelet-object-id", "clientId": "c", "resourceId": "r"}
+                },
+                "oidcIssuerProfile": {"enabled": True, "issuerUrl": "https://oidc.example/issuer/"},
+            },
+            "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": "20.0.0.10"}]}}},
+            "azure-native:storage:StorageAccount": {"name": f"{name}store"},
+            "azure-native:storage:BlobContainer": {"name": "batch"},
+        }.get(args.typ, {})
+        state.update(computed)
+        identity = state.get("identity")
+        if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+            # Azure takes a list of identity ids and answers with a map keyed by them.
+            state["identity"] = {
+                **identity,
+                "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
+            }
+        if args.typ.startswith("kubernetes:") and "metadata" in state:
+            state["metadata"] = {**state["metadata"], "name": state["metadata"].get("name", name)}
+        return f"{name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        self.evaluation.invokes.append(args.token)
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "subscriptionId": SUBSCRIPTION,
+                "objectId": DEPLOYER,
+                "tenantId": "tenant",
+                "clientId": "client",
+            }, []
+        if args.token == "azure-native:operationalinsights:getSharedKeys":
+            return {"primarySharedKey": "workspace-shared-key"}, []
+        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
+            encoded = base64.b64encode(yaml.safe_dump(KUBECONFIG).encode()).decode()
+            return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}, []
+        return {}, []
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """The stack file's config as the engine passes it: structured values as JSON strings."""
+    document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in (document.get("config") or {}).items()
+    }
+
+
+def evaluate(stack: str, overrides: dict[str, Any] | None = None, remove: tuple[str, ...] = ()) -> Evaluation:
+    """Run __main__.py for `stack`, with config keys replaced (`overrides`) or dropped (`remove`)."""
+    config = stack_config(stack)
+    for key in remove:
+        config.pop(key, None)
+    for key, value in (overrides or {}).items():
+        config[key] = value if isinstance(value, str) else json.dumps(value)
+    evaluation = Evaluation(resources=[], outputs={}, secret_outputs=set())
+    mocks = CloudMocks(evaluation)
+    pulumi.runtime.set_all_config(config)
+    pulumi.runtime.set_mocks(
+        mocks, project="mlserve", stack=stack, preview=False, monitor=RecordingMonitor(mocks, evaluation)
+    )
+
+    @pulumi.runtime.test
+    def run() -> None:
+        runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")
+
+    run()
+    stack_resource = pulumi.runtime.get_root_resource()
+    for name, output in stack_resource.outputs.items():
+        out = pulumi.Output.from_input(output)
+        evaluation.outputs[name] = _sync_await(out.future())
+        if _sync_await(out.is_secret()):
+            evaluation.secret_outputs.add(name)
+    return evaluation
