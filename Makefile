@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+CHECKOV_VENV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -13,13 +15,18 @@ $(STAMP): requirements-dev.txt serving/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
 ## serve: build the environment and run the model server with the demo model on $(HOST):$(PORT)
 serve: $(STAMP)
 	$(PY) -m serving serve --host $(HOST) --port $(PORT)
 
 ## test: build the environment, lint everything, run every test
-test: lint
-	$(PY) -m pytest
+test: lint $(CHECKOV_STAMP)
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -39,4 +46,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

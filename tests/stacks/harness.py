@@ -95,6 +95,19 @@ def _secret_paths(value: Any, path: str = "") -> Iterator[str]:
             yield from _secret_paths(item, f"{path}[{index}]")
 
 
+def unwrap_secrets(value: Any) -> Any:
+    """Inputs as plain values; which of them were secret is kept in Recorded.secret_paths."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return unwrap_secrets(value.get("value"))
+        return {key: unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a double
+    return value
+
+
 class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks, evaluation: Evaluation) -> None:
         super().__init__(mocks)
@@ -108,7 +121,7 @@ class RecordingMonitor(MockMonitor):
                 Recorded(
                     type=request.type,
                     name=request.name,
-                    inputs=self.resources[response.urn].state if request.custom else {},
+                    inputs=unwrap_secrets(raw) if request.custom else {},
                     parent=request.parent,
                     protect=request.protect,
                     custom=request.custom,
@@ -153,7 +166,7 @@ class CloudMocks(pulumi.runtime.Mocks):
                 "identityProfile": {
                     "kubeletidentity": {"objectId": "kubelet-object-id", "clientId": "c", "resourceId": "r"}
                 },
-                "oidcIssuerProfile": {"enabled": True, "issuerUrl": "https://oidc.example/issuer/"},
+                "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.example/issuer/"},
             },
             "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": "20.0.0.10"}]}}},
             "azure-native:storage:StorageAccount": {"name": f"{name}store"},
@@ -207,6 +220,7 @@ def evaluate(stack: str, overrides: dict[str, Any] | None = None, remove: tuple[
     evaluation = Evaluation(resources=[], outputs={}, secret_outputs=set())
     mocks = CloudMocks(evaluation)
     pulumi.runtime.set_all_config(config)
+    pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, without a previous run's exports
     pulumi.runtime.set_mocks(
         mocks, project="mlserve", stack=stack, preview=False, monitor=RecordingMonitor(mocks, evaluation)
     )

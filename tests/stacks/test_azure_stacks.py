@@ -1,0 +1,274 @@
+"""The real program with the real stack files, under mocks: the Azure resource graph and its properties."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+import yaml
+
+from stacks.protection import stateful
+from tests.stacks.harness import DEPLOYER, Evaluation, Recorded
+
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+TAGGABLE_PREFIXES = ("azure-native:",)
+UNTAGGED = {  # Azure resource types that take no tags
+    "azure-native:containerregistry:ScopeMap",
+    "azure-native:containerregistry:Token",
+    "azure-native:authorization:RoleAssignment",
+    "azure-native:storage:BlobContainer",
+    "azure-native:managedidentity:FederatedIdentityCredential",
+}
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("environmentVariables", container.get("env", []))}
+
+
+# Both stacks
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_registry_admin_user_is_disabled_and_push_is_scoped(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    registry = evaluation.one("azure-native:containerregistry:Registry")
+    assert registry.inputs["adminUserEnabled"] is False
+    assert registry.inputs["anonymousPullEnabled"] is False
+    scope = evaluation.one("azure-native:containerregistry:ScopeMap")
+    assert all(action.startswith("repositories/mlserve/") for action in scope.inputs["actions"])
+    assert evaluation.one("azure:containerservice/tokenPassword:TokenPassword")
+    assert "azure-native:containerregistry:listRegistryCredentials" not in evaluation.invokes
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_image_is_pushed_to_the_registry_and_used_by_digest(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    image = evaluation.one("docker-build:index:Image")
+    assert image.inputs["push"] is True
+    assert image.inputs["tags"] == ["mlserve" + stack + "acrabc123.azurecr.io/mlserve:weather-rain-1"]
+    assert image.inputs["context"]["location"] == "serving"
+    assert image.inputs["platforms"] == ["linux/amd64"]
+    assert len(image.inputs["registries"]) == 1, "only the enabled targets' registries"
+    assert "registries[0].password" in image.secret_paths
+    assert evaluation.outputs["image"].endswith("/mlserve@sha256:" + "ab" * 32)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_taggable_resource_is_tagged(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    taggable = [r for r in evaluation.resources if r.type.startswith(TAGGABLE_PREFIXES) and r.type not in UNTAGGED]
+    assert taggable
+    for resource in taggable:
+        tags = resource.inputs.get("tags", {})
+        assert {
+            "project": "mlserve",
+            "stack": stack,
+            "model": "weather-rain",
+            "model-version": "1",
+        }.items() <= tags.items(), resource.name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_keys_and_credentials_stay_secret(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    assert {"primary_key", "secondary_key", "application_insights_connection_string"} <= evaluation.secret_outputs
+    assert evaluation.outputs["primary_key"] != evaluation.outputs["secondary_key"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_components_parent_their_children(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    components = {r.name for r in evaluation.resources if not r.custom}
+    assert components
+    for resource in evaluation.resources:
+        if resource.type in ("azure-native:resources:ResourceGroup",) or not resource.custom:
+            continue
+        assert any(f"::{c}" in resource.parent for c in components), (resource.type, resource.name)
+
+
+def test_scoring_and_swagger_uris_like_the_seeds(dev: Evaluation) -> None:
+    assert dev.outputs["scoring_uri"] == "http://mlserve-dev.westeurope.azurecontainer.io:8080/score"
+    assert dev.outputs["swagger_uri"] == "http://mlserve-dev.westeurope.azurecontainer.io:8080/swagger.json"
+
+
+# Dev: ACI
+
+
+def test_dev_deploys_aci_and_no_cluster(dev: Evaluation) -> None:
+    assert "azure-native:containerinstance:ContainerGroup" in dev.types()
+    assert "azure-native:containerservice:ManagedCluster" not in dev.types()
+    assert not any(r.type.startswith("kubernetes:") for r in dev.resources)
+
+
+def test_dev_protects_nothing_so_destroy_removes_everything(dev: Evaluation) -> None:
+    assert [r.name for r in dev.resources if r.protect] == []
+
+
+def test_aci_container_group(dev: Evaluation) -> None:
+    group = dev.one("azure-native:containerinstance:ContainerGroup")
+    container = group.inputs["containers"][0]
+    assert container["image"].endswith("/mlserve@sha256:" + "ab" * 32)
+    assert container["resources"]["requests"] == {"cpu": 1, "memoryInGB": 1}
+    assert container["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert group.inputs["ipAddress"]["dnsNameLabel"]
+    assert group.inputs["ipAddress"]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert group.inputs["restartPolicy"] == "Always"
+    assert group.inputs["osType"] == "Linux"
+    env = env_of(container)
+    assert env["SERVING_MAX_CONCURRENT_REQUESTS"]["value"] == "2"
+    assert env["SERVING_SCORING_TIMEOUT_MS"]["value"] == "1000"
+    assert env["SERVING_MAX_QUEUE_WAIT_MS"]["value"] == "1000"
+    keys_index = list(env).index("SERVING_API_KEYS")
+    assert "value" not in env["SERVING_API_KEYS"]
+    assert f"containers[0].environmentVariables[{keys_index}].secureValue" in group.secret_paths
+    insights_index = list(env).index("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    assert f"containers[0].environmentVariables[{insights_index}].secureValue" in group.secret_paths
+    assert "diagnostics.logAnalytics.workspaceKey" in group.secret_paths
+
+
+def test_aci_pulls_with_a_managed_identity_granted_acr_pull(dev: Evaluation) -> None:
+    group = dev.one("azure-native:containerinstance:ContainerGroup")
+    identity = dev.one("azure-native:managedidentity:UserAssignedIdentity")
+    credentials = group.inputs["imageRegistryCredentials"]
+    assert credentials == [{"server": "mlservedevacrabc123.azurecr.io", "identity": f"{identity.name}-id"}]
+    assert "password" not in credentials[0]
+    pull = dev.one("azure-native:authorization:RoleAssignment")
+    assert pull.inputs["roleDefinitionId"].endswith(ACR_PULL)
+    assert pull.inputs["principalId"] == f"{identity.name}-principal"
+    assert pull.inputs["scope"] == "mlservedevacr-id"
+    assert any("RoleAssignment" in d for d in group.dependencies)
+
+
+# Prod: AKS
+
+
+def test_prod_deploys_aks_and_no_aci(prod: Evaluation) -> None:
+    assert "azure-native:containerservice:ManagedCluster" in prod.types()
+    assert "azure-native:containerinstance:ContainerGroup" not in prod.types()
+
+
+def test_prod_protects_its_stateful_resources(prod: Evaluation) -> None:
+    protected = {r.type for r in prod.resources if r.protect}
+    assert protected == {
+        "azure-native:containerregistry:Registry",
+        "azure-native:containerservice:ManagedCluster",
+        "azure-native:storage:StorageAccount",
+    }
+
+
+def test_protect_option_comes_from_one_function() -> None:
+    parent = pulumi.ComponentResource.__new__(pulumi.ComponentResource)
+    assert stateful(True, parent).protect is True
+    assert stateful(False, parent).protect is False
+
+
+def test_aks_cluster(prod: Evaluation) -> None:
+    cluster = prod.one("azure-native:containerservice:ManagedCluster").inputs
+    assert cluster["identity"] == {"type": "SystemAssigned"}
+    assert cluster["enableRBAC"] is True
+    assert cluster["disableLocalAccounts"] is True
+    assert cluster["aadProfile"] == {"managed": True, "enableAzureRBAC": True}
+    assert cluster["kubernetesVersion"] == "1.33"
+    pool = cluster["agentPoolProfiles"][0]
+    assert pool["mode"] == "System"
+    assert (pool["enableAutoScaling"], pool["minCount"], pool["maxCount"]) == (True, 2, 4)
+    assert cluster["networkProfile"]["networkPolicy"] == "azure"
+    assert cluster["oidcIssuerProfile"] == {"enabled": True}
+    assert cluster["securityProfile"]["workloadIdentity"] == {"enabled": True}
+    assert cluster["addonProfiles"]["omsagent"]["enabled"] is True
+
+
+def test_aks_role_assignments(prod: Evaluation) -> None:
+    roles = {r.name: r.inputs for r in prod.of_type("azure-native:authorization:RoleAssignment")}
+    pull = roles["mlserve-prod-aks-acr-pull"]
+    assert pull["roleDefinitionId"].endswith(ACR_PULL)
+    assert pull["principalId"] == "kubelet-object-id"
+    admin = roles["mlserve-prod-aks-deployer-admin"]
+    assert admin["principalId"] == DEPLOYER
+    assert admin["scope"] == "mlserve-prod-aks-cluster-id"
+
+
+def test_kubeconfig_is_secret_and_signs_in_with_the_azure_cli(prod: Evaluation) -> None:
+    provider = prod.one("pulumi:providers:kubernetes")
+    assert "kubeconfig" in provider.secret_paths
+    assert "kubeconfig" in prod.secret_outputs
+    kubeconfig = yaml.safe_load(prod.outputs["kubeconfig"])
+    assert kubeconfig["users"][0]["user"]["exec"]["args"][:3] == ["get-token", "--login", "azurecli"]
+
+
+def _deployment(prod: Evaluation) -> Recorded:
+    return prod.one("kubernetes:apps/v1:Deployment")
+
+
+def test_deployment_runs_the_pinned_image_hardened(prod: Evaluation) -> None:
+    spec = _deployment(prod).inputs["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"].endswith("/mlserve@sha256:" + "ab" * 32)
+    assert "replicas" not in spec, "the HPA owns the replica count"
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] > 20
+
+
+def test_deployment_passes_the_seed_limits_and_keys_from_a_secret(prod: Evaluation) -> None:
+    container = _deployment(prod).inputs["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    assert env["SERVING_MAX_CONCURRENT_REQUESTS"]["value"] == "2"
+    assert env["SERVING_MAX_QUEUE_WAIT_MS"]["value"] == "1000"
+    assert env["SERVING_SCORING_TIMEOUT_MS"]["value"] == "1000"
+    assert env["SERVING_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlserve-api-keys",
+        "key": "SERVING_API_KEYS",
+    }
+    secret = prod.one("kubernetes:core/v1:Secret")
+    assert "stringData" in secret.secret_paths
+
+
+def test_autoscaling_and_disruption_budget(prod: Evaluation) -> None:
+    hpa = prod.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert hpa["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert hpa["scaleTargetRef"]["kind"] == "Deployment"
+    pdb = prod.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
+    assert pdb["maxUnavailable"] == 1
+
+
+def test_service_is_a_load_balancer_on_port_80(prod: Evaluation) -> None:
+    service = prod.one("kubernetes:core/v1:Service").inputs["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert service["ports"][0]["port"] == 80
+    assert prod.outputs["aks_endpoint"] == "http://20.0.0.10"
+    assert prod.outputs["scoring_uri"] == "http://20.0.0.10/score"
+
+
+def test_batch_job_uses_workload_identity_and_no_account_keys(prod: Evaluation) -> None:
+    account = prod.one("azure-native:storage:StorageAccount").inputs
+    assert account["allowSharedKeyAccess"] is False
+    assert account["allowBlobPublicAccess"] is False
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    federation = prod.one("azure-native:managedidentity:FederatedIdentityCredential").inputs
+    assert federation["subject"] == "system:serviceaccount:mlserve:mlserve-batch"
+    assert federation["issuer"] == "https://oidc.example/issuer/"
+    cron = prod.one("kubernetes:batch/v1:CronJob").inputs["spec"]
+    assert cron["schedule"] == "0 2 * * *"
+    pod = cron["jobTemplate"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[0] == "batch"
+    assert args[args.index("--input") + 1].startswith("abfs://batch@")
+    assert args[args.index("--input") + 1].endswith(".dfs.core.windows.net/input/weather.csv")
+    image = prod.one("docker-build:index:Image").inputs
+    assert image["buildArgs"] == {"EXTRAS": "batch"}

@@ -1,0 +1,109 @@
+"""Bad stack config stops the program with a message naming the key and the stack file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError
+from tests.stacks.harness import evaluate
+
+CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    ("dev", {"mlserve:replicas": 3}, (), "mlserve:replicas in Pulumi.dev.yaml: unknown key"),
+    ("dev", {"mlserve:targets": ["aci", "gke"]}, (), "mlserve:targets in Pulumi.dev.yaml: unknown target 'gke'"),
+    ("dev", {"mlserve:targets": []}, (), "mlserve:targets in Pulumi.dev.yaml: expected a non-empty list"),
+    ("dev", {"mlserve:targets": "aci"}, (), "mlserve:targets in Pulumi.dev.yaml"),
+    ("dev", {"mlserve:aci": {"cpu": 0, "memoryGb": 1}}, (), "mlserve:aci.cpu in Pulumi.dev.yaml: 0 is out of range"),
+    (
+        "dev",
+        {"mlserve:aci": {"cpu": 1, "memoryGb": "lots"}},
+        (),
+        "mlserve:aci.memoryGb in Pulumi.dev.yaml: expected a number, got 'lots'",
+    ),
+    ("dev", {"mlserve:aci": {"gpu": 1}}, (), "mlserve:aci.gpu in Pulumi.dev.yaml: unknown setting"),
+    (
+        "dev",
+        {"mlserve:server": {"maxConcurrentRequests": 0}},
+        (),
+        "mlserve:server.maxConcurrentRequests in Pulumi.dev.yaml: 0 is out of range",
+    ),
+    (
+        "dev",
+        {"mlserve:server": {"authEnabled": "yes"}},
+        (),
+        "mlserve:server.authEnabled in Pulumi.dev.yaml: expected true or false",
+    ),
+    ("dev", {"mlserve:protect": "maybe"}, (), "mlserve:protect in Pulumi.dev.yaml: expected true or false"),
+    ("dev", {"mlserve:aks": {"minNodes": 1}}, (), "mlserve:aks in Pulumi.dev.yaml: set, but aks is not in targets"),
+    (
+        "dev",
+        {"mlserve:batch": {"enabled": True}},
+        (),
+        "mlserve:batch.enabled in Pulumi.dev.yaml: batch scoring runs on the AKS cluster",
+    ),
+    ("dev", {}, ("mlserve:azure",), "mlserve:azure.location in Pulumi.dev.yaml"),
+    ("dev", {"mlserve:model": {"name": "Weather Rain!"}}, (), "mlserve:model.name in Pulumi.dev.yaml"),
+    (
+        "prod",
+        {"mlserve:aks": {"kubernetesVersion": "1.33", "minNodes": 3, "maxNodes": 2}},
+        (),
+        "mlserve:aks.maxNodes in Pulumi.prod.yaml: 2 is below aks.minNodes (3)",
+    ),
+    (
+        "prod",
+        {"mlserve:kubernetes": {"minReplicas": 4, "maxReplicas": 3}},
+        (),
+        "mlserve:kubernetes.maxReplicas in Pulumi.prod.yaml: 3 is below kubernetes.minReplicas (4)",
+    ),
+    (
+        "prod",
+        {"mlserve:kubernetes": {"cpu": "0"}},
+        (),
+        "mlserve:kubernetes.cpu in Pulumi.prod.yaml: must be more than 0",
+    ),
+    ("prod", {"mlserve:kubernetes": {"memory": "1GB"}}, (), "mlserve:kubernetes.memory in Pulumi.prod.yaml"),
+    (
+        "prod",
+        {"mlserve:kubernetes": {"serviceType": "Ingress"}},
+        (),
+        "mlserve:kubernetes.serviceType in Pulumi.prod.yaml",
+    ),
+    ("prod", {"mlserve:aks": {"kubernetesVersion": "latest"}}, (), "mlserve:aks.kubernetesVersion in Pulumi.prod.yaml"),
+    (
+        "prod",
+        {"mlserve:aks": {"kubernetesVersion": "1.33", "authorizedIpRanges": ["everyone"]}},
+        (),
+        "mlserve:aks.authorizedIpRanges in Pulumi.prod.yaml",
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "overrides", "remove", "message"), CASES)
+def test_bad_config_names_the_key(stack: str, overrides: dict, remove: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        evaluate(stack, overrides, remove)
+    assert message in str(raised.value)
+
+
+def test_any_combination_of_targets(tmp_path) -> None:
+    both = evaluate("prod", {"mlserve:targets": ["aci", "aks"], "mlserve:aci": {"cpu": 2, "memoryGb": 4}})
+    assert {
+        "azure-native:containerinstance:ContainerGroup",
+        "azure-native:containerservice:ManagedCluster",
+    } <= both.types()
+    assert {"aci_endpoint", "aks_endpoint"} <= set(both.outputs)
+    group = both.one("azure-native:containerinstance:ContainerGroup")
+    assert group.inputs["containers"][0]["resources"]["requests"] == {"cpu": 2, "memoryInGB": 4}
+
+
+def test_auth_can_be_turned_off(tmp_path) -> None:
+    open_dev = evaluate("dev", {"mlserve:server": {"authEnabled": False}})
+    env = [
+        e["name"]
+        for e in open_dev.one("azure-native:containerinstance:ContainerGroup").inputs["containers"][0][
+            "environmentVariables"
+        ]
+    ]
+    assert "SERVING_API_KEYS" not in env
+    assert "primary_key" not in open_dev.outputs
