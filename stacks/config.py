@@ -232,6 +232,8 @@ def load_config() -> StackConfig:
         raise r.fail("protect", "expected true or false") from None
 
     m = r.section("model", {"name", "version", "directory"})
+    if isinstance(m.get("version"), int) and not isinstance(m.get("version"), bool):
+        m["version"] = str(m["version"])  # `pulumi config set --path mlserve:model.version 2` stores a number
     model = ModelConfig(
         name=r.text(m, "name", "model.name", "weather-rain", NAME),
         version=r.text(m, "version", "model.version", "1", r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"),
