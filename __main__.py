@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
+import pulumi_aws as aws
 from pulumi_azure_native import authorization, resources
 
 from stacks.aci import AciService, AciServiceArgs
 from stacks.aks import AksCluster, AksClusterArgs
 from stacks.azure_batch import AzureBatchJob, AzureBatchJobArgs
 from stacks.config import StackConfig, load_config
-from stacks.image import ServingImage, ServingImageArgs
+from stacks.image import CONTEXT, ServingImage, ServingImageArgs, source_fingerprint
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
-from stacks.registry import AcrRegistry, AcrRegistryArgs
+from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
+from stacks.sagemaker import SageMakerEndpoint, SageMakerEndpointArgs
 from stacks.tags import cloud_tags, kubernetes_labels
 
 
-def deploy_azure(config: StackConfig, keys: ApiKeys | None) -> None:
+@dataclass
+class AzureBase:
+    """What every Azure target shares: resource group, monitoring, registry."""
+
+    group: resources.ResourceGroup
+    client: pulumi.Output[authorization.GetClientConfigResult]
+    monitoring: AzureMonitoring
+    registry: AcrRegistry
+
+
+def image_tag(config: StackConfig) -> str:
+    return f"{config.model.name}-{config.model.version}-{source_fingerprint(CONTEXT, config.model.directory)}"
+
+
+def azure_base(config: StackConfig, name: str) -> AzureBase:
     if config.azure is None:
-        raise ValueError("deploy_azure needs the azure settings")
-    name = f"{config.project}-{config.stack}"
+        raise ValueError("Azure targets need the azure settings")
     tags = cloud_tags(config)
-    client = authorization.get_client_config_output()
     group = resources.ResourceGroup(f"{name}-rg", location=config.azure.location, tags=tags)
     monitoring = AzureMonitoring(
         f"{name}-monitoring",
@@ -32,21 +48,16 @@ def deploy_azure(config: StackConfig, keys: ApiKeys | None) -> None:
         f"{name}-acr",
         AcrRegistryArgs(group.name, group.location, "Premium" if config.protect else "Basic", config.protect, tags),
     )
-    image = ServingImage(
-        f"{name}-azure",
-        ServingImageArgs(
-            targets=[registry.push_target],
-            tag=f"{config.model.name}-{config.model.version}",
-            model_directory=config.model.directory,
-            batch_extras=config.batch.enabled,
-            labels={"mlserve.model": config.model.name, "mlserve.model-version": config.model.version},
-        ),
-    )
-    image_ref = image.refs[0]
-    api_keys = keys.joined if keys is not None else None
+    return AzureBase(group, authorization.get_client_config_output(), monitoring, registry)
+
+
+def deploy_azure(
+    config: StackConfig, name: str, base: AzureBase, image_ref: pulumi.Output[str], api_keys: pulumi.Output[str] | None
+) -> dict[str, pulumi.Output[str]]:
+    tags = cloud_tags(config)
+    group, client, monitoring, registry = base.group, base.client, base.monitoring, base.registry
     environment = config.server.environment()
     endpoints: dict[str, pulumi.Output[str]] = {}
-
     if config.aci is not None:
         aci = AciService(
             f"{name}-aci",
@@ -69,7 +80,6 @@ def deploy_azure(config: StackConfig, keys: ApiKeys | None) -> None:
             ),
         )
         endpoints["aci"] = aci.endpoint
-
     if config.aks is not None and config.kubernetes is not None:
         cluster = AksCluster(
             f"{name}-aks",
@@ -118,11 +128,89 @@ def deploy_azure(config: StackConfig, keys: ApiKeys | None) -> None:
             )
             pulumi.export("batch_input", batch.input_url)
             pulumi.export("batch_output", batch.output_url)
-
     pulumi.export("resource_group", group.name)
     pulumi.export("registry", registry.registry.login_server)
-    pulumi.export("image", image_ref)
     pulumi.export("application_insights_connection_string", monitoring.connection_string)
+    return endpoints
+
+
+def deploy_sagemaker(config: StackConfig, name: str, ecr: EcrRegistry, image_ref: pulumi.Output[str]) -> None:
+    if config.sagemaker is None:
+        raise ValueError("the sagemaker target needs its settings")
+    region = aws.get_region_output()
+    identity = aws.get_caller_identity_output()
+    endpoint = SageMakerEndpoint(
+        f"{name}-sagemaker",
+        SageMakerEndpointArgs(
+            image_ref=image_ref,
+            repository_arn=ecr.repository.arn,
+            # SageMaker authenticates callers with IAM (SigV4), so the container needs no API keys.
+            environment=config.server.environment(),
+            settings=config.sagemaker,
+            region=region.region,
+            account_id=identity.account_id,
+            protect=config.protect,
+            tags=cloud_tags(config),
+        ),
+    )
+    pulumi.export("sagemaker_endpoint_name", endpoint.endpoint.name)
+    pulumi.export("sagemaker_endpoint_arn", endpoint.endpoint.arn)
+    pulumi.export("sagemaker_invoke_url", endpoint.invoke_url)
+    pulumi.export("sagemaker_region", region.region)
+    pulumi.export("sagemaker_image", image_ref)
+    pulumi.export(
+        "sagemaker_invoke_example",
+        pulumi.Output.concat(
+            "aws sagemaker-runtime invoke-endpoint --region ",
+            region.region,
+            " --endpoint-name ",
+            endpoint.endpoint.name,
+            " --content-type text/csv --body '5,0.95,10,180,3,995,2' --cli-binary-format raw-in-base64-out /dev/stdout",
+        ),
+    )
+
+
+def main() -> None:
+    config = load_config()
+    name = f"{config.project}-{config.stack}"
+    keys = ApiKeys(f"{name}-keys") if config.server.auth_enabled and config.uses_azure else None
+    if keys is not None:
+        pulumi.export("primary_key", keys.primary)
+        pulumi.export("secondary_key", keys.secondary)
+
+    base = azure_base(config, name) if config.uses_azure else None
+    ecr = None
+    if config.sagemaker is not None:
+        ecr = EcrRegistry(
+            f"{name}-ecr",
+            EcrRegistryArgs(
+                keep_images=config.sagemaker.keep_images,
+                kms_key_arn=config.sagemaker.kms_key_arn,
+                force_delete=config.sagemaker.force_delete_repository,
+                protect=config.protect,
+                tags=cloud_tags(config),
+            ),
+        )
+    # One build, pushed only to the registries of the enabled targets.
+    targets: list[PushTarget] = [r.push_target for r in (base.registry if base else None, ecr) if r is not None]
+    image = ServingImage(
+        f"{name}-image",
+        ServingImageArgs(
+            targets=targets,
+            tag=image_tag(config),
+            model_directory=config.model.directory,
+            batch_extras=config.batch.enabled,
+            labels={"mlserve.model": config.model.name, "mlserve.model-version": config.model.version},
+        ),
+    )
+    refs = dict(zip(["azure"] * (base is not None) + ["aws"] * (ecr is not None), image.refs, strict=True))
+
+    endpoints: dict[str, pulumi.Output[str]] = {}
+    if base is not None:
+        pulumi.export("image", refs["azure"])
+        endpoints = deploy_azure(config, name, base, refs["azure"], keys.joined if keys else None)
+    if ecr is not None:
+        deploy_sagemaker(config, name, ecr, refs["aws"])
     for target, endpoint in endpoints.items():
         pulumi.export(f"{target}_endpoint", endpoint)
     # What the seeds printed after Model.deploy: where to score, where the API is described.
@@ -130,16 +218,6 @@ def deploy_azure(config: StackConfig, keys: ApiKeys | None) -> None:
     if primary is not None:
         pulumi.export("scoring_uri", pulumi.Output.concat(primary, "/score"))
         pulumi.export("swagger_uri", pulumi.Output.concat(primary, "/swagger.json"))
-
-
-def main() -> None:
-    config = load_config()
-    keys = ApiKeys(f"{config.project}-{config.stack}-keys") if config.server.auth_enabled else None
-    if keys is not None:
-        pulumi.export("primary_key", keys.primary)
-        pulumi.export("secondary_key", keys.secondary)
-    if config.uses_azure:
-        deploy_azure(config, keys)
 
 
 main()

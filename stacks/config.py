@@ -91,6 +91,36 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class RolloutConfig:
+    kind: str  # CANARY, LINEAR or ALL_AT_ONCE
+    step_percent: int  # canary size, or linear step
+    wait_seconds: int
+    latency_alarm_ms: int
+    error_alarm_count: int
+
+
+@dataclass(frozen=True)
+class SageMakerConfig:
+    mode: str  # serverless | realtime
+    endpoint_name: str
+    memory_size_mb: int
+    max_concurrency: int
+    instance_type: str
+    instance_count: int
+    min_capacity: int
+    max_capacity: int
+    target_invocations_per_instance: int
+    scale_in_cooldown: int
+    scale_out_cooldown: int
+    rollout: RolloutConfig
+    model_data_url: str | None
+    data_capture_percent: int  # 0: off
+    kms_key_arn: str | None
+    keep_images: int
+    force_delete_repository: bool
+
+
+@dataclass(frozen=True)
 class ObservabilityConfig:
     retention_days: int
 
@@ -109,6 +139,7 @@ class StackConfig:
     kubernetes: KubernetesConfig | None
     batch: BatchConfig
     observability: ObservabilityConfig
+    sagemaker: SageMakerConfig | None = None
 
     @property
     def uses_azure(self) -> bool:
@@ -334,6 +365,10 @@ def load_config() -> StackConfig:
     if batch.enabled and "aks" not in targets:
         raise r.fail("batch.enabled", "batch scoring runs on the AKS cluster: add aks to targets")
 
+    sagemaker = _sagemaker(r, stack, protect=bool(protect)) if "sagemaker" in targets else None
+    if sagemaker is None and config.get("sagemaker") is not None:
+        raise r.fail("sagemaker", "set, but sagemaker is not in targets")
+
     o = r.section("observability", {"retentionDays"})
     observability = ObservabilityConfig(
         retention_days=r.integer(o, "retentionDays", "observability.retentionDays", 30, 30, 730)
@@ -352,4 +387,106 @@ def load_config() -> StackConfig:
         kubernetes=kubernetes,
         batch=batch,
         observability=observability,
+        sagemaker=sagemaker,
+    )
+
+
+SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
+    c = r.section(
+        "sagemaker",
+        {
+            "mode",
+            "endpointName",
+            "memorySizeMb",
+            "maxConcurrency",
+            "instanceType",
+            "instanceCount",
+            "minCapacity",
+            "maxCapacity",
+            "targetInvocationsPerInstance",
+            "scaleInCooldown",
+            "scaleOutCooldown",
+            "rollout",
+            "modelDataUrl",
+            "dataCapturePercent",
+            "kmsKeyArn",
+            "keepImages",
+            "forceDeleteRepository",
+        },
+    )
+    mode = r.text(c, "mode", "sagemaker.mode", "serverless", r"serverless|realtime")
+    memory = r.integer(c, "memorySizeMb", "sagemaker.memorySizeMb", 2048, 1024, 6144)
+    if memory not in SERVERLESS_MEMORY:
+        raise r.fail(
+            "sagemaker.memorySizeMb",
+            f"{memory} is not a serverless size; use one of {', '.join(map(str, SERVERLESS_MEMORY))}",
+        )
+    instance_count = r.integer(c, "instanceCount", "sagemaker.instanceCount", 2, 1, 100)
+    min_capacity = r.integer(c, "minCapacity", "sagemaker.minCapacity", instance_count, 1, 100)
+    max_capacity = r.integer(c, "maxCapacity", "sagemaker.maxCapacity", max(4, min_capacity), 1, 100)
+    if max_capacity < min_capacity:
+        raise r.fail("sagemaker.maxCapacity", f"{max_capacity} is below sagemaker.minCapacity ({min_capacity})")
+    if not min_capacity <= instance_count <= max_capacity:
+        raise r.fail(
+            "sagemaker.instanceCount",
+            f"{instance_count} is outside sagemaker.minCapacity..maxCapacity ({min_capacity}..{max_capacity})",
+        )
+    if mode == "realtime" and protect and min_capacity < 2:
+        raise r.fail(
+            "sagemaker.minCapacity",
+            "a protected (production) real-time endpoint needs at least 2 "
+            "instances, so SageMaker spreads them across Availability Zones",
+        )
+    rollout_section = c.get("rollout", {})
+    if not isinstance(rollout_section, dict):
+        raise r.fail("sagemaker.rollout", "expected an object of settings")
+    unknown = sorted(set(rollout_section) - {"type", "stepPercent", "waitSeconds", "latencyAlarmMs", "errorAlarmCount"})
+    if unknown:
+        raise r.fail(f"sagemaker.rollout.{unknown[0]}", "unknown setting")
+    rollout = RolloutConfig(
+        kind=r.text(rollout_section, "type", "sagemaker.rollout.type", "CANARY", r"CANARY|LINEAR|ALL_AT_ONCE"),
+        step_percent=r.integer(rollout_section, "stepPercent", "sagemaker.rollout.stepPercent", 10, 1, 99),
+        wait_seconds=r.integer(rollout_section, "waitSeconds", "sagemaker.rollout.waitSeconds", 300, 0, 3600),
+        latency_alarm_ms=r.integer(
+            rollout_section, "latencyAlarmMs", "sagemaker.rollout.latencyAlarmMs", 500, 1, 60_000
+        ),
+        error_alarm_count=r.integer(
+            rollout_section, "errorAlarmCount", "sagemaker.rollout.errorAlarmCount", 1, 1, 10_000
+        ),
+    )
+    model_data_url = c.get("modelDataUrl")
+    if model_data_url is not None and not (
+        isinstance(model_data_url, str) and re.fullmatch(r"s3://[a-z0-9.-]{3,63}/\S+\.tar\.gz", model_data_url)
+    ):
+        raise r.fail("sagemaker.modelDataUrl", "expected s3://<bucket>/<key>.tar.gz")
+    kms = c.get("kmsKeyArn")
+    if kms is not None and not (
+        isinstance(kms, str) and re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/\S+", kms)
+    ):
+        raise r.fail("sagemaker.kmsKeyArn", "expected a KMS key ARN")
+    return SageMakerConfig(
+        mode=mode,
+        endpoint_name=r.text(
+            c, "endpointName", "sagemaker.endpointName", f"mlserve-{stack}", r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
+        ),
+        memory_size_mb=memory,
+        max_concurrency=r.integer(c, "maxConcurrency", "sagemaker.maxConcurrency", 5, 1, 200),
+        instance_type=r.text(c, "instanceType", "sagemaker.instanceType", "ml.m5.large", r"ml\.[a-z0-9]+\.[a-z0-9]+"),
+        instance_count=instance_count,
+        min_capacity=min_capacity,
+        max_capacity=max_capacity,
+        target_invocations_per_instance=r.integer(
+            c, "targetInvocationsPerInstance", "sagemaker.targetInvocationsPerInstance", 200, 1, 100_000
+        ),
+        scale_in_cooldown=r.integer(c, "scaleInCooldown", "sagemaker.scaleInCooldown", 300, 0, 3600),
+        scale_out_cooldown=r.integer(c, "scaleOutCooldown", "sagemaker.scaleOutCooldown", 60, 0, 3600),
+        rollout=rollout,
+        model_data_url=model_data_url,
+        data_capture_percent=r.integer(c, "dataCapturePercent", "sagemaker.dataCapturePercent", 0, 0, 100),
+        kms_key_arn=kms,
+        keep_images=r.integer(c, "keepImages", "sagemaker.keepImages", 10, 1, 1000),
+        force_delete_repository=r.boolean(c, "forceDeleteRepository", "sagemaker.forceDeleteRepository", not protect),
     )

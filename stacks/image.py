@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,12 +12,30 @@ import pulumi_docker_build as docker_build
 from stacks.registry import PushTarget
 
 CONTEXT = "serving"
+IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
+
+
+def source_fingerprint(*directories: str | None) -> str:
+    """A hash of the files that go into the image, for a tag that changes whenever they do.
+
+    ECR tags are immutable: pushing changed server code under the same `<model>-<version>` tag would
+    fail, so the tag carries this fingerprint too.
+    """
+    digest = hashlib.sha256()
+    for directory in filter(None, directories):
+        root = Path(directory)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = path.relative_to(root)
+            if IGNORED_PARTS & set(relative.parts) or path.suffix == ".pyc":
+                continue
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 @dataclass
 class ServingImageArgs:
     targets: list[PushTarget]  # only the registries of enabled targets
-    tag: str  # <model name>-<model version>
+    tag: str  # <model name>-<model version>-<source fingerprint>
     model_directory: str | None = None  # replaces the bundled demo model (a BuildKit named context)
     batch_extras: bool = False  # also install serving/requirements-batch.txt (Parquet, s3://, abfs://)
     labels: dict[str, str] = field(default_factory=dict)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_azure as azure_classic
 from pulumi_azure_native import containerregistry
 
@@ -84,3 +86,73 @@ class AcrRegistry(pulumi.ComponentResource):
             password=pulumi.Output.secret(password.password1.apply(lambda p: p.value or "")),
         )
         self.register_outputs({"login_server": self.registry.login_server, "registry_id": self.registry.id})
+
+
+@dataclass
+class EcrRegistryArgs:
+    keep_images: int  # tagged images kept; older ones expire
+    kms_key_arn: str | None  # None: AES-256 with an AWS-owned key
+    force_delete: bool  # dev only: let `pulumi destroy` remove a repository that still holds images
+    protect: bool
+    tags: dict[str, str]
+
+
+class EcrRegistry(pulumi.ComponentResource):
+    """An ECR repository: scan on push, immutable tags, encryption, a lifecycle policy."""
+
+    def __init__(self, name: str, args: EcrRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlserve:aws:EcrRegistry", name, None, opts)
+        encryption = (
+            {"encryption_type": "KMS", "kms_key": args.kms_key_arn}
+            if args.kms_key_arn
+            else {"encryption_type": "AES256"}
+        )
+        self.repository = aws.ecr.Repository(
+            f"{name}-repo",
+            image_scanning_configuration={"scan_on_push": True},
+            image_tag_mutability="IMMUTABLE",
+            encryption_configurations=[encryption],
+            force_delete=args.force_delete,
+            tags=args.tags,
+            opts=stateful(args.protect, self),
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=self.repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "Expire untagged images after a day",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": 1,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                        {
+                            "rulePriority": 2,
+                            "description": f"Keep the last {args.keep_images} images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": args.keep_images,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                    ]
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
+        self.push_target = PushTarget(
+            address=self.repository.repository_url.apply(lambda url: url.split("/", 1)[0]),
+            repository=self.repository.repository_url,
+            username=token.user_name,
+            password=pulumi.Output.secret(token.password),
+        )
+        self.register_outputs({"repository_url": self.repository.repository_url})

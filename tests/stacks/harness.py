@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
 DEPLOYER = "11111111-1111-1111-1111-111111111111"
+ACCOUNT = "123456789012"
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -171,6 +172,23 @@ class CloudMocks(pulumi.runtime.Mocks):
             "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": "20.0.0.10"}]}}},
             "azure-native:storage:StorageAccount": {"name": f"{name}store"},
             "azure-native:storage:BlobContainer": {"name": "batch"},
+            "aws:ecr/repository:Repository": {
+                "repositoryUrl": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{name}-1a2b",
+                "arn": f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/{name}-1a2b",
+                "registryId": ACCOUNT,
+                "name": f"{name}-1a2b",
+            },
+            "aws:iam/role:Role": {"arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-1a2b", "name": f"{name}-1a2b"},
+            "aws:sagemaker/model:Model": {"name": f"{name}-1a2b"},
+            "aws:sagemaker/endpointConfiguration:EndpointConfiguration": {"name": f"{name}-1a2b"},
+            "aws:sagemaker/endpoint:Endpoint": {
+                "arn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/{state.get('name', name)}"
+            },
+            "aws:cloudwatch/metricAlarm:MetricAlarm": {
+                "name": f"{name}-1a2b",
+                "arn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:{name}",
+            },
+            "aws:s3/bucket:Bucket": {"bucket": f"{name}-1a2b", "arn": f"arn:aws:s3:::{name}-1a2b"},
         }.get(args.typ, {})
         state.update(computed)
         identity = state.get("identity")
@@ -198,6 +216,24 @@ class CloudMocks(pulumi.runtime.Mocks):
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             encoded = base64.b64encode(yaml.safe_dump(KUBECONFIG).encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}, []
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {
+                "userName": "AWS",
+                "password": "ecr-token",
+                "proxyEndpoint": "https://ecr.example",
+                "authorizationToken": "x",
+                "expiresAt": "later",
+                "id": "r",
+            }, []
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": "eu-west-1", "name": "eu-west-1", "id": "eu-west-1", "description": "Europe"}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "userId": "u",
+                "id": ACCOUNT,
+            }, []
         return {}, []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 import pytest
 import yaml
@@ -10,13 +12,20 @@ from stacks.protection import stateful
 from tests.stacks.harness import DEPLOYER, Evaluation, Recorded
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-TAGGABLE_PREFIXES = ("azure-native:",)
+TAGGABLE_PREFIXES = ("azure-native:", "aws:")
 UNTAGGED = {  # Azure resource types that take no tags
     "azure-native:containerregistry:ScopeMap",
     "azure-native:containerregistry:Token",
     "azure-native:authorization:RoleAssignment",
     "azure-native:storage:BlobContainer",
     "azure-native:managedidentity:FederatedIdentityCredential",
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "aws:appautoscaling/policy:Policy",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:appautoscaling/target:Target",
 }
 
 
@@ -44,11 +53,17 @@ def test_image_is_pushed_to_the_registry_and_used_by_digest(stack: str, request:
     evaluation: Evaluation = request.getfixturevalue(stack)
     image = evaluation.one("docker-build:index:Image")
     assert image.inputs["push"] is True
-    assert image.inputs["tags"] == ["mlserve" + stack + "acrabc123.azurecr.io/mlserve:weather-rain-1"]
+    acr_tag, ecr_tag = image.inputs["tags"]  # both stacks also deploy SageMaker
+    assert re.fullmatch(rf"mlserve{stack}acrabc123\.azurecr\.io/mlserve:weather-rain-1-[0-9a-f]{{12}}", acr_tag)
+    assert ecr_tag.startswith("123456789012.dkr.ecr.eu-west-1.amazonaws.com/")
+    assert acr_tag.split(":")[-1] == ecr_tag.split(":")[-1]
     assert image.inputs["context"]["location"] == "serving"
     assert image.inputs["platforms"] == ["linux/amd64"]
-    assert len(image.inputs["registries"]) == 1, "only the enabled targets' registries"
-    assert "registries[0].password" in image.secret_paths
+    assert [r["address"] for r in image.inputs["registries"]] == [
+        f"mlserve{stack}acrabc123.azurecr.io",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+    ]
+    assert {"registries[0].password", "registries[1].password"} <= image.secret_paths
     assert evaluation.outputs["image"].endswith("/mlserve@sha256:" + "ab" * 32)
 
 
@@ -133,7 +148,7 @@ def test_aci_pulls_with_a_managed_identity_granted_acr_pull(dev: Evaluation) -> 
     credentials = group.inputs["imageRegistryCredentials"]
     assert credentials == [{"server": "mlservedevacrabc123.azurecr.io", "identity": f"{identity.name}-id"}]
     assert "password" not in credentials[0]
-    pull = dev.one("azure-native:authorization:RoleAssignment")
+    (pull,) = [r for r in dev.of_type("azure-native:authorization:RoleAssignment") if r.name.endswith("acr-pull")]
     assert pull.inputs["roleDefinitionId"].endswith(ACR_PULL)
     assert pull.inputs["principalId"] == f"{identity.name}-principal"
     assert pull.inputs["scope"] == "mlservedevacr-id"
@@ -154,6 +169,8 @@ def test_prod_protects_its_stateful_resources(prod: Evaluation) -> None:
         "azure-native:containerregistry:Registry",
         "azure-native:containerservice:ManagedCluster",
         "azure-native:storage:StorageAccount",
+        "aws:ecr/repository:Repository",
+        "aws:s3/bucket:Bucket",
     }
 
 

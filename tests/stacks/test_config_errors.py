@@ -87,7 +87,7 @@ def test_bad_config_names_the_key(stack: str, overrides: dict, remove: tuple[str
 
 
 def test_any_combination_of_targets(tmp_path) -> None:
-    both = evaluate("prod", {"mlserve:targets": ["aci", "aks"], "mlserve:aci": {"cpu": 2, "memoryGb": 4}})
+    both = evaluate("prod", {"mlserve:targets": ["aci", "aks", "sagemaker"], "mlserve:aci": {"cpu": 2, "memoryGb": 4}})
     assert {
         "azure-native:containerinstance:ContainerGroup",
         "azure-native:containerservice:ManagedCluster",

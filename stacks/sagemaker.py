@@ -1,0 +1,293 @@
+"""SageMaker: execution role, Model, EndpointConfiguration, Endpoint, alarms, autoscaling, data capture.
+
+dev runs serverless (scale to zero, no idle cost); prod runs instances with target-tracking
+autoscaling and blue/green rollouts that roll back on this stack's CloudWatch alarms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from stacks.config import SageMakerConfig
+
+VARIANT = "AllTraffic"
+METRICS_NAMESPACES = ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]
+
+
+@dataclass
+class SageMakerEndpointArgs:
+    image_ref: pulumi.Input[str]  # ECR, by digest, in the endpoint's region
+    repository_arn: pulumi.Input[str]
+    environment: dict[str, str]  # the server's SERVING_* settings
+    settings: SageMakerConfig
+    region: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    protect: bool
+    tags: dict[str, str]
+
+
+def _s3_object_arn(url: str) -> str:
+    return "arn:aws:s3:::" + url.removeprefix("s3://")
+
+
+def execution_policy(
+    repository_arn: str, region: str, account: str, settings: SageMakerConfig, capture_bucket_arn: str | None
+) -> dict:
+    """Least privilege: this image, this endpoint's logs, its model artifact and capture bucket only."""
+    log_group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{settings.endpoint_name}"
+    statements = [
+        {
+            "Sid": "PullServingImage",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            "Resource": repository_arn,
+        },
+        # GetAuthorizationToken has no resource-level permissions: "*" is the only form AWS accepts.
+        {"Sid": "RegistryLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {
+            "Sid": "EndpointLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Resource": [log_group, f"{log_group}:*"],
+        },
+        # PutMetricData has no resource-level permissions either; the condition limits it to SageMaker's namespaces.
+        {
+            "Sid": "EndpointMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACES}},
+        },
+    ]
+    if settings.model_data_url:
+        statements.append(
+            {
+                "Sid": "ReadModelArtifact",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": _s3_object_arn(settings.model_data_url),
+            }
+        )
+    if capture_bucket_arn:
+        statements.append(
+            {
+                "Sid": "WriteDataCapture",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": f"{capture_bucket_arn}/*",
+            }
+        )
+    if settings.kms_key_arn:
+        statements.append(
+            {
+                "Sid": "UseStackKey",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"],
+                "Resource": settings.kms_key_arn,
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+class SageMakerEndpoint(pulumi.ComponentResource):
+    def __init__(self, name: str, args: SageMakerEndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlserve:aws:SageMakerEndpoint", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        realtime = s.mode == "realtime"
+
+        capture_bucket = self._capture_bucket(name, args) if s.data_capture_percent else None
+        role = aws.iam.Role(
+            f"{name}-execution",
+            assume_role_policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sagemaker.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-execution",
+            role=role.id,
+            policy=pulumi.Output.all(
+                args.repository_arn, args.region, args.account_id, capture_bucket.arn if capture_bucket else None
+            ).apply(lambda v: pulumi.Output.json_dumps(execution_policy(v[0], v[1], v[2], s, v[3]))),
+            opts=child,
+        )
+        container: dict = {"image": args.image_ref, "mode": "SingleModel", "environment": args.environment}
+        if s.model_data_url:
+            container["model_data_url"] = s.model_data_url  # unpacked to /opt/ml/model, where the server looks
+        model = aws.sagemaker.Model(
+            f"{name}-model",
+            execution_role_arn=role.arn,
+            primary_container=container,
+            enable_network_isolation=True,  # the server needs no outbound network
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+        if realtime:
+            variant: dict = {
+                "variant_name": VARIANT,
+                "model_name": model.name,
+                "instance_type": s.instance_type,
+                "initial_instance_count": s.instance_count,
+                "container_startup_health_check_timeout_in_seconds": 600,
+            }
+        else:
+            variant = {
+                "variant_name": VARIANT,
+                "model_name": model.name,
+                "serverless_config": {"memory_size_in_mb": s.memory_size_mb, "max_concurrency": s.max_concurrency},
+            }
+        config_args: dict = {"production_variants": [variant], "tags": args.tags}
+        if realtime and s.kms_key_arn:
+            config_args["kms_key_arn"] = s.kms_key_arn  # encrypts the instances' storage volumes
+        if capture_bucket is not None:
+            config_args["data_capture_config"] = {
+                "enable_capture": True,
+                "initial_sampling_percentage": s.data_capture_percent,
+                "destination_s3_uri": pulumi.Output.concat("s3://", capture_bucket.bucket, "/capture"),
+                "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+                **({"kms_key_id": s.kms_key_arn} if s.kms_key_arn else {}),
+            }
+        # Auto-named on purpose: a changed configuration is a new one, created before the endpoint moves to it.
+        endpoint_config = aws.sagemaker.EndpointConfiguration(f"{name}-config", **config_args, opts=child)
+
+        dimensions = {"EndpointName": s.endpoint_name, "VariantName": VARIANT}
+        self.error_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-5xx",
+            alarm_description=f"5xx answers from {s.endpoint_name}",
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            dimensions=dimensions,
+            statistic="Sum",
+            period=60,
+            evaluation_periods=2,
+            threshold=s.rollout.error_alarm_count,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            tags=args.tags,
+            opts=child,
+        )
+        self.latency_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-latency",
+            alarm_description=f"p99 model latency of {s.endpoint_name} above {s.rollout.latency_alarm_ms} ms",
+            namespace="AWS/SageMaker",
+            metric_name="ModelLatency",  # microseconds
+            dimensions=dimensions,
+            extended_statistic="p99",
+            period=60,
+            evaluation_periods=3,
+            threshold=s.rollout.latency_alarm_ms * 1000,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            tags=args.tags,
+            opts=child,
+        )
+        endpoint_args: dict = {}
+        if realtime:
+            routing: dict = {"type": s.rollout.kind, "wait_interval_in_seconds": s.rollout.wait_seconds}
+            step = {"type": "CAPACITY_PERCENT", "value": s.rollout.step_percent}
+            if s.rollout.kind == "CANARY":
+                routing["canary_size"] = step
+            elif s.rollout.kind == "LINEAR":
+                routing["linear_step_size"] = step
+            endpoint_args["deployment_config"] = {
+                "blue_green_update_policy": {
+                    "traffic_routing_configuration": routing,
+                    "termination_wait_in_seconds": 120,
+                    "maximum_execution_timeout_in_seconds": 3600,
+                },
+                "auto_rollback_configuration": {
+                    "alarms": [
+                        {"alarm_name": self.error_alarm.name},
+                        {"alarm_name": self.latency_alarm.name},
+                    ]
+                },
+            }
+        # A fixed endpoint name keeps the invoke URL stable; updates switch it to the new configuration.
+        self.endpoint = aws.sagemaker.Endpoint(
+            f"{name}-endpoint",
+            name=s.endpoint_name,
+            endpoint_config_name=endpoint_config.name,
+            tags=args.tags,
+            **endpoint_args,
+            opts=child,
+        )
+        if realtime:
+            target = aws.appautoscaling.Target(
+                f"{name}-scaling",
+                service_namespace="sagemaker",
+                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                resource_id=pulumi.Output.concat("endpoint/", self.endpoint.name, f"/variant/{VARIANT}"),
+                min_capacity=s.min_capacity,
+                max_capacity=s.max_capacity,
+                opts=child,
+            )
+            aws.appautoscaling.Policy(
+                f"{name}-invocations",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration={
+                    "target_value": s.target_invocations_per_instance,
+                    "predefined_metric_specification": {
+                        "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
+                    },
+                    "scale_in_cooldown": s.scale_in_cooldown,
+                    "scale_out_cooldown": s.scale_out_cooldown,
+                },
+                opts=child,
+            )
+        self.invoke_url = pulumi.Output.concat(
+            "https://runtime.sagemaker.", args.region, ".amazonaws.com/endpoints/", self.endpoint.name, "/invocations"
+        )
+        self.register_outputs({"endpoint_name": self.endpoint.name, "invoke_url": self.invoke_url})
+
+    def _capture_bucket(self, name: str, args: SageMakerEndpointArgs) -> aws.s3.Bucket:
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(
+            f"{name}-capture",
+            force_destroy=not args.protect,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        kms = args.settings.kms_key_arn
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-capture",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "apply_server_side_encryption_by_default": (
+                        {"sse_algorithm": "aws:kms", "kms_master_key_id": kms} if kms else {"sse_algorithm": "AES256"}
+                    ),
+                    "bucket_key_enabled": bool(kms),
+                }
+            ],
+            opts=child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-capture",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-capture", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+        )
+        return bucket

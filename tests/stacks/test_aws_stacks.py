@@ -1,0 +1,242 @@
+"""The AWS side of the real stacks under mocks: ECR, IAM, SageMaker, alarms, autoscaling, data capture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stacks.config import ConfigError
+from tests.conftest import SAMPLE_ROWS
+from tests.serving.server import running_server
+from tests.stacks.harness import Evaluation, Recorded, evaluate
+
+ACCOUNT = "123456789012"
+
+
+def policy_statements(resource: Recorded, key: str = "policy") -> list[dict]:
+    document = json.loads(resource.inputs[key])
+    return document["Statement"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_ecr_repository(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    repo = evaluation.one("aws:ecr/repository:Repository")
+    assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
+    assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+    assert repo.inputs["forceDelete"] is (stack == "dev")
+    assert repo.protect is (stack == "prod")
+    rules = json.loads(evaluation.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    assert rules[0]["selection"]["tagStatus"] == "untagged"
+    assert rules[1]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10}
+
+
+def test_only_enabled_registries_receive_the_image() -> None:
+    azure_only = evaluate("dev", {"mlserve:targets": ["aci"]}, remove=("mlserve:sagemaker",))
+    assert "aws:ecr/repository:Repository" not in azure_only.types()
+    assert len(azure_only.one("docker-build:index:Image").inputs["registries"]) == 1
+    aws_only = evaluate("dev", {"mlserve:targets": ["sagemaker"]}, remove=("mlserve:azure", "mlserve:aci"))
+    assert not any(t.startswith("azure") for t in aws_only.types())
+    image = aws_only.one("docker-build:index:Image").inputs
+    assert [r["address"] for r in image["registries"]] == [f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"]
+    assert "ecr:GetAuthorizationToken" not in str(image)  # the token is a credential, not in the build's inputs
+    assert "primary_key" not in aws_only.outputs, "SageMaker callers authenticate with IAM"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_execution_role_is_least_privilege(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    role = evaluation.one("aws:iam/role:Role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert trust == [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+    assert evaluation.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == [], "no managed policies"
+    statements = policy_statements(evaluation.one("aws:iam/rolePolicy:RolePolicy"))
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a == "*" or a.endswith(":*") for a in actions), statement
+        if statement["Resource"] == "*":
+            # Only actions AWS offers without resource-level permissions, and metrics only in SageMaker's namespace.
+            assert actions in (["ecr:GetAuthorizationToken"], ["cloudwatch:PutMetricData"]), statement
+    by_sid = {s["Sid"]: s for s in statements}
+    assert (
+        by_sid["PullServingImage"]["Resource"]
+        == f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/mlserve-{stack}-ecr-repo-1a2b"
+    )
+    assert by_sid["EndpointMetrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"]
+    assert all(
+        r.startswith(f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/mlserve-{stack}")
+        for r in by_sid["EndpointLogs"]["Resource"]
+    )
+    assert ("WriteDataCapture" in by_sid) is (stack == "prod")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_model_runs_the_pinned_image_with_the_server_settings(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    model = evaluation.one("aws:sagemaker/model:Model").inputs
+    container = model["primaryContainer"]
+    assert container["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/")
+    assert "@sha256:" in container["image"]
+    assert container["environment"]["SERVING_MAX_CONCURRENT_REQUESTS"] == "2"
+    assert "SERVING_API_KEYS" not in container["environment"]
+    assert model["enableNetworkIsolation"] is True
+    assert evaluation.outputs["sagemaker_image"] == container["image"]
+
+
+def test_dev_is_serverless_and_scales_to_zero(dev: Evaluation) -> None:
+    variant = dev.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs["productionVariants"][0]
+    assert variant["serverlessConfig"] == {"memorySizeInMb": 2048, "maxConcurrency": 5}
+    assert "instanceType" not in variant
+    assert "aws:appautoscaling/target:Target" not in dev.types()
+    endpoint = dev.one("aws:sagemaker/endpoint:Endpoint").inputs
+    assert "deploymentConfig" not in endpoint
+
+
+def test_prod_is_real_time_on_two_instances_with_autoscaling(prod: Evaluation) -> None:
+    variant = prod.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs["productionVariants"][0]
+    assert (variant["instanceType"], variant["initialInstanceCount"]) == ("ml.m5.large", 2)
+    assert variant["variantName"] == "AllTraffic"
+    target = prod.one("aws:appautoscaling/target:Target").inputs
+    assert target["resourceId"] == "endpoint/mlserve-prod/variant/AllTraffic"
+    assert target["scalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    assert (target["minCapacity"], target["maxCapacity"]) == (2, 6)
+    policy = prod.one("aws:appautoscaling/policy:Policy").inputs
+    assert policy["policyType"] == "TargetTrackingScaling"
+    tracking = policy["targetTrackingScalingPolicyConfiguration"]
+    assert tracking["predefinedMetricSpecification"] == {
+        "predefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
+    assert (tracking["targetValue"], tracking["scaleInCooldown"], tracking["scaleOutCooldown"]) == (200, 300, 60)
+
+
+def test_endpoint_config_is_auto_named_and_the_endpoint_keeps_its_name(prod: Evaluation) -> None:
+    config = prod.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs
+    assert "name" not in config, "a fixed name would delete the old config before the endpoint moves"
+    endpoint = prod.one("aws:sagemaker/endpoint:Endpoint").inputs
+    assert endpoint["name"] == "mlserve-prod"
+    assert endpoint["endpointConfigName"] == "mlserve-prod-sagemaker-config-1a2b"
+
+
+def test_rollout_is_canary_with_rollback_on_this_stacks_alarms(prod: Evaluation) -> None:
+    alarms = {a.name: a.inputs for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    errors, latency = alarms["mlserve-prod-sagemaker-5xx"], alarms["mlserve-prod-sagemaker-latency"]
+    for alarm in (errors, latency):
+        assert alarm["namespace"] == "AWS/SageMaker"
+        assert alarm["dimensions"] == {"EndpointName": "mlserve-prod", "VariantName": "AllTraffic"}
+    assert errors["metricName"] == "Invocation5XXErrors"
+    assert latency["metricName"] == "ModelLatency"
+    assert latency["threshold"] == 500_000  # microseconds
+    config = prod.one("aws:sagemaker/endpoint:Endpoint").inputs["deploymentConfig"]
+    routing = config["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]
+    assert routing == {
+        "type": "CANARY",
+        "waitIntervalInSeconds": 300,
+        "canarySize": {"type": "CAPACITY_PERCENT", "value": 10},
+    }
+    assert config["autoRollbackConfiguration"]["alarms"] == [
+        {"alarmName": "mlserve-prod-sagemaker-5xx-1a2b"},
+        {"alarmName": "mlserve-prod-sagemaker-latency-1a2b"},
+    ]
+
+
+def test_data_capture_bucket_is_private_and_encrypted(prod: Evaluation) -> None:
+    config = prod.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs["dataCaptureConfig"]
+    assert config["enableCapture"] is True
+    assert config["initialSamplingPercentage"] == 10
+    assert config["destinationS3Uri"] == "s3://mlserve-prod-sagemaker-capture-1a2b/capture"
+    block = prod.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    sse = prod.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+
+
+def test_outputs_tell_how_to_invoke(prod: Evaluation) -> None:
+    assert prod.outputs["sagemaker_endpoint_name"] == "mlserve-prod"
+    assert prod.outputs["sagemaker_invoke_url"] == (
+        "https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/mlserve-prod/invocations"
+    )
+    assert prod.outputs["sagemaker_region"] == "eu-west-1"
+    assert prod.outputs["sagemaker_invoke_example"].startswith(
+        "aws sagemaker-runtime invoke-endpoint --region eu-west-1 --endpoint-name mlserve-prod"
+    )
+    assert prod.outputs["sagemaker_endpoint_arn"].endswith(":endpoint/mlserve-prod")
+
+
+def test_kms_key_encrypts_repository_endpoint_and_capture() -> None:
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    stack = evaluate("prod", {"mlserve:sagemaker": {"mode": "realtime", "kmsKeyArn": key, "dataCapturePercent": 5}})
+    assert stack.one("aws:ecr/repository:Repository").inputs["encryptionConfigurations"] == [
+        {"encryptionType": "KMS", "kmsKey": key}
+    ]
+    config = stack.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs
+    assert config["kmsKeyArn"] == key
+    assert config["dataCaptureConfig"]["kmsKeyId"] == key
+    statements = {s["Sid"]: s for s in policy_statements(stack.one("aws:iam/rolePolicy:RolePolicy"))}
+    assert statements["UseStackKey"]["Resource"] == key
+
+
+def test_model_artifact_from_s3_is_readable_by_the_role_only() -> None:
+    url = "s3://models-bucket/weather/2/model.tar.gz"
+    stack = evaluate("dev", {"mlserve:sagemaker": {"modelDataUrl": url}})
+    assert stack.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["modelDataUrl"] == url
+    statements = {s["Sid"]: s for s in policy_statements(stack.one("aws:iam/rolePolicy:RolePolicy"))}
+    assert statements["ReadModelArtifact"] == {
+        "Sid": "ReadModelArtifact",
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::models-bucket/weather/2/model.tar.gz",
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mode": "batch"}, "mlserve:sagemaker.mode in Pulumi.dev.yaml"),
+        ({"memorySizeMb": 1500}, "mlserve:sagemaker.memorySizeMb in Pulumi.dev.yaml: 1500 is not a serverless size"),
+        ({"maxConcurrency": 500}, "mlserve:sagemaker.maxConcurrency in Pulumi.dev.yaml: 500 is out of range"),
+        ({"instanceType": "m5.large"}, "mlserve:sagemaker.instanceType in Pulumi.dev.yaml"),
+        ({"minCapacity": 3, "maxCapacity": 2, "instanceCount": 3}, "mlserve:sagemaker.maxCapacity in Pulumi.dev.yaml"),
+        ({"rollout": {"type": "BIG_BANG"}}, "mlserve:sagemaker.rollout.type in Pulumi.dev.yaml"),
+        ({"modelDataUrl": "https://example.com/model.tar.gz"}, "mlserve:sagemaker.modelDataUrl in Pulumi.dev.yaml"),
+        ({"kmsKeyArn": "my-key"}, "mlserve:sagemaker.kmsKeyArn in Pulumi.dev.yaml"),
+    ],
+)
+def test_bad_sagemaker_settings_name_the_key(settings: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        evaluate("dev", {"mlserve:sagemaker": settings})
+    assert message in str(raised.value)
+
+
+def test_prod_real_time_endpoint_needs_two_instances() -> None:
+    with pytest.raises(ConfigError) as raised:
+        evaluate("prod", {"mlserve:sagemaker": {"mode": "realtime", "instanceCount": 1, "minCapacity": 1}})
+    assert "mlserve:sagemaker.minCapacity in Pulumi.prod.yaml: a protected (production) real-time endpoint" in str(
+        raised.value
+    )
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_server_accepts_the_container_environment_the_stack_sets(
+    stack: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Start the real server with exactly the Model's environment, as SageMaker would, plus its model dir."""
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    environment = evaluation.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
+    model_dir = Path(__file__).resolve().parents[2] / "serving" / "model"
+    with running_server(tmp_path, env={**environment, "SM_MODEL_DIR": str(model_dir)}) as server:
+        assert httpx.get(server.url + "/ping").status_code == 200
+        response = httpx.post(
+            server.url + "/invocations",
+            content="\n".join(",".join(map(str, r)) for r in SAMPLE_ROWS),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert response.status_code == 200
+        assert len(response.json()["predictions"]) == 3
