@@ -8,7 +8,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test lint format model bench clean
+.PHONY: serve test lint format model bench plan plans clean
 
 $(STAMP): requirements-dev.txt serving/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ format: $(STAMP)
 ## model: retrain the bundled demo model (deterministic: same seed, same bytes)
 model: $(STAMP)
 	$(PY) scripts/train_demo_model.py
+
+## plan: the offline plan of STACK (no cloud, no credentials), e.g. make plan STACK=prod
+STACK ?= dev
+plan: $(STAMP)
+	$(PY) -m offline.plan --stack $(STACK)
+
+## plans: refresh the committed plans/<stack>.txt snapshots after an infrastructure change
+plans: $(STAMP)
+	$(PY) -m offline.plan --stack dev --write
+	$(PY) -m offline.plan --stack prod --write
 
 ## bench: load benchmark over loopback (see bench/README.md)
 bench: $(STAMP)

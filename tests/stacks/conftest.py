@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.stacks.harness import REPO, Evaluation, evaluate
+from offline.mocks import REPO, Evaluation, evaluate
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from offline.mocks import Evaluation, Recorded, evaluate
 from stacks.config import ConfigError
 from tests.conftest import SAMPLE_ROWS
 from tests.serving.server import running_server
-from tests.stacks.harness import Evaluation, Recorded, evaluate
 
 ACCOUNT = "123456789012"
 

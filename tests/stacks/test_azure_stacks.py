@@ -8,8 +8,8 @@ import pulumi
 import pytest
 import yaml
 
+from offline.mocks import DEPLOYER, Evaluation, Recorded
 from stacks.protection import stateful
-from tests.stacks.harness import DEPLOYER, Evaluation, Recorded
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 TAGGABLE_PREFIXES = ("azure-native:", "aws:")

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from offline.mocks import evaluate
 from stacks.config import ConfigError
-from tests.stacks.harness import evaluate
 
 CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("dev", {"mlserve:replicas": 3}, (), "mlserve:replicas in Pulumi.dev.yaml: unknown key"),

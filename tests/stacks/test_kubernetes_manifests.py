@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.stacks.harness import Evaluation
+from offline.mocks import Evaluation
 
 # checkov Kubernetes checks that do not apply, and why.
 SKIPPED_CHECKS = {

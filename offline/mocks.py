@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
 DEPLOYER = "11111111-1111-1111-1111-111111111111"
@@ -55,6 +55,7 @@ KUBECONFIG = {
 
 @dataclass
 class Recorded:
+    urn: str
     type: str
     name: str
     inputs: dict[str, Any]
@@ -77,7 +78,8 @@ class Evaluation:
 
     def one(self, type_: str) -> Recorded:
         found = self.of_type(type_)
-        assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+        if len(found) != 1:
+            raise LookupError(f"expected one {type_}, found {len(found)}")
         return found[0]
 
     def types(self) -> set[str]:
@@ -120,6 +122,7 @@ class RecordingMonitor(MockMonitor):
             raw = json_format.MessageToDict(request.object)
             self.evaluation.resources.append(
                 Recorded(
+                    urn=response.urn,
                     type=request.type,
                     name=request.name,
                     inputs=unwrap_secrets(raw) if request.custom else {},
