@@ -13,6 +13,7 @@ changes when the infrastructure does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -50,10 +51,8 @@ def _json_strings(inputs: dict[str, Any]) -> dict[str, Any]:
     shown = {}
     for key, value in inputs.items():
         if isinstance(value, str) and value[:1] in "{[":
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(value)
-            except ValueError:
-                pass
         shown[key] = value
     return shown
 
