@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CHECKOV_VENV := .tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+POLICY_VENV := .tools/policy
+POLICY_STAMP := $(POLICY_VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -20,13 +22,18 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
+$(POLICY_STAMP): policy/requirements.txt
+	$(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	touch $(POLICY_STAMP)
+
 ## serve: build the environment and run the model server with the demo model on $(HOST):$(PORT)
 serve: $(STAMP)
 	$(PY) -m serving serve --host $(HOST) --port $(PORT)
 
 ## test: build the environment, lint everything, run every test
-test: lint $(CHECKOV_STAMP)
-	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+test: lint $(CHECKOV_STAMP) $(POLICY_STAMP)
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -15,6 +15,7 @@ from stacks.config import StackConfig, load_config
 from stacks.image import CONTEXT, ServingImage, ServingImageArgs, source_fingerprint
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys
+from stacks.kms import StackKey
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
 from stacks.sagemaker import SageMakerEndpoint, SageMakerEndpointArgs
@@ -134,7 +135,13 @@ def deploy_azure(
     return endpoints
 
 
-def deploy_sagemaker(config: StackConfig, name: str, ecr: EcrRegistry, image_ref: pulumi.Output[str]) -> None:
+def deploy_sagemaker(
+    config: StackConfig,
+    name: str,
+    ecr: EcrRegistry,
+    image_ref: pulumi.Output[str],
+    kms_key_arn: pulumi.Input[str] | None,
+) -> None:
     if config.sagemaker is None:
         raise ValueError("the sagemaker target needs its settings")
     region = aws.get_region_output()
@@ -147,6 +154,7 @@ def deploy_sagemaker(config: StackConfig, name: str, ecr: EcrRegistry, image_ref
             # SageMaker authenticates callers with IAM (SigV4), so the container needs no API keys.
             environment=config.server.environment(),
             settings=config.sagemaker,
+            kms_key_arn=kms_key_arn,
             region=region.region,
             account_id=identity.account_id,
             protect=config.protect,
@@ -180,12 +188,17 @@ def main() -> None:
 
     base = azure_base(config, name) if config.uses_azure else None
     ecr = None
+    kms_key_arn: pulumi.Input[str] | None = None
     if config.sagemaker is not None:
+        kms_key_arn = config.sagemaker.kms_key_arn
+        if kms_key_arn is None and config.sagemaker.mode == "realtime":
+            # Instance-based endpoints get their volumes encrypted with a key the stack owns (CKV_AWS_98).
+            kms_key_arn = StackKey(f"{name}-kms", config.protect, cloud_tags(config)).arn
         ecr = EcrRegistry(
             f"{name}-ecr",
             EcrRegistryArgs(
                 keep_images=config.sagemaker.keep_images,
-                kms_key_arn=config.sagemaker.kms_key_arn,
+                kms_key_arn=kms_key_arn,
                 force_delete=config.sagemaker.force_delete_repository,
                 protect=config.protect,
                 tags=cloud_tags(config),
@@ -210,7 +223,7 @@ def main() -> None:
         pulumi.export("image", refs["azure"])
         endpoints = deploy_azure(config, name, base, refs["azure"], keys.joined if keys else None)
     if ecr is not None:
-        deploy_sagemaker(config, name, ecr, refs["aws"])
+        deploy_sagemaker(config, name, ecr, refs["aws"], kms_key_arn)
     for target, endpoint in endpoints.items():
         pulumi.export(f"{target}_endpoint", endpoint)
     # What the seeds printed after Model.deploy: where to score, where the API is described.

@@ -191,6 +191,7 @@ class CloudMocks(pulumi.runtime.Mocks):
                 "name": f"{name}-1a2b",
                 "arn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:{name}",
             },
+            "aws:kms/key:Key": {"arn": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{name}-0000", "keyId": f"{name}-0000"},
             "aws:s3/bucket:Bucket": {"bucket": f"{name}-1a2b", "arn": f"arn:aws:s3:::{name}-1a2b"},
         }.get(args.typ, {})
         state.update(computed)

@@ -91,7 +91,7 @@ class AcrRegistry(pulumi.ComponentResource):
 @dataclass
 class EcrRegistryArgs:
     keep_images: int  # tagged images kept; older ones expire
-    kms_key_arn: str | None  # None: AES-256 with an AWS-owned key
+    kms_key_arn: pulumi.Input[str] | None  # None: AES-256 with an AWS-owned key
     force_delete: bool  # dev only: let `pulumi destroy` remove a repository that still holds images
     protect: bool
     tags: dict[str, str]

@@ -23,6 +23,7 @@ class SageMakerEndpointArgs:
     repository_arn: pulumi.Input[str]
     environment: dict[str, str]  # the server's SERVING_* settings
     settings: SageMakerConfig
+    kms_key_arn: pulumi.Input[str] | None  # the configured key, the stack's own, or None
     region: pulumi.Input[str]
     account_id: pulumi.Input[str]
     protect: bool
@@ -34,7 +35,12 @@ def _s3_object_arn(url: str) -> str:
 
 
 def execution_policy(
-    repository_arn: str, region: str, account: str, settings: SageMakerConfig, capture_bucket_arn: str | None
+    repository_arn: str,
+    region: str,
+    account: str,
+    settings: SageMakerConfig,
+    capture_bucket_arn: str | None,
+    kms_key_arn: str | None,
 ) -> dict:
     """Least privilege: this image, this endpoint's logs, its model artifact and capture bucket only."""
     log_group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{settings.endpoint_name}"
@@ -80,13 +86,13 @@ def execution_policy(
                 "Resource": f"{capture_bucket_arn}/*",
             }
         )
-    if settings.kms_key_arn:
+    if kms_key_arn:
         statements.append(
             {
                 "Sid": "UseStackKey",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"],
-                "Resource": settings.kms_key_arn,
+                "Resource": kms_key_arn,
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
@@ -121,8 +127,12 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             f"{name}-execution",
             role=role.id,
             policy=pulumi.Output.all(
-                args.repository_arn, args.region, args.account_id, capture_bucket.arn if capture_bucket else None
-            ).apply(lambda v: pulumi.Output.json_dumps(execution_policy(v[0], v[1], v[2], s, v[3]))),
+                args.repository_arn,
+                args.region,
+                args.account_id,
+                capture_bucket.arn if capture_bucket else None,
+                args.kms_key_arn,
+            ).apply(lambda v: pulumi.Output.json_dumps(execution_policy(v[0], v[1], v[2], s, v[3], v[4]))),
             opts=child,
         )
         container: dict = {"image": args.image_ref, "mode": "SingleModel", "environment": args.environment}
@@ -151,15 +161,15 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 "serverless_config": {"memory_size_in_mb": s.memory_size_mb, "max_concurrency": s.max_concurrency},
             }
         config_args: dict = {"production_variants": [variant], "tags": args.tags}
-        if realtime and s.kms_key_arn:
-            config_args["kms_key_arn"] = s.kms_key_arn  # encrypts the instances' storage volumes
+        if realtime and args.kms_key_arn is not None:
+            config_args["kms_key_arn"] = args.kms_key_arn  # encrypts the instances' storage volumes
         if capture_bucket is not None:
             config_args["data_capture_config"] = {
                 "enable_capture": True,
                 "initial_sampling_percentage": s.data_capture_percent,
                 "destination_s3_uri": pulumi.Output.concat("s3://", capture_bucket.bucket, "/capture"),
                 "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
-                **({"kms_key_id": s.kms_key_arn} if s.kms_key_arn else {}),
+                **({"kms_key_id": args.kms_key_arn} if args.kms_key_arn is not None else {}),
             }
         # Auto-named on purpose: a changed configuration is a new one, created before the endpoint moves to it.
         endpoint_config = aws.sagemaker.EndpointConfiguration(f"{name}-config", **config_args, opts=child)
@@ -264,16 +274,18 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        kms = args.settings.kms_key_arn
+        kms = args.kms_key_arn
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-capture",
             bucket=bucket.id,
             rules=[
                 {
                     "apply_server_side_encryption_by_default": (
-                        {"sse_algorithm": "aws:kms", "kms_master_key_id": kms} if kms else {"sse_algorithm": "AES256"}
+                        {"sse_algorithm": "aws:kms", "kms_master_key_id": kms}
+                        if kms is not None
+                        else {"sse_algorithm": "AES256"}
                     ),
-                    "bucket_key_enabled": bool(kms),
+                    "bucket_key_enabled": kms is not None,
                 }
             ],
             opts=child,

@@ -27,7 +27,12 @@ def test_ecr_repository(stack: str, request: pytest.FixtureRequest) -> None:
     repo = evaluation.one("aws:ecr/repository:Repository")
     assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
-    assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+    if stack == "dev":
+        assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+    else:  # real-time prod: the stack's own KMS key
+        assert repo.inputs["encryptionConfigurations"] == [
+            {"encryptionType": "KMS", "kmsKey": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mlserve-prod-kms-key-0000"}
+        ]
     assert repo.inputs["forceDelete"] is (stack == "dev")
     assert repo.protect is (stack == "prod")
     rules = json.loads(evaluation.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
@@ -155,7 +160,22 @@ def test_data_capture_bucket_is_private_and_encrypted(prod: Evaluation) -> None:
         block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     )
     sse = prod.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
-    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mlserve-prod-kms-key-0000",
+    }
+
+
+def test_prod_encrypts_with_its_own_rotated_key(prod: Evaluation) -> None:
+    key = prod.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    assert key.inputs["deletionWindowInDays"] == 30
+    assert key.protect is True
+    arn = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/mlserve-prod-kms-key-0000"
+    assert prod.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs["kmsKeyArn"] == arn
+    statements = {s["Sid"]: s for s in policy_statements(prod.one("aws:iam/rolePolicy:RolePolicy"))}
+    assert statements["UseStackKey"]["Resource"] == arn
+    assert "aws:kms/key:Key" not in evaluate("dev").types(), "serverless dev needs no key of its own"
 
 
 def test_outputs_tell_how_to_invoke(prod: Evaluation) -> None:
@@ -173,6 +193,7 @@ def test_outputs_tell_how_to_invoke(prod: Evaluation) -> None:
 def test_kms_key_encrypts_repository_endpoint_and_capture() -> None:
     key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     stack = evaluate("prod", {"mlserve:sagemaker": {"mode": "realtime", "kmsKeyArn": key, "dataCapturePercent": 5}})
+    assert "aws:kms/key:Key" not in stack.types(), "a configured key replaces the stack's own"
     assert stack.one("aws:ecr/repository:Repository").inputs["encryptionConfigurations"] == [
         {"encryptionType": "KMS", "kmsKey": key}
     ]

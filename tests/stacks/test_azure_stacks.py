@@ -26,6 +26,7 @@ UNTAGGED = {  # Azure resource types that take no tags
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:appautoscaling/target:Target",
+    "aws:kms/alias:Alias",
 }
 
 
@@ -171,6 +172,7 @@ def test_prod_protects_its_stateful_resources(prod: Evaluation) -> None:
         "azure-native:storage:StorageAccount",
         "aws:ecr/repository:Repository",
         "aws:s3/bucket:Bucket",
+        "aws:kms/key:Key",
     }
 
 

@@ -1,0 +1,216 @@
+"""The mlserve guardrails as plain functions of resource inputs (camelCase, as the engine sees them).
+
+The policy pack (pack.py) runs them during `pulumi preview`/`up`; the tests run them on the offline
+plan's resources. No Pulumi import here, so both can use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+REQUIRED_TAGS = ("project", "stack", "model", "model-version")
+TAGGABLE = {
+    "azure-native:resources:ResourceGroup",
+    "azure-native:containerregistry:Registry",
+    "azure-native:operationalinsights:Workspace",
+    "azure-native:applicationinsights:Component",
+    "azure-native:containerinstance:ContainerGroup",
+    "azure-native:containerservice:ManagedCluster",
+    "azure-native:managedidentity:UserAssignedIdentity",
+    "azure-native:storage:StorageAccount",
+    "aws:ecr/repository:Repository",
+    "aws:iam/role:Role",
+    "aws:kms/key:Key",
+    "aws:s3/bucket:Bucket",
+    "aws:sagemaker/model:Model",
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+    "aws:sagemaker/endpoint:Endpoint",
+    "aws:cloudwatch/metricAlarm:MetricAlarm",
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    name: str
+    props: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceRule:
+    name: str
+    description: str
+    check: Callable[[str, Mapping[str, Any]], list[str]]  # (type, props) -> violations
+
+
+@dataclass(frozen=True)
+class StackRule:
+    name: str
+    description: str
+    check: Callable[[list[Resource]], list[str]]
+
+
+def _get(props: Mapping[str, Any], *path: str) -> Any:
+    value: Any = props
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def acr_admin_disabled(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ == "azure-native:containerregistry:Registry" and props.get("adminUserEnabled") is not False:
+        return ["Container registries must set adminUserEnabled: false (push with scoped tokens, pull with identities)"]
+    return []
+
+
+def ecr_scan_and_immutable(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ != "aws:ecr/repository:Repository":
+        return []
+    problems = []
+    if _get(props, "imageScanningConfiguration", "scanOnPush") is not True:
+        problems.append("ECR repositories must scan images on push")
+    if props.get("imageTagMutability") not in ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION"):
+        problems.append("ECR repositories must have immutable tags")
+    return problems
+
+
+def _instance_variants(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [v for v in props.get("productionVariants") or [] if "instanceType" in v]
+
+
+def sagemaker_encrypted(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration" and _instance_variants(props):
+        if not props.get("kmsKeyArn"):
+            return ["Instance-based SageMaker endpoint configurations must encrypt volumes with a KMS key (kmsKeyArn)"]
+    return []
+
+
+def sagemaker_two_instances(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ != "aws:sagemaker/endpointConfiguration:EndpointConfiguration":
+        return []
+    return [
+        f"Variant {v.get('variantName')} runs {v.get('initialInstanceCount')} instance(s); run at least 2 so "
+        "SageMaker can spread them across Availability Zones"
+        for v in _instance_variants(props)
+        if (v.get("initialInstanceCount") or 0) < 2
+    ]
+
+
+def aks_rbac_and_network_policy(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ != "azure-native:containerservice:ManagedCluster":
+        return []
+    problems = []
+    if props.get("enableRBAC") is not True:
+        problems.append("AKS clusters must enable Kubernetes RBAC")
+    if not _get(props, "networkProfile", "networkPolicy"):
+        problems.append("AKS clusters must enable a network policy engine")
+    return problems
+
+
+def deployment_hardened(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ != "kubernetes:apps/v1:Deployment":
+        return []
+    pod = _get(props, "spec", "template", "spec") or {}
+    pod_non_root = _get(pod, "securityContext", "runAsNonRoot") is True
+    problems = []
+    for container in pod.get("containers") or []:
+        name = container.get("name", "?")
+        if not container.get("readinessProbe") or not container.get("livenessProbe"):
+            problems.append(f"container {name}: needs readiness and liveness probes")
+        limits = _get(container, "resources", "limits") or {}
+        if not {"cpu", "memory"} <= set(limits):
+            problems.append(f"container {name}: needs cpu and memory limits")
+        security = container.get("securityContext") or {}
+        if not (security.get("runAsNonRoot") is True or (pod_non_root and security.get("runAsNonRoot") is not False)):
+            problems.append(f"container {name}: must run as non-root")
+        if security.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"container {name}: needs a read-only root filesystem")
+    return problems
+
+
+def tagged(type_: str, props: Mapping[str, Any]) -> list[str]:
+    if type_ not in TAGGABLE:
+        return []
+    missing = [key for key in REQUIRED_TAGS if key not in (props.get("tags") or {})]
+    return [f"missing tags: {', '.join(missing)}"] if missing else []
+
+
+def ecr_lifecycle(resources: list[Resource]) -> list[str]:
+    repositories = [r for r in resources if r.type == "aws:ecr/repository:Repository"]
+    policies = [r for r in resources if r.type == "aws:ecr/lifecyclePolicy:LifecyclePolicy"]
+    covered = {p.props.get("repository") for p in policies}
+    problems = []
+    for repo in repositories:
+        name = repo.props.get("name")
+        # Names can still be unknown during a first preview; then count the policies instead.
+        if (name and name not in covered) or (not name and len(policies) < len(repositories)):
+            problems.append(f"ECR repository {repo.name} has no lifecycle policy")
+    return problems
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def load_balancers_need_auth(resources: list[Resource]) -> list[str]:
+    deployments = [r for r in resources if r.type == "kubernetes:apps/v1:Deployment"]
+    problems = []
+    for service in (r for r in resources if r.type == "kubernetes:core/v1:Service"):
+        if _get(service.props, "spec", "type") != "LoadBalancer":
+            continue
+        selector = _get(service.props, "spec", "selector") or {}
+        namespace = _get(service.props, "metadata", "namespace")
+        backends = [
+            d
+            for d in deployments
+            if _get(d.props, "metadata", "namespace") == namespace
+            and _selects(selector, _get(d.props, "spec", "template", "metadata", "labels") or {})
+        ]
+        for deployment in backends:
+            containers = _get(deployment.props, "spec", "template", "spec", "containers") or []
+            if not any(e.get("name") == "SERVING_API_KEYS" for c in containers for e in c.get("env") or []):
+                problems.append(
+                    f"Service {service.name} is a public LoadBalancer in front of {deployment.name}, "
+                    "which has no SERVING_API_KEYS: enable server.authEnabled"
+                )
+        if not backends:
+            problems.append(f"Service {service.name} is a public LoadBalancer that selects no known Deployment")
+    return problems
+
+
+RESOURCE_RULES = [
+    ResourceRule("acr-admin-user-disabled", "ACR admin user disabled", acr_admin_disabled),
+    ResourceRule("ecr-scan-and-immutable-tags", "ECR scan on push and immutable tags", ecr_scan_and_immutable),
+    ResourceRule("sagemaker-endpoint-encryption", "SageMaker instance volumes encrypted with KMS", sagemaker_encrypted),
+    ResourceRule(
+        "sagemaker-two-instances", "Real-time SageMaker variants run at least 2 instances", sagemaker_two_instances
+    ),
+    ResourceRule("aks-rbac-network-policy", "AKS with RBAC and network policy", aks_rbac_and_network_policy),
+    ResourceRule(
+        "kubernetes-deployment-hardened",
+        "Deployments with probes, limits, non-root, read-only root",
+        deployment_hardened,
+    ),
+    ResourceRule("required-tags", "Taggable resources carry project, stack, model and model-version tags", tagged),
+]
+STACK_RULES = [
+    StackRule("ecr-lifecycle-policy", "Every ECR repository has a lifecycle policy", ecr_lifecycle),
+    StackRule("load-balancer-needs-auth", "No public LoadBalancer without API keys", load_balancers_need_auth),
+]
+
+
+def check(resources: Iterable[Resource]) -> list[tuple[str, str, str]]:
+    """(rule, resource, violation) for every violation in a stack's resources."""
+    resources = list(resources)
+    found = [
+        (rule.name, r.name, message)
+        for r in resources
+        for rule in RESOURCE_RULES
+        for message in rule.check(r.type, r.props)
+    ]
+    found += [(rule.name, "(stack)", message) for rule in STACK_RULES for message in rule.check(resources)]
+    return found

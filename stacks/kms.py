@@ -1,0 +1,30 @@
+"""A customer-managed KMS key for the stack's AWS data: image layers, endpoint volumes, captured data."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from stacks.protection import stateful
+
+
+class StackKey(pulumi.ComponentResource):
+    """Rotated yearly; deleting it waits 30 days, so a mistaken destroy can be undone."""
+
+    def __init__(
+        self, name: str, protect: bool, tags: dict[str, str], opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlserve:aws:StackKey", name, None, opts)
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"mlserve {name}: ECR images, SageMaker volumes and data capture",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=tags,
+            opts=stateful(protect, self),
+        )
+        aws.kms.Alias(
+            f"{name}-alias", name=f"alias/{name}", target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.arn = key.arn
+        self.register_outputs({"arn": self.arn})
