@@ -83,9 +83,9 @@ def _instance_variants(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def sagemaker_encrypted(type_: str, props: Mapping[str, Any]) -> list[str]:
-    if type_ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration" and _instance_variants(props):
-        if not props.get("kmsKeyArn"):
-            return ["Instance-based SageMaker endpoint configurations must encrypt volumes with a KMS key (kmsKeyArn)"]
+    instance_based = type_ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration" and _instance_variants(props)
+    if instance_based and not props.get("kmsKeyArn"):
+        return ["Instance-based SageMaker endpoint configurations must encrypt volumes with a KMS key (kmsKeyArn)"]
     return []
 
 

@@ -275,6 +275,9 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         kms = args.kms_key_arn
+        encryption: dict = {"sse_algorithm": "AES256"}
+        if kms is not None:
+            encryption = {"sse_algorithm": "aws:kms", "kms_master_key_id": kms}
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-capture",
             bucket=bucket.id,
