@@ -283,11 +283,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             bucket=bucket.id,
             rules=[
                 {
-                    "apply_server_side_encryption_by_default": (
-                        {"sse_algorithm": "aws:kms", "kms_master_key_id": kms}
-                        if kms is not None
-                        else {"sse_algorithm": "AES256"}
-                    ),
+                    "apply_server_side_encryption_by_default": encryption,
                     "bucket_key_enabled": kms is not None,
                 }
             ],
