@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/hadolint serving/Dockerfile
+	$(VENV)/bin/actionlint
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .

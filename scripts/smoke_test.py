@@ -1,0 +1,120 @@
+"""Smoke test of a deployed stack: health, then one prediction with the key, on every endpoint it has.
+
+    pulumi stack output --json --show-secrets > outputs.json
+    python scripts/smoke_test.py outputs.json
+
+Azure endpoints (scoring_uri) are called over HTTP with the primary key; the SageMaker endpoint
+(sagemaker_endpoint_name) through `aws sagemaker-runtime invoke-endpoint` (IAM-signed).
+Exits non-zero, naming what failed, if any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROW = [5, 0.95, 10, 180, 3, 995, 2]
+READY_TIMEOUT = float(os.environ.get("SMOKE_READY_TIMEOUT", "300"))
+
+
+def _request(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310 (our endpoint)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def check_http(scoring_uri: str, key: str | None) -> None:
+    base = scoring_uri.removesuffix("/score")
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            status, _ = _request(base + "/v2/health/ready")
+            if status == 200:
+                break
+        except OSError:
+            status = 0
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"FAIL {base}/v2/health/ready: not ready after {READY_TIMEOUT:.0f}s (last status {status})"
+            )
+        time.sleep(min(5.0, READY_TIMEOUT / 4))
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    status, body = _request(scoring_uri, json.dumps({"data": [ROW]}).encode(), headers)
+    if status != 200:
+        raise SystemExit(f"FAIL POST {scoring_uri}: HTTP {status}: {body[:200]!r}")
+    predictions = json.loads(body).get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != 1:
+        raise SystemExit(f"FAIL POST {scoring_uri}: unexpected answer {body[:200]!r}")
+    if key:
+        status, _ = _request(scoring_uri, json.dumps({"data": [ROW]}).encode(), {"Content-Type": "application/json"})
+        if status != 401:
+            raise SystemExit(f"FAIL POST {scoring_uri} without a key answered {status}, expected 401")
+    print(f"ok {scoring_uri}: prediction {predictions[0]}")
+
+
+def check_sagemaker(endpoint: str, region: str) -> None:
+    aws = os.environ.get("AWS_CLI", "aws")
+    with tempfile.TemporaryDirectory() as directory:
+        answer = Path(directory) / "answer"
+        result = subprocess.run(
+            [
+                aws,
+                "sagemaker-runtime",
+                "invoke-endpoint",
+                "--region",
+                region,
+                "--endpoint-name",
+                endpoint,
+                "--content-type",
+                "text/csv",
+                "--accept",
+                "text/csv",
+                "--cli-binary-format",
+                "raw-in-base64-out",
+                "--body",
+                ",".join(map(str, ROW)),
+                str(answer),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"FAIL invoke-endpoint {endpoint}: {result.stderr.strip()[:300]}")
+        lines = answer.read_text().split()
+    if len(lines) != 1:
+        raise SystemExit(f"FAIL invoke-endpoint {endpoint}: unexpected answer {lines[:3]}")
+    print(f"ok sagemaker {endpoint}: prediction {lines[0]}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    outputs = json.loads(Path(argv[0]).read_text())
+    checked = 0
+    if "scoring_uri" in outputs:
+        check_http(outputs["scoring_uri"], outputs.get("primary_key"))
+        checked += 1
+    if "sagemaker_endpoint_name" in outputs:
+        check_sagemaker(outputs["sagemaker_endpoint_name"], outputs["sagemaker_region"])
+        checked += 1
+    if not checked:
+        raise SystemExit("FAIL: the stack has no endpoint outputs (scoring_uri, sagemaker_endpoint_name)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
