@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from offline.mocks import REPO
+from tests.checkov import run_checkov
 from tests.conftest import PRIMARY_KEY
 from tests.serving.server import RunningServer
 
@@ -40,31 +41,9 @@ def test_actionlint_finds_nothing() -> None:
 
 
 def test_checkov_github_actions_checks_pass(tmp_path: Path) -> None:
-    checkov = os.environ.get("CHECKOV", str(REPO / ".tools" / "checkov" / "bin" / "checkov"))
-    result = subprocess.run(
-        [
-            checkov,
-            "-d",
-            str(REPO),
-            "--framework",
-            "github_actions",
-            "--output",
-            "json",
-            "--compact",
-            "--quiet",
-            "--skip-check",
-            ",".join(SKIPPED_CHECKS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    report = json.loads(result.stdout)
-    reports = report if isinstance(report, list) else [report]
-    failed = [(c["check_id"], c["file_path"]) for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    assert failed == []
-    assert sum(r.get("summary", {}).get("passed", 0) for r in reports) > 20
+    report = run_checkov(REPO, "github_actions", SKIPPED_CHECKS, cwd=tmp_path)
+    assert report.failed == []
+    assert report.passed > 20
 
 
 def test_every_workflow_has_least_privilege_defaults() -> None:

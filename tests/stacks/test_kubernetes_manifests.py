@@ -6,9 +6,6 @@ version; checkov runs its Kubernetes policies. Every skipped check has its reaso
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -16,6 +13,7 @@ import pytest
 import yaml
 
 from offline.mocks import Evaluation
+from tests.checkov import run_checkov
 
 # checkov Kubernetes checks that do not apply, and why.
 SKIPPED_CHECKS = {
@@ -68,28 +66,6 @@ def test_manifests_validate_strictly_against_the_kubernetes_schemas(prod: Evalua
 
 
 def test_checkov_kubernetes_checks_pass(rendered: Path) -> None:
-    checkov = os.environ.get("CHECKOV", str(Path(".tools/checkov/bin/checkov").resolve()))
-    if not Path(checkov).exists():
-        pytest.fail(f"checkov not found at {checkov}: run `make test`, which installs it in .tools/checkov")
-    result = subprocess.run(
-        [
-            checkov,
-            "-d",
-            str(rendered),
-            "--framework",
-            "kubernetes",
-            "--output",
-            "json",
-            "--compact",
-            "--quiet",
-            "--skip-check",
-            ",".join(SKIPPED_CHECKS),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    report = json.loads(result.stdout) if result.stdout.strip() else {}
-    failed = [(c["check_id"], c["resource"]) for c in report.get("results", {}).get("failed_checks", [])]
-    assert failed == [], failed
-    assert report["summary"]["passed"] > 50
+    report = run_checkov(rendered, "kubernetes", SKIPPED_CHECKS)
+    assert report.failed == []
+    assert report.passed > 50
