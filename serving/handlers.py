@@ -19,7 +19,7 @@ JSON = b"application/json"
 CSV = b"text/csv"
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     status: int
     body: bytes
@@ -28,7 +28,7 @@ class Reply:
     rows: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     body: bytes
     headers: dict[bytes, bytes]
@@ -36,7 +36,7 @@ class Call:
     max_rows: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Plan:
     """A parsed request: how many rows, and the rest of the work (predict + encode)."""
 

@@ -21,7 +21,7 @@ class CheckovReport:
 
 def run_checkov(directory: Path, framework: str, skipped: dict[str, str], cwd: Path | None = None) -> CheckovReport:
     """`skipped` maps each check id to the reason it does not apply; the reasons live with the tests."""
-    checkov = Path(os.environ.get("CHECKOV", REPO / ".tools" / "checkov" / "bin" / "checkov"))
+    checkov = REPO / os.environ.get("CHECKOV", ".tools/checkov/bin/checkov")  # relative paths: to the repo
     if not checkov.exists():
         pytest.fail(f"checkov not found at {checkov}: run `make test`, which installs it in .tools/checkov")
     command = [str(checkov), "-d", str(directory), "--framework", framework, "--output", "json", "--compact", "--quiet"]

@@ -162,7 +162,7 @@ def test_turning_auth_off_on_prod_is_caught() -> None:
 
 def test_the_pack_loads_with_pulumi_policy() -> None:
     """policy/pack.py builds every rule as a mandatory pulumi-policy policy, in the pack's own environment."""
-    python = Path(os.environ.get("POLICY_PYTHON", REPO / ".tools" / "policy" / "bin" / "python"))
+    python = REPO / os.environ.get("POLICY_PYTHON", ".tools/policy/bin/python")  # relative paths: to the repo
     if not python.exists():
         pytest.fail(f"{python} not found: run `make test`, which installs the policy pack's environment")
     script = (
