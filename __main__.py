@@ -205,18 +205,22 @@ def main() -> None:
             ),
         )
     # One build, pushed only to the registries of the enabled targets.
-    targets: list[PushTarget] = [r.push_target for r in (base.registry if base else None, ecr) if r is not None]
+    registries: dict[str, PushTarget] = {}
+    if base is not None:
+        registries["azure"] = base.registry.push_target
+    if ecr is not None:
+        registries["aws"] = ecr.push_target
     image = ServingImage(
         f"{name}-image",
         ServingImageArgs(
-            targets=targets,
+            targets=list(registries.values()),
             tag=image_tag(config),
             model_directory=config.model.directory,
             batch_extras=config.batch.enabled,
             labels={"mlserve.model": config.model.name, "mlserve.model-version": config.model.version},
         ),
     )
-    refs = dict(zip(["azure"] * (base is not None) + ["aws"] * (ecr is not None), image.refs, strict=True))
+    refs = dict(zip(registries, image.refs, strict=True))  # cloud -> <repository>@<digest>
 
     endpoints: dict[str, pulumi.Output[str]] = {}
     if base is not None:
