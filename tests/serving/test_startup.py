@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -108,3 +109,44 @@ def test_model_name_override(tmp_path: Path) -> None:
     with running_server(tmp_path, args=["--model-name", "rain-v2"]) as server:
         assert httpx.get(server.url + "/v2/models/rain-v2/ready").json()["ready"] is True
         assert httpx.get(server.url + "/v2/models/weather-rain/ready").status_code == 404
+
+
+def test_factory_for_other_asgi_servers_loads_the_model_in_the_background(tmp_path: Path) -> None:
+    """`uvicorn --factory serving.app:create_app`: live at once, ready (and scoring) once loaded."""
+    from tests.serving.server import free_port
+
+    port = free_port()
+    log = (tmp_path / "uvicorn.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "serving.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=base_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
+            time.sleep(0.1)
+        assert httpx.get(url + "/v2/health/live").status_code == 200
+        assert httpx.post(url + "/score", json={"data": SAMPLE_ROWS}).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
