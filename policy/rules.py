@@ -172,10 +172,12 @@ def load_balancers_need_auth(resources: list[Resource]) -> list[str]:
         ]
         for deployment in backends:
             containers = _get(deployment.props, "spec", "template", "spec", "containers") or []
-            if not any(e.get("name") == "SERVING_API_KEYS" for c in containers for e in c.get("env") or []):
+            variables = {e.get("name") for c in containers for e in c.get("env") or []}
+            # Keys come from the environment, or from files in SERVING_SECRETS_DIR (a mounted Secret).
+            if not variables & {"SERVING_API_KEYS", "SERVING_SECRETS_DIR"}:
                 problems.append(
                     f"Service {service.name} is a public LoadBalancer in front of {deployment.name}, "
-                    "which has no SERVING_API_KEYS: enable server.authEnabled"
+                    "which has no API keys (SERVING_API_KEYS or SERVING_SECRETS_DIR): enable server.authEnabled"
                 )
         if not backends:
             problems.append(f"Service {service.name} is a public LoadBalancer that selects no known Deployment")

@@ -15,7 +15,7 @@ import tempfile
 from pydantic import ValidationError
 
 from serving.runtime import ModelLoadError
-from serving.settings import Settings, container_cpu_count
+from serving.settings import Settings, container_cpu_count, load_settings
 
 log = logging.getLogger("serving")
 
@@ -55,7 +55,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             os.environ["SERVING_" + name.upper()] = str(value)
-    return Settings()
+    return load_settings()
 
 
 def describe_settings_error(error: ValidationError) -> str:

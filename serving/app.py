@@ -35,7 +35,7 @@ from serving.openapi_models import (
 )
 from serving.protocols import v2
 from serving.runtime import ModelLoadError, ModelRuntime
-from serving.settings import Settings
+from serving.settings import Settings, load_settings
 
 log = logging.getLogger("serving")
 
@@ -238,7 +238,7 @@ def create_app(
     settings: Settings | None = None, runtime: ModelRuntime | None = None, access_log: AccessLog | None = None
 ) -> InferenceFront:
     """The ASGI app. Without a runtime, the model loads in the background; readiness waits for it."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     state = ServerState()
     metrics = Metrics()
     access_log = access_log or AccessLog(settings.access_log)
@@ -336,7 +336,7 @@ async def _load_in_background(settings: Settings, model_ready: Callable[[ModelRu
 
 def app_from_environment() -> InferenceFront:
     """Factory for uvicorn workers: settings come from SERVING_* variables."""
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level)
     # Load before this worker accepts connections, so no worker ever answers "still loading" while
     # its siblings are ready.

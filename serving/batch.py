@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from serving.runtime import ModelLoadError, ModelRuntime
-from serving.settings import Settings
+from serving.settings import load_settings
 
 
 class BatchError(Exception):
@@ -300,7 +300,7 @@ def _run(args: argparse.Namespace) -> Summary:
 
     if args.chunk_rows < 1:
         raise BatchError("--chunk-rows must be at least 1")
-    settings = Settings(**({"model": Path(args.model)} if args.model else {}))
+    settings = load_settings(**({"model": Path(args.model)} if args.model else {}))
     runtime = ModelRuntime(settings.model, intra_op_threads=settings.intra_op_threads)
     scorer = Scorer(runtime, args.method)
     if args.on_error == "skip" and not args.errors:

@@ -99,3 +99,15 @@ def container_cpu_count() -> int:
     except (OSError, ValueError):
         pass
     return cpus
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, and from files in SERVING_SECRETS_DIR when it is set.
+
+    A file there named like a variable (e.g. SERVING_API_KEYS) provides that setting, so keys can come
+    from a mounted Kubernetes Secret instead of the environment.
+    """
+    secrets_dir = os.environ.get("SERVING_SECRETS_DIR")
+    if secrets_dir:
+        return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
+    return Settings(**overrides)  # type: ignore[arg-type]

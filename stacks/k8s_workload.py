@@ -11,6 +11,7 @@ from stacks.config import KubernetesConfig
 
 PORT = 8080
 RUN_AS = 10001  # the image's numeric user
+SECRETS_DIR = "/run/secrets/mlserve"
 
 
 @dataclass
@@ -67,6 +68,8 @@ class ServingWorkload(pulumi.ComponentResource):
         ns = self.namespace.metadata.name
         meta = {"namespace": ns, "labels": args.labels}
         env: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
+        mounts: list[dict] = [{"name": "tmp", "mount_path": "/tmp"}]
+        volumes: list[dict] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
         if args.api_keys is not None:
             secret = k8s.core.v1.Secret(
                 f"{name}-keys",
@@ -75,12 +78,11 @@ class ServingWorkload(pulumi.ComponentResource):
                 string_data={"SERVING_API_KEYS": args.api_keys},
                 opts=child,
             )
-            env.append(
-                {
-                    "name": "SERVING_API_KEYS",
-                    "value_from": {"secret_key_ref": {"name": secret.metadata.name, "key": "SERVING_API_KEYS"}},
-                }
-            )
+            # Keys as a file rather than an environment variable (CKV_K8S_35): the server reads
+            # SERVING_API_KEYS from SERVING_SECRETS_DIR.
+            env.append({"name": "SERVING_SECRETS_DIR", "value": SECRETS_DIR})
+            mounts.append({"name": "api-keys", "mount_path": SECRETS_DIR, "read_only": True})
+            volumes.append({"name": "api-keys", "secret": {"secret_name": secret.metadata.name, "default_mode": 0o440}})
         probe = {"port": "http"}
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -139,10 +141,10 @@ class ServingWorkload(pulumi.ComponentResource):
                                     "failure_threshold": 3,
                                 },
                                 "security_context": restricted_container_security(),
-                                "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+                                "volume_mounts": mounts,
                             }
                         ],
-                        "volumes": [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}],
+                        "volumes": volumes,
                     },
                 },
             },

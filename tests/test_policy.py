@@ -135,7 +135,9 @@ def test_public_load_balancer_needs_keys() -> None:
     unkeyed = Resource("kubernetes:apps/v1:Deployment", "dep", deployment(open_container))
     check_fn = rule("load-balancer-needs-auth").check
     assert check_fn([service, keyed]) == []
-    assert "has no SERVING_API_KEYS" in check_fn([service, unkeyed])[0]
+    assert "has no API keys" in check_fn([service, unkeyed])[0]
+    files = {**HARDENED_CONTAINER, "env": [{"name": "SERVING_SECRETS_DIR", "value": "/run/secrets/mlserve"}]}
+    assert check_fn([service, Resource("kubernetes:apps/v1:Deployment", "dep", deployment(files))]) == []
     internal = Resource(
         "kubernetes:core/v1:Service",
         "svc",

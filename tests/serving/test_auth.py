@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.conftest import SAMPLE_ROWS, SECONDARY_KEY
-from tests.serving.server import RunningServer
+from tests.serving.server import RunningServer, running_server
 
 PROTECTED = [
     ("POST", "/score", {"data": SAMPLE_ROWS}),
@@ -48,3 +50,15 @@ def test_keys_never_reach_the_log(server: RunningServer) -> None:
     assert "primary-key" not in log
     assert "secondary-key" not in log
     assert "leaked-guess" not in log
+
+
+def test_keys_from_a_mounted_secret_file(tmp_path: Path) -> None:
+    """Kubernetes mounts the key Secret as files; SERVING_SECRETS_DIR points the server at them."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "SERVING_API_KEYS").write_text("file-key-0123456789abcdef,file-key-two-0123456789\n")
+    with running_server(tmp_path, env={"SERVING_SECRETS_DIR": str(secrets)}) as server:
+        body = {"data": SAMPLE_ROWS}
+        assert httpx.post(server.url + "/score", json=body).status_code == 401
+        ok = httpx.post(server.url + "/score", json=body, headers={"Authorization": "Bearer file-key-two-0123456789"})
+        assert ok.status_code == 200

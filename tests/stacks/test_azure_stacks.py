@@ -237,7 +237,7 @@ def test_deployment_runs_the_pinned_image_hardened(prod: Evaluation) -> None:
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["terminationGracePeriodSeconds"] > 20
 
@@ -248,10 +248,11 @@ def test_deployment_passes_the_seed_limits_and_keys_from_a_secret(prod: Evaluati
     assert env["SERVING_MAX_CONCURRENT_REQUESTS"]["value"] == "2"
     assert env["SERVING_MAX_QUEUE_WAIT_MS"]["value"] == "1000"
     assert env["SERVING_SCORING_TIMEOUT_MS"]["value"] == "1000"
-    assert env["SERVING_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
-        "name": "mlserve-api-keys",
-        "key": "SERVING_API_KEYS",
-    }
+    assert "SERVING_API_KEYS" not in env, "keys come as a file, not an environment variable"
+    assert env["SERVING_SECRETS_DIR"]["value"] == "/run/secrets/mlserve"
+    pod = _deployment(prod).inputs["spec"]["template"]["spec"]
+    assert {"name": "api-keys", "mountPath": "/run/secrets/mlserve", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "api-keys", "secret": {"secretName": "mlserve-api-keys", "defaultMode": 0o440}} in pod["volumes"]
     secret = prod.one("kubernetes:core/v1:Secret")
     assert "stringData" in secret.secret_paths
 
