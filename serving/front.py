@@ -175,15 +175,14 @@ class InferenceFront:
             # trip through the thread pool would cost more than the work itself.
             plan = handler(call)
             if runtime.cost_estimate(plan.rows) <= self.inline_budget:
-                return self._timed(route, plan, None)
-            return await self.pool.run(lambda run_options: self._timed(route, plan, run_options))
-        # Large bodies are parsed off the event loop too.
-        return await self.pool.run(lambda run_options: self._timed(route, handler(call), run_options))
-
-    def _timed(self, route: str, plan: Plan, run_options: ort.RunOptions | None) -> Reply:
-        started = time.perf_counter()
-        reply = plan.finish(run_options)
-        self.metrics.observe_scoring(route, reply.rows, time.perf_counter() - started)
+                reply = _timed(plan, None)
+            else:
+                reply = await self.pool.run(lambda run_options: _timed(plan, run_options))
+        else:
+            # Large bodies are parsed off the event loop too.
+            reply = await self.pool.run(lambda run_options: _timed(handler(call), run_options))
+        # Recorded here, on the event loop: the tallies are not shared with worker threads.
+        self.metrics.observe_scoring(route, reply.rows, reply.scoring_seconds)
         return reply
 
     def _route(self, path: str) -> Handler | None:
@@ -201,6 +200,14 @@ class InferenceFront:
     def sample_gauges(self) -> None:
         self.metrics.in_flight = self.pool.running
         self.metrics.queued = self.pool.queued
+
+
+def _timed(plan: Plan, run_options: ort.RunOptions | None) -> Reply:
+    """Predict and encode; in a worker thread or, for cheap requests, on the event loop."""
+    started = time.perf_counter()
+    reply = plan.finish(run_options)
+    reply.scoring_seconds = time.perf_counter() - started
+    return reply
 
 
 class ClientDisconnected(RequestError):

@@ -26,6 +26,7 @@ class Reply:
     content_type: bytes = JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
     rows: int = 0
+    scoring_seconds: float = 0.0
 
 
 @dataclass(slots=True)
