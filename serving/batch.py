@@ -270,6 +270,12 @@ def score_parquet(
     return summary
 
 
+def errors_location(output: str) -> str:
+    """`out.csv` -> `out.errors.csv`, for paths and URLs alike (pathlib would fold `s3://` into `s3:/`)."""
+    stem, dot, suffix = output.rpartition(".")
+    return (stem if dot and "/" not in suffix else output) + ".errors.csv"
+
+
 def _format(location: str, requested: str) -> str:
     if requested != "auto":
         return requested
@@ -304,7 +310,7 @@ def _run(args: argparse.Namespace) -> Summary:
     runtime = ModelRuntime(settings.model, intra_op_threads=settings.intra_op_threads)
     scorer = Scorer(runtime, args.method)
     if args.on_error == "skip" and not args.errors:
-        args.errors = str(Path(args.output).with_suffix("")) + ".errors.csv"
+        args.errors = errors_location(args.output)
     kind = _format(args.input, args.format)
     output = AtomicOutput(args.output)
     errors = AtomicOutput(args.errors) if args.on_error == "skip" else None

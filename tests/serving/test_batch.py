@@ -113,13 +113,16 @@ def test_parquet_in_parquet_out(tmp_path: Path, reference: ort.InferenceSession)
 
 def test_fsspec_urls_for_input_and_output(tmp_path: Path, reference: ort.InferenceSession) -> None:
     """The code path cloud URLs take (s3://, abfs://), with fsspec's in-memory filesystem."""
-    source = write_csv(tmp_path / "in.csv", SAMPLE_ROWS, FEATURES)
+    source = write_csv(tmp_path / "in.csv", [*SAMPLE_ROWS, [1, 2, "bad", 4, 5, 6, 7]], FEATURES)
     fs = fsspec.filesystem("memory")
     fs.put_file(str(source), "/jobs/in.csv")
-    assert main(["batch", "--input", "memory://jobs/in.csv", "--output", "memory://jobs/out.csv"]) == 0
+    code = main(["batch", "--input", "memory://jobs/in.csv", "--output", "memory://jobs/out.csv", "--on-error", "skip"])
+    assert code == 0
     with fs.open("/jobs/out.csv", "r") as handle:
         out = list(csv.DictReader(handle))
     assert [int(row["prediction"]) for row in out] == direct_predictions(reference, SAMPLE_ROWS)[0]
+    with fs.open("/jobs/out.errors.csv", "r") as handle:  # next to the output, on the same filesystem
+        assert [row["row"] for row in csv.DictReader(handle)] == ["4"]
 
 
 def _peak_rss_kib(source: Path, output: Path) -> int:
