@@ -96,3 +96,27 @@ def test_build_context_alone_serves_predictions(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert len(response.json()["predictions"]) == len(SAMPLE_ROWS)
     assert sys.executable != python
+
+
+@pytest.mark.timeout(600)
+def test_batch_extras_resolve_with_the_server_pins(tmp_path: Path) -> None:
+    """`docker build --build-arg EXTRAS=batch` installs serving/requirements-batch.txt on top: it must resolve."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    result = subprocess.run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(CONTEXT / "requirements-batch.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
