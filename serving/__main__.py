@@ -71,6 +71,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from serving.app import create_app, load_runtime
     from serving.logs import configure_logging
+    from serving.transport import CoalescingHttpToolsProtocol
 
     try:
         settings = _settings_from(args)
@@ -93,7 +94,8 @@ def serve(args: argparse.Namespace) -> int:
         "proxy_headers": False,
         "server_header": False,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": CoalescingHttpToolsProtocol,
+        "ws": "none",
         "timeout_graceful_shutdown": settings.drain_timeout_seconds,
     }
     log.info(

@@ -1,0 +1,107 @@
+"""uvicorn's httptools protocol, sending each response in one write instead of two.
+
+uvicorn writes the status line and headers as soon as the app sends `http.response.start`, then the
+body on `http.response.body`: two system calls and two TCP segments per small response, and over
+loopback the receiving side of each segment is processed on the sending core too. Holding writes
+until the end of the current event-loop step joins them without delaying anything: what an app
+sends in one step leaves in the same loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Above this, joining would copy a large body only to save one system call.
+_JOIN_LIMIT = 64 * 1024
+
+
+class CoalescingTransport(asyncio.Transport):
+    """Gathers the writes of one event-loop step and hands them to the real transport together."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(bytes(data) if not isinstance(data, bytes) else data)
+        self._held_bytes += len(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        size, self._held_bytes = self._held_bytes, 0
+        if self._transport.is_closing():
+            return  # the peer is gone; the real transport would drop (and warn about) the data too
+        if len(held) == 1:
+            self._transport.write(held[0])
+        elif size <= _JOIN_LIMIT:
+            self._transport.write(b"".join(held))
+        else:
+            self._transport.writelines(held)
+
+    def close(self) -> None:
+        self.flush()  # close() still sends what the transport buffered, so hand it over first
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = []
+        self._held_bytes = 0
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._held_bytes
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """`uvicorn.run(..., http=CoalescingHttpToolsProtocol)`: httptools, one write per response."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, self.loop))
