@@ -78,7 +78,8 @@ async def test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     transport.write(b"last words")
     transport.close()
-    assert real.writes == [b"last words"] and real.closed
+    assert real.writes == [b"last words"]
+    assert real.closed
     await _next_loop_step()  # the scheduled flush finds nothing left
 
     gone = RecordingTransport()
