@@ -263,6 +263,7 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
+        front.settle()
         access_log.flush()
         front.pool.shutdown()
         metrics.worker_exited()
@@ -304,7 +305,7 @@ def create_app(
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def prometheus_metrics() -> Response:
-        front.sample_gauges()
+        front.settle()
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     _health_routes(api, state)
@@ -315,11 +316,11 @@ def create_app(
 
 
 async def _housekeeping(front: InferenceFront, access_log: AccessLog) -> None:
-    """Twice a second: access lines out of the buffer; metrics out for other workers' scrapes."""
+    """Twice a second: finished requests into metrics and access lines, out to stdout and other workers."""
     while True:
         await asyncio.sleep(0.5)
+        front.settle()
         access_log.flush()
-        front.sample_gauges()
         front.metrics.publish()
 
 

@@ -26,7 +26,7 @@ class Reply:
     content_type: bytes = JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
     rows: int = 0
-    scoring_seconds: float = 0.0
+    scoring_seconds: float | None = None  # set once the request is scored
 
 
 @dataclass(slots=True)
