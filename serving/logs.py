@@ -87,9 +87,9 @@ class AccessLog:
                     "latency_us": int(seconds * 1e6),
                     "rows": rows,
                     "pid": self._pid,
-                }
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
             )
-            + b"\n"
         )
 
     def flush(self) -> None:

@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -28,8 +29,7 @@ class TensorSpec:
     shape: tuple[int, ...]  # -1 for the batch (or any dynamic) dimension
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
     """One batch's result. `labels` holds class labels or regression values."""
 
     labels: np.ndarray
@@ -140,6 +140,11 @@ class ModelRuntime:
                 f"for an input of width {self.n_features}"
             )
 
+        # The session's Python `run` re-checks the feed's names on every call (and for WebGPU graph
+        # capture); the feed here is always the model's one input, so call the binding underneath,
+        # which a single-row request notices. Any onnxruntime without it gets the public method.
+        self._run = getattr(getattr(self._session, "_sess", None), "run", None) or self._session.run
+        self._input_name = model_input.name
         self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
         self._label_output, self._proba_output = self._find_outputs()
         classes = _metadata_list(metadata, "class_labels", self.path)
@@ -175,7 +180,9 @@ class ModelRuntime:
         if probabilities and self._proba_output is None:
             raise UnsupportedMethod(f"model '{self.name}' is not a classifier: it has no probabilities")
         names = self._with_probabilities if probabilities else self._labels_only
-        results = self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)}, run_options)
+        if rows.dtype != self.input_dtype:
+            rows = rows.astype(self.input_dtype)
+        results = self._run(names, {self._input_name: rows}, run_options)
         labels = results[0]
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
@@ -185,7 +192,9 @@ class ModelRuntime:
         self, rows: np.ndarray, names: list[str], run_options: ort.RunOptions | None = None
     ) -> list[np.ndarray]:
         """Raw named outputs, for protocols that ask for tensors by name."""
-        return self._session.run(names, {self.input.name: rows.astype(self.input_dtype, copy=False)}, run_options)
+        if rows.dtype != self.input_dtype:
+            rows = rows.astype(self.input_dtype)
+        return self._run(names, {self._input_name: rows}, run_options)
 
     def warm_up(self) -> None:
         """Run the model so the first request does not pay for lazy initialisation, and time it.

@@ -41,10 +41,14 @@ def check_row_count(count: int, max_rows: int, where: str) -> None:
 # Values beyond float32's range become inf when cast, and ensure_finite then reports them; the cast's
 # own warning would only repeat that on stderr.
 warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+# The same for ensure_finite's quick sum, which meets infinities (inf - inf is NaN) and may overflow.
+warnings.filterwarnings("ignore", "(overflow|invalid value) encountered in reduce", RuntimeWarning, __name__)
 
 
 def ensure_finite(matrix: np.ndarray, where: str) -> np.ndarray:
-    if not np.isfinite(matrix).all():
+    # One reduction instead of a mask and a second one: the sum is finite unless a value is not
+    # (or the values are huge enough to overflow it, which the exact check below then clears).
+    if not math.isfinite(np.add.reduce(matrix, axis=None)) and not np.isfinite(matrix).all():
         r, c = map(int, np.argwhere(~np.isfinite(matrix))[0])
         raise InvalidInput(f"{where}[{r}][{c}]: value is NaN, infinite or too large for float32")
     return matrix

@@ -131,3 +131,14 @@ def test_unknown_route_is_json_404(client: httpx.Client) -> None:
 
 def test_wrong_method(client: httpx.Client) -> None:
     assert client.get("/score").status_code == 405
+
+
+def test_values_near_the_float32_limit_are_scored_and_values_beyond_it_are_named() -> None:
+    from serving.errors import InvalidInput
+    from serving.protocols.tabular import numeric_rows
+
+    # Finite values whose sum overflows float32 are still valid input.
+    near_limit = numeric_rows([[3e38, 3e38, 3e38, -3e38, 1, 1, 1]], 7, 10, "data")
+    assert near_limit[0, 0] == pytest.approx(3e38, rel=1e-6)
+    with pytest.raises(InvalidInput, match=r"data\[1\]\[2\]: value is NaN, infinite or too large"):
+        numeric_rows([[1, 1, 1, 1, 1, 1, 1], [3e38, -3e38, 1e39, 1, 1, 1, 1]], 7, 10, "data")
