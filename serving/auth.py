@@ -15,10 +15,7 @@ class KeyCheck:
 
     def __init__(self, keys: Sequence[SecretStr]) -> None:
         self._expected = tuple(b"Bearer " + key.get_secret_value().encode() for key in keys)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._expected)
+        self.enabled = bool(self._expected)
 
     def verify(self, authorization: bytes | None) -> None:
         if not self._expected:

@@ -130,7 +130,7 @@ class InferenceFront:
         try:
             if self.keys.enabled and not is_open_path(path):
                 self.keys.verify(headers.get(b"authorization"))
-            handler = self._route(path)
+            handler = EXACT_ROUTES.get(path) or self._route(path)
             if handler is None:
                 status = await self._delegate(scope, receive, send, request_id)
                 self.journal.note(
