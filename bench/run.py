@@ -100,49 +100,45 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise SystemExit("server did not become ready")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--bare", action="store_true", help="measure bench/bare_asgi.py instead (the floor)")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-    cores = sorted(os.sched_getaffinity(0))
-    server_core, load_core = (cores[0], cores[1]) if len(cores) > 1 else (None, None)
+def server_command(port: int, bare: bool) -> list[str]:
+    if not bare:
+        return [sys.executable, "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.bare_asgi:app",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+    ]
+
+
+def measure(args: argparse.Namespace, bare: bool, cores: tuple[int | None, int | None]) -> dict[str, dict[str, float]]:
+    """Start one server, run its scenarios, print a table; the results by scenario name."""
+    server_core, load_core = cores
     port = free_port()
     env = {**os.environ, "SERVING_API_KEYS": KEY, "SERVING_WORKERS": str(args.workers), "SERVING_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    scenarios = SCENARIOS
-    if args.bare:
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_asgi:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-        ]
-        scenarios = SCENARIOS[:2]
+    command = server_command(port, bare)
+    scenarios = SCENARIOS[:2] if bare else SCENARIOS
     if server_core is not None:
         command = ["taskset", "-c", str(server_core), *command]
     # Access lines are still formatted and written, to /dev/null rather than a terminal.
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    results = {}
     try:
         wait_ready(url)
-        what = "bare ASGI app, no features" if args.bare else "auth, metrics and access log on"
+        what = "bare ASGI app, no features (the floor)" if bare else "the server: auth, metrics and access log on"
         print(
-            f"server core {server_core}, wrk core {load_core}, {args.workers} worker(s), "
-            f"{args.connections} connections, {args.duration}s each; {what}"
+            f"\n{what}\nserver core {server_core}, wrk core {load_core}, {1 if bare else args.workers} worker(s), "
+            f"{args.connections} connections, {args.duration}s each"
         )
         print(f"{'scenario':<26}{'requests/s':>12}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
         with tempfile.TemporaryDirectory() as directory:
@@ -150,13 +146,43 @@ def main() -> None:
                 script = wrk_script(scenario, Path(directory))
                 run_wrk(url + scenario.path, script, args.connections, 2, load_core)  # warm up
                 result = run_wrk(url + scenario.path, script, args.connections, args.duration, load_core)
+                results[scenario.name] = result
                 print(
                     f"{scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
-                    f"{result['p50']:>9.2f}{result['p99']:>9.2f}"
+                    f"{result['p50']:>9.2f}{result['p99']:>9.2f}",
+                    flush=True,
                 )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bare", action="store_true", help="measure only bench/bare_asgi.py (the floor)")
+    parser.add_argument("--no-floor", action="store_true", help="measure only the server, not the floor after it")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    cores = sorted(os.sched_getaffinity(0))
+    pinning = (cores[0], cores[1]) if len(cores) > 1 else (None, None)
+    if args.bare:
+        measure(args, True, pinning)
+        return
+    server = measure(args, False, pinning)
+    if args.no_floor:
+        return
+    floor = measure(args, True, pinning)
+    # Machines (and the same VM from day to day) differ a lot; the share of the floor measured in the
+    # same run is the figure that travels.
+    print()
+    for name in floor:
+        share = server[name]["rps"] / floor[name]["rps"]
+        print(f"{name}: the server does {share:.0%} of the floor's requests/s on this machine")
 
 
 if __name__ == "__main__":
