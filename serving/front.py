@@ -25,7 +25,7 @@ from serving.errors import (
     ScoringTimeout,
 )
 from serving.handlers import JSON, Call, Handler, Plan, Reply
-from serving.journal import Finished, RequestJournal
+from serving.journal import RequestJournal
 from serving.logs import AccessLog, RequestIds
 from serving.metrics import Metrics
 from serving.pool import InferencePool
@@ -133,9 +133,7 @@ class InferenceFront:
             handler = EXACT_ROUTES.get(path) or self._route(path)
             if handler is None:
                 status = await self._delegate(scope, receive, send, request_id)
-                self.journal.note(
-                    Finished(request_id, scope["method"], route, path, status, started, perf_counter(), 0, None)
-                )
+                self.journal.note((request_id, scope["method"], route, path, status, started, perf_counter(), 0, None))
                 return
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
@@ -185,7 +183,7 @@ class InferenceFront:
         )
         await send({"type": "http.response.body", "body": body})
         self.journal.note(
-            Finished(
+            (
                 request_id,
                 scope["method"],
                 route,
