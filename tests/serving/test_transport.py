@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -10,8 +11,6 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from serving.transport import CoalescingHttpToolsProtocol, CoalescingTransport
-
-pytestmark = pytest.mark.anyio
 
 
 class RecordingTransport(asyncio.Transport):
@@ -49,7 +48,20 @@ async def _next_loop_step() -> None:
     await asyncio.sleep(0)
 
 
-async def test_writes_of_one_step_leave_together_and_in_order() -> None:
+def _run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run on a private loop: the process-wide loop is left alone, as the Pulumi tests need it."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(test())
+    finally:
+        loop.close()
+
+
+def test_writes_of_one_step_leave_together_and_in_order() -> None:
+    _run(_test_writes_of_one_step_leave_together_and_in_order)
+
+
+async def _test_writes_of_one_step_leave_together_and_in_order() -> None:
     real = RecordingTransport()
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -63,7 +75,11 @@ async def test_writes_of_one_step_leave_together_and_in_order() -> None:
     assert real.writes[1:] == [b"second"], "a later step's write is not held back"
 
 
-async def test_large_bodies_are_not_joined_but_stay_whole() -> None:
+def test_large_bodies_are_not_joined_but_stay_whole() -> None:
+    _run(_test_large_bodies_are_not_joined_but_stay_whole)
+
+
+async def _test_large_bodies_are_not_joined_but_stay_whole() -> None:
     real = RecordingTransport()
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     body = bytes(range(256)) * 1024
@@ -73,7 +89,11 @@ async def test_large_bodies_are_not_joined_but_stay_whole() -> None:
     assert b"".join(real.writes) == b"head" + body
 
 
-async def test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None:
+def test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None:
+    _run(_test_close_sends_what_is_held_first_and_a_gone_peer_drops_it)
+
+
+async def _test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None:
     real = RecordingTransport()
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     transport.write(b"last words")
@@ -91,7 +111,11 @@ async def test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_uvicorn_response_leaves_in_one_write(streamed: bool) -> None:
+def test_uvicorn_response_leaves_in_one_write(streamed: bool) -> None:
+    _run(lambda: _uvicorn_response(streamed))
+
+
+async def _uvicorn_response(streamed: bool) -> None:
     async def app(scope: dict, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
         await receive()
