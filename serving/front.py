@@ -130,7 +130,7 @@ class InferenceFront:
         try:
             if self.keys.enabled and not is_open_path(path):
                 self.keys.verify(headers.get(b"authorization"))
-            handler = EXACT_ROUTES.get(path) or self._route(path)
+            handler = EXACT_ROUTES.get(path) or self._v2_infer_route(path)
             if handler is None:
                 status = await self._delegate(scope, receive, send, request_id)
                 self.journal.note((request_id, scope["method"], route, path, status, started, perf_counter(), 0, None))
@@ -210,10 +210,8 @@ class InferenceFront:
         await self.fallback(scope, receive, send_with_id)
         return status
 
-    def _route(self, path: str) -> Handler | None:
-        handler = EXACT_ROUTES.get(path)
-        if handler is not None:
-            return handler
+    @staticmethod
+    def _v2_infer_route(path: str) -> Handler | None:
         if path.startswith(V2_MODELS) and path.endswith("/infer"):
             parts = path[len(V2_MODELS) : -len("/infer")].split("/")
             if len(parts) == 1 and parts[0]:

@@ -1,10 +1,11 @@
 """Finished requests: noted on the hot path, settled into metrics and access lines in batches.
 
 Noting a request is one tuple appended to a list. Settling updates the metric tallies and writes
-the access lines for everything noted since the last time: the same work as before, but done for
-thousands of requests in one tight loop, with warm caches, instead of once between every two
-system calls. The server settles twice a second, before every scrape, at shutdown, and whenever
-`limit` requests are waiting, so metrics are exact when read and memory stays bounded.
+the access lines for everything noted since the last time: the same work, but done for up to
+`limit` requests in one tight loop, with warm caches, instead of once between every two system
+calls. The server settles twice a second, before every scrape, at shutdown, and whenever `limit`
+requests are waiting, so metrics are exact when read and memory stays bounded. All of it runs on
+the event loop, so nothing needs a lock.
 """
 
 from __future__ import annotations
