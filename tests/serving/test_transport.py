@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -48,20 +49,22 @@ async def _next_loop_step() -> None:
     await asyncio.sleep(0)
 
 
-def _run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run on a private loop: the process-wide loop is left alone, as the Pulumi tests need it."""
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(test())
-    finally:
-        loop.close()
+def on_private_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """An async test run on a loop of its own: the process-wide loop is left alone for the Pulumi tests."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(test(*args, **kwargs))
+        finally:
+            loop.close()
+
+    return run
 
 
-def test_writes_of_one_step_leave_together_and_in_order() -> None:
-    _run(_test_writes_of_one_step_leave_together_and_in_order)
-
-
-async def _test_writes_of_one_step_leave_together_and_in_order() -> None:
+@on_private_loop
+async def test_writes_of_one_step_leave_together_and_in_order() -> None:
     real = RecordingTransport()
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -75,11 +78,8 @@ async def _test_writes_of_one_step_leave_together_and_in_order() -> None:
     assert real.writes[1:] == [b"second"], "a later step's write is not held back"
 
 
-def test_large_bodies_are_not_joined_but_stay_whole() -> None:
-    _run(_test_large_bodies_are_not_joined_but_stay_whole)
-
-
-async def _test_large_bodies_are_not_joined_but_stay_whole() -> None:
+@on_private_loop
+async def test_large_bodies_are_not_joined_but_stay_whole() -> None:
     real = RecordingTransport()
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     body = bytes(range(256)) * 1024
@@ -89,11 +89,8 @@ async def _test_large_bodies_are_not_joined_but_stay_whole() -> None:
     assert b"".join(real.writes) == b"head" + body
 
 
-def test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None:
-    _run(_test_close_sends_what_is_held_first_and_a_gone_peer_drops_it)
-
-
-async def _test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None:
+@on_private_loop
+async def test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> None:
     real = RecordingTransport()
     transport = CoalescingTransport(real, asyncio.get_running_loop())
     transport.write(b"last words")
@@ -111,11 +108,8 @@ async def _test_close_sends_what_is_held_first_and_a_gone_peer_drops_it() -> Non
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-def test_uvicorn_response_leaves_in_one_write(streamed: bool) -> None:
-    _run(lambda: _uvicorn_response(streamed))
-
-
-async def _uvicorn_response(streamed: bool) -> None:
+@on_private_loop
+async def test_uvicorn_response_leaves_in_one_write(streamed: bool) -> None:
     async def app(scope: dict, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
         await receive()
