@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,12 @@ import pytest
 from tests.serving.server import REPO, RunningServer, running_server
 
 DEMO_MODEL = REPO / "serving" / "model" / "model.onnx"
+# The demo model's column names, as its metadata declares them (the training script sets them).
+FEATURES: list[str] = json.loads(
+    ort.InferenceSession(str(DEMO_MODEL), providers=["CPUExecutionProvider"])
+    .get_modelmeta()
+    .custom_metadata_map["feature_names"]
+)
 PRIMARY_KEY = "primary-key-0123456789abcdef"
 SECONDARY_KEY = "secondary-key-0123456789abcdef"
 

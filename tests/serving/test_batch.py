@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from serving.__main__ import main
-from tests.conftest import SAMPLE_ROWS, direct_predictions
+from tests.conftest import FEATURES, SAMPLE_ROWS, direct_predictions
 from tests.serving.server import REPO, base_env
-from tests.serving.test_protocols import FEATURES
 
 
 def write_csv(path: Path, rows: list[list], header: list[str]) -> Path:

@@ -10,17 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import SAMPLE_ROWS, direct_predictions
-
-FEATURES = [
-    "Temperature_C",
-    "Humidity",
-    "Wind_speed_kmph",
-    "Wind_bearing_degrees",
-    "Visibility_km",
-    "Pressure_millibars",
-    "Current_weather_condition",
-]
+from tests.conftest import FEATURES, SAMPLE_ROWS, direct_predictions
 
 
 def test_sample_rows_cover_both_classes(reference: ort.InferenceSession) -> None:
