@@ -12,7 +12,7 @@ from stacks.aci import AciService, AciServiceArgs
 from stacks.aks import AksCluster, AksClusterArgs
 from stacks.azure_batch import AzureBatchJob, AzureBatchJobArgs
 from stacks.config import StackConfig, load_config
-from stacks.image import CONTEXT, ServingImage, ServingImageArgs, source_fingerprint
+from stacks.image import ServingImage, ServingImageArgs
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys
 from stacks.kms import StackKey
@@ -32,30 +32,38 @@ class AzureBase:
     registry: AcrRegistry
 
 
-def image_tag(config: StackConfig) -> str:
-    return f"{config.model.name}-{config.model.version}-{source_fingerprint(CONTEXT, config.model.directory)}"
-
-
 def azure_base(config: StackConfig, name: str) -> AzureBase:
     if config.azure is None:
         raise ValueError("Azure targets need the azure settings")
     tags = cloud_tags(config)
-    group = resources.ResourceGroup(f"{name}-rg", location=config.azure.location, tags=tags)
+    # Protected like the registry and cluster: deleting the group deletes everything in it.
+    group = resources.ResourceGroup(
+        f"{name}-rg",
+        location=config.azure.location,
+        tags=tags,
+        opts=pulumi.ResourceOptions(protect=config.protect),
+    )
+    client = authorization.get_client_config_output()
     monitoring = AzureMonitoring(
         f"{name}-monitoring",
         AzureMonitoringArgs(group.name, group.location, config.observability.retention_days, tags),
     )
     registry = AcrRegistry(
         f"{name}-acr",
-        AcrRegistryArgs(group.name, group.location, "Premium" if config.protect else "Basic", config.protect, tags),
+        AcrRegistryArgs(
+            group.name, group.location, client.subscription_id, config.azure.registry_sku, config.protect, tags
+        ),
     )
-    return AzureBase(group, authorization.get_client_config_output(), monitoring, registry)
+    return AzureBase(group, client, monitoring, registry)
 
 
 def deploy_azure(
     config: StackConfig, name: str, base: AzureBase, image_ref: pulumi.Output[str], api_keys: pulumi.Output[str] | None
 ) -> dict[str, pulumi.Output[str]]:
     tags = cloud_tags(config)
+    if config.azure is None:
+        raise ValueError("Azure targets need the azure settings")
+    azure = config.azure
     group, client, monitoring, registry = base.group, base.client, base.monitoring, base.registry
     environment = config.server.environment()
     endpoints: dict[str, pulumi.Output[str]] = {}
@@ -77,6 +85,7 @@ def deploy_azure(
                 monitoring_connection_string=monitoring.connection_string,
                 workspace_customer_id=monitoring.workspace_customer_id,
                 workspace_key=monitoring.workspace_key,
+                rbac_wait_seconds=azure.rbac_wait_seconds,
                 tags=tags,
             ),
         )
@@ -88,10 +97,10 @@ def deploy_azure(
                 resource_group_name=group.name,
                 location=group.location,
                 subscription_id=client.subscription_id,
-                deployer_object_id=client.object_id,
                 registry_id=registry.registry.id,
                 workspace_id=monitoring.workspace.id,
                 settings=config.aks,
+                rbac_wait_seconds=azure.rbac_wait_seconds,
                 protect=config.protect,
                 tags=tags,
             ),
@@ -157,6 +166,7 @@ def deploy_sagemaker(
             kms_key_arn=kms_key_arn,
             region=region.region,
             account_id=identity.account_id,
+            alert_email=config.observability.alert_email,
             protect=config.protect,
             tags=cloud_tags(config),
         ),
@@ -214,7 +224,7 @@ def main() -> None:
         f"{name}-image",
         ServingImageArgs(
             targets=list(registries.values()),
-            tag=image_tag(config),
+            tag_prefix=f"{config.model.name}-{config.model.version}",
             model_directory=config.model.directory,
             batch_extras=config.batch.enabled,
             labels={"mlserve.model": config.model.name, "mlserve.model-version": config.model.version},

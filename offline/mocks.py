@@ -64,6 +64,9 @@ class Recorded:
     custom: bool
     secret_paths: set[str]
     dependencies: list[str]
+    provider: str = ""  # "<provider urn>::<id>"; empty: the default provider of the package
+    ignore_changes: tuple[str, ...] = ()
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -131,6 +134,9 @@ class RecordingMonitor(MockMonitor):
                     custom=request.custom,
                     secret_paths=set(_secret_paths(raw)),
                     dependencies=list(request.dependencies),
+                    provider=request.provider,
+                    ignore_changes=tuple(request.ignoreChanges),
+                    retain_on_delete=request.retainOnDelete,
                 )
             )
         return response
@@ -248,6 +254,11 @@ def stack_config(stack: str) -> dict[str, str]:
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in (document.get("config") or {}).items()
     }
+
+
+def merged(stack: str, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """The stack file's `key` section with `changes` applied: an override that keeps the other settings."""
+    return {**json.loads(stack_config(stack).get(key, "{}")), **changes}
 
 
 def evaluate(stack: str, overrides: dict[str, Any] | None = None, remove: tuple[str, ...] = ()) -> Evaluation:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import containerinstance, managedidentity
 
-from stacks.azure_roles import ACR_PULL, grant
+from stacks.azure_roles import ACR_PULL, grant, propagated
 
 PORT = 8080
 
@@ -28,6 +28,7 @@ class AciServiceArgs:
     monitoring_connection_string: pulumi.Input[str]  # secret
     workspace_customer_id: pulumi.Input[str]
     workspace_key: pulumi.Input[str]  # secret
+    rbac_wait_seconds: int  # the group pulls its image with the new identity's AcrPull as soon as it exists
     tags: dict[str, str]
 
 
@@ -43,6 +44,7 @@ class AciService(pulumi.ComponentResource):
             opts=child,
         )
         pull = grant(f"{name}-acr-pull", ACR_PULL, identity.principal_id, args.registry_id, args.subscription_id, self)
+        pull_ready = propagated(f"{name}-acr-pull-propagation", [pull], args.rbac_wait_seconds, self)
         secure = [{"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "secure_value": args.monitoring_connection_string}]
         if args.api_keys is not None:
             secure.append({"name": "SERVING_API_KEYS", "secure_value": args.api_keys})
@@ -92,8 +94,8 @@ class AciService(pulumi.ComponentResource):
                 }
             },
             tags=args.tags,
-            # The identity must be allowed to pull before the group starts.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[pull]),
+            # The identity must be allowed to pull before the group starts (ACI fails on a refused pull).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[pull_ready]),
         )
         self.endpoint = pulumi.Output.concat("http://", self.group.ip_address.apply(lambda ip: ip.fqdn), f":{PORT}")
         self.register_outputs({"endpoint": self.endpoint})

@@ -1,4 +1,4 @@
-"""AKS: a managed cluster with managed identity, Azure RBAC, autoscaling system pool and network policy.
+"""AKS: a managed cluster with managed identity, Azure RBAC, a system and a user pool, network policy.
 
 Its kubeconfig is a secret output and feeds the Kubernetes provider the workload is deployed with.
 """
@@ -13,9 +13,21 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi_azure_native import containerservice
 
-from stacks.azure_roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, grant
+from stacks.azure_roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, grant, propagated
 from stacks.config import AksConfig
 from stacks.protection import stateful
+
+SYSTEM_POOL = "system"
+USER_POOL = "user"
+
+# What AKS changes on its own in normal operation: the cluster autoscaler sets node counts, the
+# upgrade channels move versions. Ignored so `pulumi up` does not undo them and drift checks stay quiet.
+CLUSTER_IGNORED_CHANGES = [
+    "kubernetesVersion",
+    "agentPoolProfiles[*].count",
+    "agentPoolProfiles[*].orchestratorVersion",
+]
+POOL_IGNORED_CHANGES = ["count", "orchestratorVersion"]
 
 
 @dataclass
@@ -23,18 +35,33 @@ class AksClusterArgs:
     resource_group_name: pulumi.Input[str]
     location: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
-    deployer_object_id: pulumi.Input[str]  # who runs `pulumi up`: gets cluster admin through Azure RBAC
     registry_id: pulumi.Input[str]
     workspace_id: pulumi.Input[str]
     settings: AksConfig
+    rbac_wait_seconds: int  # before the Kubernetes provider relies on the admins' new role
     protect: bool
     tags: dict[str, str]
+
+
+def network_profile(settings: AksConfig) -> dict:
+    profile = {
+        "network_plugin": "azure",
+        "network_plugin_mode": "overlay",
+        "network_policy": settings.network_policy,
+        "load_balancer_sku": "standard",
+    }
+    if settings.network_policy == "cilium":
+        profile["network_dataplane"] = "cilium"  # AKS accepts the cilium policy only with its dataplane
+    return profile
 
 
 class AksCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: AksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:azure:AksCluster", name, None, opts)
         s = args.settings
+        zones = {"availability_zones": list(s.availability_zones)} if s.availability_zones else {}
+        cluster_options = stateful(args.protect, self)
+        cluster_options.ignore_changes = CLUSTER_IGNORED_CHANGES
         self.cluster = containerservice.ManagedCluster(
             f"{name}-cluster",
             resource_group_name=args.resource_group_name,
@@ -48,29 +75,28 @@ class AksCluster(pulumi.ComponentResource):
             aad_profile={"managed": True, "enable_azure_rbac": True},
             agent_pool_profiles=[
                 {
-                    "name": "system",
+                    # System pods only (CriticalAddonsOnly); the workload runs on the user pool.
+                    "name": SYSTEM_POOL,
                     "mode": "System",
-                    "vm_size": s.node_vm_size,
+                    "vm_size": s.system_node_vm_size,
                     "os_type": "Linux",
                     "type": "VirtualMachineScaleSets",
+                    "node_taints": ["CriticalAddonsOnly=true:NoSchedule"],
                     "enable_auto_scaling": True,
-                    "count": s.min_nodes,
-                    "min_count": s.min_nodes,
-                    "max_count": s.max_nodes,
+                    "count": 2 if args.protect else 1,
+                    "min_count": 2 if args.protect else 1,
+                    "max_count": 3,
                     "max_pods": 50,
+                    **zones,
                 }
             ],
-            network_profile={
-                "network_plugin": "azure",
-                "network_plugin_mode": "overlay",
-                "network_policy": s.network_policy,
-                "load_balancer_sku": "standard",
-            },
+            network_profile=network_profile(s),
             api_server_access_profile={
                 "enable_private_cluster": s.private_cluster,
                 **({"authorized_ip_ranges": list(s.authorized_ip_ranges)} if s.authorized_ip_ranges else {}),
             },
-            auto_upgrade_profile={"upgrade_channel": "patch", "node_os_upgrade_channel": "NodeImage"},
+            # "stable" follows minor versions (N-1 of the newest), so the cluster never ages past end of life.
+            auto_upgrade_profile={"upgrade_channel": "stable", "node_os_upgrade_channel": "NodeImage"},
             oidc_issuer_profile={"enabled": True},
             security_profile={"workload_identity": {"enabled": True}},
             addon_profiles={
@@ -79,21 +105,43 @@ class AksCluster(pulumi.ComponentResource):
             },
             sku={"name": "Base", "tier": "Standard"},
             tags=args.tags,
-            opts=stateful(args.protect, self),
+            opts=cluster_options,
+        )
+        self.user_pool = containerservice.AgentPool(
+            f"{name}-user-pool",
+            agent_pool_name=USER_POOL,
+            resource_group_name=args.resource_group_name,
+            resource_name_=self.cluster.name,
+            mode="User",
+            vm_size=s.node_vm_size,
+            os_type="Linux",
+            type="VirtualMachineScaleSets",
+            enable_auto_scaling=True,
+            count=s.min_nodes,
+            min_count=s.min_nodes,
+            max_count=s.max_nodes,
+            max_pods=50,
+            **zones,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=POOL_IGNORED_CHANGES),
         )
         kubelet_object_id = self.cluster.identity_profile.apply(
             lambda profile: (profile or {})["kubeletidentity"].object_id
         )
+        # The kubelet retries image pulls with back-off, so nothing waits for this grant.
         pull = grant(f"{name}-acr-pull", ACR_PULL, kubelet_object_id, args.registry_id, args.subscription_id, self)
-        admin = grant(
-            f"{name}-deployer-admin",
-            AKS_RBAC_CLUSTER_ADMIN,
-            args.deployer_object_id,
-            self.cluster.id,
-            args.subscription_id,
-            self,
-            principal_type="User",
-        )
+        admins = [
+            grant(
+                f"{name}-admin-{index}",
+                AKS_RBAC_CLUSTER_ADMIN,
+                principal.object_id,
+                self.cluster.id,
+                args.subscription_id,
+                self,
+                principal_type=principal.type,
+            )
+            for index, principal in enumerate(s.admins)
+        ]
+        admin_roles_ready = propagated(f"{name}-admin-propagation", admins, args.rbac_wait_seconds, self)
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=args.resource_group_name, resource_name=self.cluster.name
         )
@@ -104,8 +152,8 @@ class AksCluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            # Workloads wait for the pull grant and the deployer's admin role to exist.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[pull, admin]),
+            # Workloads wait for the user pool, the pull grant and the admins' role to be in effect.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.user_pool, pull, admin_roles_ready]),
         )
         self.register_outputs({"cluster_name": self.cluster.name, "kubeconfig": self.kubeconfig})
 

@@ -18,6 +18,7 @@ from stacks.config import BatchConfig
 from stacks.k8s_workload import restricted_container_security, restricted_pod_security
 
 CONTAINER = "batch"
+STORAGE_PREFIX_LENGTH = 14  # + the 8-character auto-name suffix = 22, within the 24 Azure allows
 SERVICE_ACCOUNT = "mlserve-batch"
 
 
@@ -36,12 +37,17 @@ class AzureBatchJobArgs:
     labels: dict[str, str]
 
 
+def storage_account_prefix(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())[:STORAGE_PREFIX_LENGTH]
+
+
 class AzureBatchJob(pulumi.ComponentResource):
     def __init__(self, name: str, args: AzureBatchJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:azure:BatchJob", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.account = storage.StorageAccount(
-            re.sub(r"[^a-z0-9]", "", name.lower())[:16],
+            # 3-24 lowercase letters and digits, globally unique; Pulumi appends 8 random characters.
+            storage_account_prefix(name),
             resource_group_name=args.resource_group_name,
             location=args.location,
             kind="StorageV2",

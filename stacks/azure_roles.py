@@ -1,13 +1,26 @@
-"""Built-in Azure role definitions this project grants, and a helper to grant them."""
+"""Built-in Azure role definitions this project grants, a helper to grant them, and the wait for them.
+
+Azure RBAC assignments are eventually consistent: "role assignment changes can take up to 10
+minutes" (Azure RBAC troubleshooting), AKS RBAC "up to five minutes" (AKS, "Use Azure RBAC for
+Kubernetes authorization"). Whatever relies on a new assignment in the same `pulumi up` waits for it
+with `propagated`, which sleeps only when an assignment is created or replaced.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
+import pulumiverse_time as time
 from pulumi_azure_native import authorization
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+PRINCIPAL_TYPES = ("Group", "User", "ServicePrincipal")
 
 
 def grant(
@@ -19,6 +32,9 @@ def grant(
     parent: pulumi.Resource,
     principal_type: str = "ServicePrincipal",
 ) -> authorization.RoleAssignment:
+    """Assign `role`; `principal_type` must match the object or ARM answers UnmatchedPrincipalType."""
+    if principal_type not in PRINCIPAL_TYPES:
+        raise ValueError(f"principal_type {principal_type!r} is not one of {PRINCIPAL_TYPES}")
     return authorization.RoleAssignment(
         name,
         principal_id=principal_id,
@@ -28,4 +44,17 @@ def grant(
         ),
         scope=scope,
         opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def propagated(
+    name: str, assignments: Sequence[authorization.RoleAssignment], seconds: int, parent: pulumi.Resource
+) -> time.Sleep:
+    """A pause after `assignments` are created; a dependency on it means "the roles are in effect"."""
+    return time.Sleep(
+        name,
+        create_duration=f"{seconds}s",
+        # A new or replaced assignment has a new id, which replaces the sleep: it waits again then only.
+        triggers={f"assignment{i}": a.id for i, a in enumerate(assignments)},
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(assignments)),
     )

@@ -12,6 +12,8 @@ from typing import Any
 
 import pulumi
 
+from stacks.versions import DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
+
 NAMESPACE = "mlserve"
 TARGETS = ("aci", "aks", "sagemaker")
 AZURE_TARGETS = ("aci", "aks")
@@ -49,8 +51,18 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class Principal:
+    """An Entra ID principal a role is assigned to; ARM checks `type` against the object."""
+
+    object_id: str
+    type: str  # Group | User | ServicePrincipal
+
+
+@dataclass(frozen=True)
 class AzureConfig:
     location: str
+    registry_sku: str  # Basic | Standard | Premium
+    rbac_wait_seconds: int  # wait after a new role assignment before anything relies on it
 
 
 @dataclass(frozen=True)
@@ -63,12 +75,15 @@ class AciConfig:
 @dataclass(frozen=True)
 class AksConfig:
     kubernetes_version: str
-    node_vm_size: str
+    node_vm_size: str  # the user pool, where the workload runs
+    system_node_vm_size: str
     min_nodes: int
     max_nodes: int
+    availability_zones: tuple[str, ...]
     private_cluster: bool
     network_policy: str
     authorized_ip_ranges: tuple[str, ...]
+    admins: tuple[Principal, ...]  # get AKS RBAC Cluster Admin
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,7 @@ class SageMakerConfig:
     rollout: RolloutConfig
     model_data_url: str | None
     data_capture_percent: int  # 0: off
+    data_capture_retention_days: int
     kms_key_arn: str | None
     keep_images: int
     force_delete_repository: bool
@@ -123,6 +139,7 @@ class SageMakerConfig:
 @dataclass(frozen=True)
 class ObservabilityConfig:
     retention_days: int
+    alert_email: str | None  # subscribed to the stack's alarm topic
 
 
 @dataclass(frozen=True)
@@ -165,7 +182,6 @@ class _Reader:
             "batch",
             "observability",
             "sagemaker",
-            "aws",
         }
     )
 
@@ -174,7 +190,7 @@ class _Reader:
         self.config = pulumi.Config(NAMESPACE)
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{NAMESPACE}:{key} in Pulumi.{self.stack}.yaml: {problem}")
+        return _fail(self.stack, f"{NAMESPACE}:{key}", problem)
 
     def check_unknown_keys(self) -> None:
         present = _namespace_keys()
@@ -226,6 +242,33 @@ class _Reader:
         return value
 
 
+def _fail(stack: str, full_key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{full_key} in Pulumi.{stack}.yaml: {problem}")
+
+
+PRINCIPAL_TYPES = ("Group", "User", "ServicePrincipal")
+OBJECT_ID = r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+
+
+def _principals(r: _Reader, raw: Any, path: str) -> tuple[Principal, ...]:
+    """A list of {objectId, type}: ARM rejects a role assignment whose type does not match the object."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail(path, "expected a list such as [{objectId: <object id>, type: Group}]")
+    principals = []
+    for index, item in enumerate(raw):
+        where = f"{path}[{index}]"
+        if not isinstance(item, dict) or set(item) != {"objectId", "type"}:
+            raise r.fail(where, "expected {objectId: <object id>, type: Group | User | ServicePrincipal}")
+        if not isinstance(item["objectId"], str) or not re.fullmatch(OBJECT_ID, item["objectId"]):
+            raise r.fail(f"{where}.objectId", f"{item['objectId']!r} is not an Entra ID object id (a GUID)")
+        if item["type"] not in PRINCIPAL_TYPES:
+            raise r.fail(f"{where}.type", f"{item['type']!r}; choose from {', '.join(PRINCIPAL_TYPES)}")
+        principals.append(Principal(item["objectId"].lower(), item["type"]))
+    return tuple(principals)
+
+
 def _namespace_keys() -> set[str]:
     """Every `mlserve:` key the stack sets (from the engine's config, or the test's set_all_config)."""
     # pulumi.runtime offers no public "list all keys"; CONFIG and get_config_env hold what the engine passed.
@@ -258,7 +301,7 @@ def load_config() -> StackConfig:
     targets = tuple(targets_raw)
 
     try:
-        protect = config.get_bool("protect")
+        protect = bool(config.get_bool("protect"))
     except Exception:
         raise r.fail("protect", "expected true or false") from None
 
@@ -286,8 +329,27 @@ def load_config() -> StackConfig:
 
     azure = aci = aks = kubernetes = None
     if any(t in AZURE_TARGETS for t in targets):
-        a = r.section("azure", {"location"})
-        azure = AzureConfig(location=r.text(a, "location", "azure.location", None, r"[a-z0-9]{3,30}"))
+        a = r.section("azure", {"location", "registrySku", "rbacWaitSeconds"})
+        azure = AzureConfig(
+            location=r.text(a, "location", "azure.location", None, r"[a-z0-9]{3,30}"),
+            # Premium only buys geo-replication, private link and the like, none of which the stack sets up.
+            registry_sku=r.text(
+                a, "registrySku", "azure.registrySku", "Standard" if protect else "Basic", r"Basic|Standard|Premium"
+            ),
+            # Azure RBAC: "role assignment changes can take up to 10 minutes"; AKS RBAC: up to five.
+            rbac_wait_seconds=r.integer(a, "rbacWaitSeconds", "azure.rbacWaitSeconds", 300, 0, 900),
+        )
+        provider_location = pulumi.Config("azure-native").get("location")
+        if provider_location is None:
+            raise _fail(
+                stack, "azure-native:location", f"required; set it to {azure.location} (mlserve:azure.location)"
+            )
+        if provider_location != azure.location:
+            raise _fail(
+                stack,
+                "azure-native:location",
+                f"{provider_location} differs from mlserve:azure.location ({azure.location}); set both to one region",
+            )
     elif config.get("azure") is not None:
         raise r.fail("azure", "set, but no Azure target (aci, aks) is in targets")
     if "aci" in targets:
@@ -308,6 +370,9 @@ def load_config() -> StackConfig:
                 "privateCluster",
                 "networkPolicy",
                 "authorizedIpRanges",
+                "admins",
+                "availabilityZones",
+                "systemNodeVmSize",
             },
         )
         ranges = k.get("authorizedIpRanges", [])
@@ -315,15 +380,35 @@ def load_config() -> StackConfig:
             isinstance(x, str) and re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", x) for x in ranges
         ):
             raise r.fail("aks.authorizedIpRanges", "expected a list of CIDR ranges such as 203.0.113.0/24")
+        zones = k.get("availabilityZones", ["1", "2", "3"] if protect else [])
+        if not isinstance(zones, list) or not all(z in ("1", "2", "3") for z in zones) or len(set(zones)) != len(zones):
+            raise r.fail("aks.availabilityZones", 'expected a list of distinct zones from "1", "2", "3" (quoted)')
         aks = AksConfig(
-            kubernetes_version=r.text(k, "kubernetesVersion", "aks.kubernetesVersion", None, r"1\.\d{2}(\.\d+)?"),
+            kubernetes_version=r.text(
+                k, "kubernetesVersion", "aks.kubernetesVersion", DEFAULT_KUBERNETES_VERSION, r"1\.\d{2}(\.\d+)?"
+            ),
             node_vm_size=r.text(k, "nodeVmSize", "aks.nodeVmSize", "Standard_D2s_v5", r"Standard_[A-Za-z0-9_]+"),
-            min_nodes=r.integer(k, "minNodes", "aks.minNodes", 1, 1, 100),
-            max_nodes=r.integer(k, "maxNodes", "aks.maxNodes", 3, 1, 100),
+            system_node_vm_size=r.text(
+                k, "systemNodeVmSize", "aks.systemNodeVmSize", "Standard_D2s_v5", r"Standard_[A-Za-z0-9_]+"
+            ),
+            min_nodes=r.integer(k, "minNodes", "aks.minNodes", 2 if protect else 1, 1, 100),
+            max_nodes=r.integer(k, "maxNodes", "aks.maxNodes", 4 if protect else 3, 1, 100),
+            availability_zones=tuple(zones),
             private_cluster=r.boolean(k, "privateCluster", "aks.privateCluster", False),
             network_policy=r.text(k, "networkPolicy", "aks.networkPolicy", "azure", r"azure|calico|cilium"),
             authorized_ip_ranges=tuple(ranges),
+            admins=_principals(r, k.get("admins"), "aks.admins"),
         )
+        problem = kubernetes_version_problem(aks.kubernetes_version)
+        if problem:
+            raise r.fail("aks.kubernetesVersion", problem)
+        if not aks.admins:
+            raise r.fail(
+                "aks.admins",
+                "required: who administers the cluster through Azure RBAC, e.g. "
+                "[{objectId: <Entra ID group object id>, type: Group}]; the deploy identity must be a member "
+                "(bootstrap/ creates such a group and outputs its id)",
+            )
         if aks.max_nodes < aks.min_nodes:
             raise r.fail("aks.maxNodes", f"{aks.max_nodes} is below aks.minNodes ({aks.min_nodes})")
         w = r.section(
@@ -348,6 +433,12 @@ def load_config() -> StackConfig:
                 "kubernetes.maxReplicas",
                 f"{kubernetes.max_replicas} is below kubernetes.minReplicas ({kubernetes.min_replicas})",
             )
+        if protect and kubernetes.min_replicas < 2:
+            raise r.fail(
+                "kubernetes.minReplicas",
+                f"{kubernetes.min_replicas} in a protected stack: a node drain or upgrade with one replica is an "
+                "outage; set 2 or more (pods spread across zones and nodes)",
+            )
     else:
         for key in ("aks", "kubernetes"):
             if config.get(key) is not None:
@@ -366,12 +457,17 @@ def load_config() -> StackConfig:
         raise r.fail("batch.enabled", "batch scoring runs on the AKS cluster: add aks to targets")
 
     sagemaker = _sagemaker(r, stack, protect=bool(protect)) if "sagemaker" in targets else None
+    if sagemaker is not None and not pulumi.Config("aws").get("region"):
+        raise _fail(stack, "aws:region", "required with the sagemaker target, e.g. eu-west-1 (ECR and the endpoint)")
     if sagemaker is None and config.get("sagemaker") is not None:
         raise r.fail("sagemaker", "set, but sagemaker is not in targets")
 
-    o = r.section("observability", {"retentionDays"})
+    o = r.section("observability", {"retentionDays", "alertEmail"})
     observability = ObservabilityConfig(
-        retention_days=r.integer(o, "retentionDays", "observability.retentionDays", 30, 30, 730)
+        retention_days=r.integer(o, "retentionDays", "observability.retentionDays", 30, 30, 730),
+        alert_email=r.text(o, "alertEmail", "observability.alertEmail", None, r"[^@\s]+@[^@\s]+\.[^@\s]+")
+        if "alertEmail" in o
+        else None,
     )
 
     return StackConfig(
@@ -392,6 +488,14 @@ def load_config() -> StackConfig:
 
 
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+# Families with local NVMe instance storage besides the `<family><generation>[..]d` ones (m5d, c6id, g4dn...).
+INSTANCE_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"})
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """`ml.m5d.large` -> True: CreateEndpointConfig rejects a KmsKeyId for these (its API reference)."""
+    family = instance_type.split(".")[1]
+    return family in INSTANCE_STORAGE_FAMILIES or bool(re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", family))
 
 
 def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
@@ -412,6 +516,7 @@ def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
             "rollout",
             "modelDataUrl",
             "dataCapturePercent",
+            "dataCaptureRetentionDays",
             "kmsKeyArn",
             "keepImages",
             "forceDeleteRepository",
@@ -448,7 +553,7 @@ def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
         raise r.fail(f"sagemaker.rollout.{unknown[0]}", "unknown setting")
     rollout = RolloutConfig(
         kind=r.text(rollout_section, "type", "sagemaker.rollout.type", "CANARY", r"CANARY|LINEAR|ALL_AT_ONCE"),
-        step_percent=r.integer(rollout_section, "stepPercent", "sagemaker.rollout.stepPercent", 10, 1, 99),
+        step_percent=r.integer(rollout_section, "stepPercent", "sagemaker.rollout.stepPercent", 10, 1, 50),
         wait_seconds=r.integer(rollout_section, "waitSeconds", "sagemaker.rollout.waitSeconds", 300, 0, 3600),
         latency_alarm_ms=r.integer(
             rollout_section, "latencyAlarmMs", "sagemaker.rollout.latencyAlarmMs", 500, 1, 60_000
@@ -457,6 +562,9 @@ def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
             rollout_section, "errorAlarmCount", "sagemaker.rollout.errorAlarmCount", 1, 1, 10_000
         ),
     )
+    if rollout.kind == "LINEAR" and rollout.step_percent < 10:
+        # DeploymentConfig: a linear step is 10-50 % of capacity, a canary 1-50 %.
+        raise r.fail("sagemaker.rollout.stepPercent", f"{rollout.step_percent}: a LINEAR step is 10..50 % of capacity")
     model_data_url = c.get("modelDataUrl")
     if model_data_url is not None and not (
         isinstance(model_data_url, str) and re.fullmatch(r"s3://[a-z0-9.-]{3,63}/\S+\.tar\.gz", model_data_url)
@@ -467,6 +575,24 @@ def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
         isinstance(kms, str) and re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/\S+", kms)
     ):
         raise r.fail("sagemaker.kmsKeyArn", "expected a KMS key ARN")
+    capture = r.integer(c, "dataCapturePercent", "sagemaker.dataCapturePercent", 0, 0, 100)
+    instance_type = r.text(c, "instanceType", "sagemaker.instanceType", "ml.m5.large", r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+    if mode == "serverless":
+        # SageMaker developer guide, "Serverless Inference": feature exclusions.
+        for key, used in (("dataCapturePercent", capture > 0), ("kmsKeyArn", kms is not None)):
+            if used:
+                raise r.fail(
+                    f"sagemaker.{key}",
+                    "serverless endpoints support neither data capture nor a KMS key; "
+                    "remove it or set sagemaker.mode: realtime",
+                )
+    elif kms is not None and has_instance_storage(instance_type):
+        raise r.fail(
+            "sagemaker.kmsKeyArn",
+            f"{instance_type} has local NVMe instance storage, which SageMaker encrypts itself and "
+            "CreateEndpointConfig rejects a KmsKeyId for; remove the key or choose an instance type without a 'd' "
+            "(e.g. ml.m5.large)",
+        )
     return SageMakerConfig(
         mode=mode,
         endpoint_name=r.text(
@@ -474,7 +600,7 @@ def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
         ),
         memory_size_mb=memory,
         max_concurrency=r.integer(c, "maxConcurrency", "sagemaker.maxConcurrency", 5, 1, 200),
-        instance_type=r.text(c, "instanceType", "sagemaker.instanceType", "ml.m5.large", r"ml\.[a-z0-9]+\.[a-z0-9]+"),
+        instance_type=instance_type,
         instance_count=instance_count,
         min_capacity=min_capacity,
         max_capacity=max_capacity,
@@ -485,7 +611,10 @@ def _sagemaker(r: _Reader, stack: str, protect: bool) -> SageMakerConfig:
         scale_out_cooldown=r.integer(c, "scaleOutCooldown", "sagemaker.scaleOutCooldown", 60, 0, 3600),
         rollout=rollout,
         model_data_url=model_data_url,
-        data_capture_percent=r.integer(c, "dataCapturePercent", "sagemaker.dataCapturePercent", 0, 0, 100),
+        data_capture_percent=capture,
+        data_capture_retention_days=r.integer(
+            c, "dataCaptureRetentionDays", "sagemaker.dataCaptureRetentionDays", 90, 1, 3650
+        ),
         kms_key_arn=kms,
         keep_images=r.integer(c, "keepImages", "sagemaker.keepImages", 10, 1, 1000),
         force_delete_repository=r.boolean(c, "forceDeleteRepository", "sagemaker.forceDeleteRepository", not protect),

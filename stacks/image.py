@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_docker_build as docker_build
@@ -16,11 +18,7 @@ IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 
 
 def source_fingerprint(*directories: str | None) -> str:
-    """A hash of the files that go into the image, for a tag that changes whenever they do.
-
-    ECR tags are immutable: pushing changed server code under the same `<model>-<version>` tag would
-    fail, so the tag carries this fingerprint too.
-    """
+    """A hash of the files that go into the image: path, file mode and contents of each."""
     digest = hashlib.sha256()
     for directory in filter(None, directories):
         root = Path(directory)
@@ -28,14 +26,26 @@ def source_fingerprint(*directories: str | None) -> str:
             relative = path.relative_to(root)
             if IGNORED_PARTS & set(relative.parts) or path.suffix == ".pyc":
                 continue
-            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+            mode = f"{path.stat().st_mode & 0o777:o}".encode()
+            digest.update(str(relative).encode() + b"\0" + mode + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def image_tag(prefix: str, model_directory: str | None, build: dict[str, Any]) -> str:
+    """`<prefix>-<fingerprint>`: the fingerprint covers every input of the build, not only files.
+
+    ECR tags are immutable, and docker-build rebuilds when a build argument, label or file mode
+    changes; a tag that missed any of them would be pushed twice with different content and refused.
+    """
+    digest = hashlib.sha256(source_fingerprint(CONTEXT, model_directory).encode())
+    digest.update(json.dumps(build, sort_keys=True).encode())
+    return f"{prefix}-{digest.hexdigest()[:12]}"
 
 
 @dataclass
 class ServingImageArgs:
     targets: list[PushTarget]  # only the registries of enabled targets
-    tag: str  # <model name>-<model version>-<source fingerprint>
+    tag_prefix: str  # <model name>-<model version>; the build's fingerprint is appended
     model_directory: str | None = None  # replaces the bundled demo model (a BuildKit named context)
     batch_extras: bool = False  # also install serving/requirements-batch.txt (Parquet, s3://, abfs://)
     labels: dict[str, str] = field(default_factory=dict)
@@ -57,16 +67,23 @@ class ServingImage(pulumi.ComponentResource):
         context: dict = {"location": CONTEXT}
         if args.model_directory is not None:
             context["named"] = {"model": {"location": args.model_directory}}
+        build: dict[str, Any] = {
+            "dockerfile": f"{CONTEXT}/Dockerfile",
+            "platforms": [docker_build.Platform.LINUX_AMD64.value],
+            "build_args": {"EXTRAS": "batch" if args.batch_extras else ""},
+            "labels": {"org.opencontainers.image.title": "mlserve", **args.labels},
+        }
+        self.tag = image_tag(args.tag_prefix, args.model_directory, build)
         self.image = docker_build.Image(
             f"{name}-image",
             context=context,
-            dockerfile={"location": f"{CONTEXT}/Dockerfile"},
-            platforms=[docker_build.Platform.LINUX_AMD64],
+            dockerfile={"location": build["dockerfile"]},
+            platforms=build["platforms"],
             # Fully qualified tags: a bare name would go to Docker Hub.
-            tags=[pulumi.Output.concat(t.repository, ":", args.tag) for t in args.targets],
+            tags=[pulumi.Output.concat(t.repository, ":", self.tag) for t in args.targets],
             registries=[{"address": t.address, "username": t.username, "password": t.password} for t in args.targets],
-            build_args={"EXTRAS": "batch" if args.batch_extras else ""},
-            labels={"org.opencontainers.image.title": "mlserve", **args.labels},
+            build_args=build["build_args"],
+            labels=build["labels"],
             push=True,
             opts=pulumi.ResourceOptions(parent=self),
         )

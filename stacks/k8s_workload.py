@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 from stacks.config import KubernetesConfig
 
 PORT = 8080
+COMPONENT = "serving"
 RUN_AS = 10001  # the image's numeric user
 SECRETS_DIR = "/run/secrets/mlserve"
 
@@ -53,9 +54,13 @@ class ServingWorkload(pulumi.ComponentResource):
         super().__init__("mlserve:kubernetes:ServingWorkload", name, None, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        # The component keeps the batch CronJob's pods (same name and instance) out of the
+        # serving selector: a PodDisruptionBudget that also matched Jobs would refuse every eviction.
+        labels = {**args.labels, "app.kubernetes.io/component": COMPONENT}
         selector = {
             "app.kubernetes.io/name": args.labels["app.kubernetes.io/name"],
             "app.kubernetes.io/instance": args.labels["app.kubernetes.io/instance"],
+            "app.kubernetes.io/component": COMPONENT,
         }
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
@@ -66,7 +71,7 @@ class ServingWorkload(pulumi.ComponentResource):
             opts=child,
         )
         ns = self.namespace.metadata.name
-        meta = {"namespace": ns, "labels": args.labels}
+        meta = {"namespace": ns, "labels": labels}
         env: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
         mounts: list[dict] = [{"name": "tmp", "mount_path": "/tmp"}]
         volumes: list[dict] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
@@ -93,7 +98,7 @@ class ServingWorkload(pulumi.ComponentResource):
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
                 "template": {
                     "metadata": {
-                        "labels": args.labels,
+                        "labels": labels,
                         "annotations": {
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(PORT),
@@ -105,13 +110,16 @@ class ServingWorkload(pulumi.ComponentResource):
                         "security_context": restricted_pod_security(),
                         # Longer than the server's own drain, so Kubernetes never kills a draining pod.
                         "termination_grace_period_seconds": args.drain_seconds + 10,
+                        # Replicas spread over zones, then nodes, so one zone or node going down
+                        # (or draining for an upgrade) leaves the others serving.
                         "topology_spread_constraints": [
                             {
                                 "max_skew": 1,
-                                "topology_key": "kubernetes.io/hostname",
+                                "topology_key": key,
                                 "when_unsatisfiable": "ScheduleAnyway",
                                 "label_selector": {"match_labels": selector},
                             }
+                            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
                         ],
                         "containers": [
                             {

@@ -30,7 +30,8 @@ class PushTarget:
 class AcrRegistryArgs:
     resource_group_name: pulumi.Input[str]
     location: pulumi.Input[str]
-    sku: str
+    subscription_id: pulumi.Input[str]
+    sku: str  # Basic | Standard | Premium
     protect: bool
     tags: dict[str, str]
 
@@ -76,8 +77,20 @@ class AcrRegistry(pulumi.ComponentResource):
             status="enabled",
             opts=child,
         )
+        # azure-native cannot generate a token password, so this one resource uses the classic provider.
+        # pulumi-azure v6 refuses to start without a subscription id, and the stack files set none:
+        # an explicit provider gets the one azure-native signed in to, and registers no resource providers.
+        classic = azure_classic.Provider(
+            f"{name}-classic",
+            subscription_id=args.subscription_id,
+            resource_provider_registrations="none",
+            opts=child,
+        )
         password = azure_classic.containerservice.TokenPassword(
-            f"{name}-push", container_registry_token_id=token.id, password1={}, opts=child
+            f"{name}-push",
+            container_registry_token_id=token.id,
+            password1={},
+            opts=pulumi.ResourceOptions(parent=self, provider=classic),
         )
         self.push_target = PushTarget(
             address=self.registry.login_server,

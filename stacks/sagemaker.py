@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_command as command
 
 from stacks.config import SageMakerConfig
 
 VARIANT = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRICS_NAMESPACES = ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]
 
 
@@ -26,8 +28,60 @@ class SageMakerEndpointArgs:
     kms_key_arn: pulumi.Input[str] | None  # the configured key, the stack's own, or None
     region: pulumi.Input[str]
     account_id: pulumi.Input[str]
+    alert_email: str | None  # subscribed to the alarms' topic
     protect: bool
     tags: dict[str, str]
+
+
+def trust_policy(account_id: str) -> dict:
+    """SageMaker may assume the role only on behalf of this account (confused-deputy protection)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            }
+        ],
+    }
+
+
+def tls_only_policy(bucket_arn: str) -> dict:
+    """Refuse every request to the bucket that does not use TLS (S3 security best practices)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def deregister_scalable_target_script() -> str:
+    """Shell run before the endpoint moves to a new instance type.
+
+    AWS ("Update endpoints that use auto scaling"): an update that changes the instance type of an
+    autoscaled variant fails; deregister it first (that also deletes its policies), register after.
+    A target that does not exist yet (the first `up`) is not an error.
+    """
+    common = (
+        '--service-namespace sagemaker --resource-id "endpoint/$ENDPOINT/variant/$VARIANT" '
+        f"--scalable-dimension {SCALABLE_DIMENSION}"
+    )
+    return (
+        "set -eu\n"
+        f"registered=$(aws application-autoscaling describe-scalable-targets --service-namespace sagemaker "
+        f'--resource-ids "endpoint/$ENDPOINT/variant/$VARIANT" --query "length(ScalableTargets)" --output text)\n'
+        f'if [ "$registered" != "0" ]; then aws application-autoscaling deregister-scalable-target {common}; fi\n'
+    )
 
 
 def _s3_object_arn(url: str) -> str:
@@ -108,17 +162,8 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         capture_bucket = self._capture_bucket(name, args) if s.data_capture_percent else None
         role = aws.iam.Role(
             f"{name}-execution",
-            assume_role_policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "sagemaker.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
+            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
+                lambda account: pulumi.Output.json_dumps(trust_policy(account))
             ),
             tags=args.tags,
             opts=child,
@@ -142,7 +187,9 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             f"{name}-model",
             execution_role_arn=role.arn,
             primary_container=container,
-            enable_network_isolation=True,  # the server needs no outbound network
+            # The server needs no outbound network; serverless endpoints refuse network isolation
+            # (SageMaker developer guide, "Serverless Inference": feature exclusions).
+            enable_network_isolation=realtime,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
@@ -175,6 +222,17 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         endpoint_config = aws.sagemaker.EndpointConfiguration(f"{name}-config", **config_args, opts=child)
 
         dimensions = {"EndpointName": s.endpoint_name, "VariantName": VARIANT}
+        # Alarms notify a person, not only the rollback: a topic, and an e-mail subscription from config.
+        self.alarm_topic = aws.sns.Topic(f"{name}-alarms", tags=args.tags, opts=child)
+        if args.alert_email:
+            aws.sns.TopicSubscription(
+                f"{name}-alarms-email",
+                topic=self.alarm_topic.arn,
+                protocol="email",
+                endpoint=args.alert_email,
+                opts=child,
+            )
+        notify = {"alarm_actions": [self.alarm_topic.arn], "ok_actions": [self.alarm_topic.arn]}
         self.error_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-5xx",
             alarm_description=f"5xx answers from {s.endpoint_name}",
@@ -187,6 +245,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             threshold=s.rollout.error_alarm_count,
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",
+            **notify,
             tags=args.tags,
             opts=child,
         )
@@ -202,6 +261,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             threshold=s.rollout.latency_alarm_ms * 1000,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
+            **notify,
             tags=args.tags,
             opts=child,
         )
@@ -226,6 +286,17 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                     ]
                 },
             }
+        endpoint_options = child
+        if realtime:
+            # Runs only when the instance type changes (and on the first up, when there is nothing to do).
+            deregistered = command.local.Command(
+                f"{name}-deregister-scaling",
+                create=deregister_scalable_target_script(),
+                environment={"ENDPOINT": s.endpoint_name, "VARIANT": VARIANT, "AWS_REGION": args.region},
+                triggers=[s.instance_type],
+                opts=child,
+            )
+            endpoint_options = pulumi.ResourceOptions(parent=self, depends_on=[deregistered])
         # A fixed endpoint name keeps the invoke URL stable; updates switch it to the new configuration.
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
@@ -233,20 +304,25 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             endpoint_config_name=endpoint_config.name,
             tags=args.tags,
             **endpoint_args,
-            opts=child,
+            opts=endpoint_options,
         )
         if realtime:
+            # Keyed on the instance type: a new type is a new registration after the endpoint update.
+            # The old one was deregistered by the command above, so its removal from the state must not
+            # call AWS again (it would deregister the new one, which has the same id).
+            scaling = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+            key = s.instance_type.replace(".", "-")
             target = aws.appautoscaling.Target(
-                f"{name}-scaling",
+                f"{name}-scaling-{key}",
                 service_namespace="sagemaker",
-                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                scalable_dimension=SCALABLE_DIMENSION,
                 resource_id=pulumi.Output.concat("endpoint/", self.endpoint.name, f"/variant/{VARIANT}"),
                 min_capacity=s.min_capacity,
                 max_capacity=s.max_capacity,
-                opts=child,
+                opts=scaling,
             )
             aws.appautoscaling.Policy(
-                f"{name}-invocations",
+                f"{name}-invocations-{key}",
                 policy_type="TargetTrackingScaling",
                 service_namespace=target.service_namespace,
                 scalable_dimension=target.scalable_dimension,
@@ -259,7 +335,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                     "scale_in_cooldown": s.scale_in_cooldown,
                     "scale_out_cooldown": s.scale_out_cooldown,
                 },
-                opts=child,
+                opts=scaling,
             )
         self.invoke_url = pulumi.Output.concat(
             "https://runtime.sagemaker.", args.region, ".amazonaws.com/endpoints/", self.endpoint.name, "/invocations"
@@ -300,5 +376,25 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         )
         aws.s3.BucketOwnershipControls(
             f"{name}-capture", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-capture-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: pulumi.Output.json_dumps(tls_only_policy(arn))),
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-capture-expiry",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-captured-data",
+                    "status": "Enabled",
+                    "filter": {"prefix": "capture/"},
+                    "expiration": {"days": args.settings.data_capture_retention_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+                }
+            ],
+            opts=child,
         )
         return bucket

@@ -58,7 +58,13 @@ def test_execution_role_is_least_privilege(stack: str, request: pytest.FixtureRe
     role = evaluation.one("aws:iam/role:Role")
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert trust == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            # Confused-deputy protection: SageMaker acting for another account cannot assume it.
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
     ]
     assert evaluation.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == [], "no managed policies"
     statements = policy_statements(evaluation.one("aws:iam/rolePolicy:RolePolicy"))
@@ -90,7 +96,8 @@ def test_model_runs_the_pinned_image_with_the_server_settings(stack: str, reques
     assert "@sha256:" in container["image"]
     assert container["environment"]["SERVING_MAX_CONCURRENT_REQUESTS"] == "2"
     assert "SERVING_API_KEYS" not in container["environment"]
-    assert model["enableNetworkIsolation"] is True
+    # Serverless endpoints refuse network isolation; instance-based ones get it.
+    assert model["enableNetworkIsolation"] is (stack == "prod")
     assert evaluation.outputs["sagemaker_image"] == container["image"]
 
 

@@ -27,6 +27,10 @@ UNTAGGED = {  # Azure resource types that take no tags
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:appautoscaling/target:Target",
     "aws:kms/alias:Alias",
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:sns/topicSubscription:TopicSubscription",
+    "azure-native:containerservice:AgentPool",
 }
 
 
@@ -153,7 +157,11 @@ def test_aci_pulls_with_a_managed_identity_granted_acr_pull(dev: Evaluation) -> 
     assert pull.inputs["roleDefinitionId"].endswith(ACR_PULL)
     assert pull.inputs["principalId"] == f"{identity.name}-principal"
     assert pull.inputs["scope"] == "mlservedevacr-id"
-    assert any("RoleAssignment" in d for d in group.dependencies)
+    # The group pulls as soon as it exists: it waits until the new grant has propagated.
+    (wait,) = dev.of_type("time:index/sleep:Sleep")
+    assert wait.urn in group.dependencies
+    assert pull.urn in wait.dependencies
+    assert wait.inputs["createDuration"] == "300s"
 
 
 # Prod: AKS
@@ -167,6 +175,7 @@ def test_prod_deploys_aks_and_no_aci(prod: Evaluation) -> None:
 def test_prod_protects_its_stateful_resources(prod: Evaluation) -> None:
     protected = {r.type for r in prod.resources if r.protect}
     assert protected == {
+        "azure-native:resources:ResourceGroup",
         "azure-native:containerregistry:Registry",
         "azure-native:containerservice:ManagedCluster",
         "azure-native:storage:StorageAccount",
@@ -188,24 +197,49 @@ def test_aks_cluster(prod: Evaluation) -> None:
     assert cluster["enableRBAC"] is True
     assert cluster["disableLocalAccounts"] is True
     assert cluster["aadProfile"] == {"managed": True, "enableAzureRBAC": True}
-    assert cluster["kubernetesVersion"] == "1.33"
-    pool = cluster["agentPoolProfiles"][0]
-    assert pool["mode"] == "System"
-    assert (pool["enableAutoScaling"], pool["minCount"], pool["maxCount"]) == (True, 2, 4)
+    assert cluster["kubernetesVersion"] == "1.35"
+    assert cluster["autoUpgradeProfile"] == {"upgradeChannel": "stable", "nodeOSUpgradeChannel": "NodeImage"}
+    (system,) = cluster["agentPoolProfiles"]
+    assert system["mode"] == "System"
+    assert system["nodeTaints"] == ["CriticalAddonsOnly=true:NoSchedule"], "system pods only"
+    assert system["availabilityZones"] == ["1", "2", "3"]
+    assert (system["enableAutoScaling"], system["minCount"], system["maxCount"]) == (True, 2, 3)
+    user = prod.one("azure-native:containerservice:AgentPool").inputs
+    assert (user["mode"], user["agentPoolName"], user["vmSize"]) == ("User", "user", "Standard_D2s_v5")
+    assert (user["enableAutoScaling"], user["minCount"], user["maxCount"]) == (True, 2, 4)
+    assert user["availabilityZones"] == ["1", "2", "3"]
     assert cluster["networkProfile"]["networkPolicy"] == "azure"
     assert cluster["oidcIssuerProfile"] == {"enabled": True}
     assert cluster["securityProfile"]["workloadIdentity"] == {"enabled": True}
     assert cluster["addonProfiles"]["omsagent"]["enabled"] is True
 
 
+def test_aks_ignores_what_the_autoscaler_and_upgrades_change(prod: Evaluation) -> None:
+    cluster = prod.one("azure-native:containerservice:ManagedCluster")
+    assert set(cluster.ignore_changes) == {
+        "kubernetesVersion",
+        "agentPoolProfiles[*].count",
+        "agentPoolProfiles[*].orchestratorVersion",
+    }
+    pool = prod.one("azure-native:containerservice:AgentPool")
+    assert set(pool.ignore_changes) == {"count", "orchestratorVersion"}
+
+
 def test_aks_role_assignments(prod: Evaluation) -> None:
-    roles = {r.name: r.inputs for r in prod.of_type("azure-native:authorization:RoleAssignment")}
-    pull = roles["mlserve-prod-aks-acr-pull"]
+    roles = {r.name: r for r in prod.of_type("azure-native:authorization:RoleAssignment")}
+    pull = roles["mlserve-prod-aks-acr-pull"].inputs
     assert pull["roleDefinitionId"].endswith(ACR_PULL)
     assert pull["principalId"] == "kubelet-object-id"
-    admin = roles["mlserve-prod-aks-deployer-admin"]
-    assert admin["principalId"] == DEPLOYER
-    assert admin["scope"] == "mlserve-prod-aks-cluster-id"
+    admin = roles["mlserve-prod-aks-admin-0"]
+    # From the stack file, not from whoever runs `up`, with the type ARM checks it against.
+    assert admin.inputs["principalId"] == "5f0c6a4e-8d2b-4b8e-9a51-3c7f2e1d0b9a"
+    assert admin.inputs["principalType"] == "Group"
+    assert admin.inputs["scope"] == "mlserve-prod-aks-cluster-id"
+    assert DEPLOYER not in str([r.inputs for r in roles.values()])
+    # The Kubernetes provider waits until the admins' role is in effect (AKS RBAC propagation).
+    (wait,) = [r for r in prod.of_type("time:index/sleep:Sleep") if r.name == "mlserve-prod-aks-admin-propagation"]
+    assert admin.urn in wait.dependencies
+    assert wait.urn in prod.one("pulumi:providers:kubernetes").dependencies
 
 
 def test_kubeconfig_is_secret_and_signs_in_with_the_azure_cli(prod: Evaluation) -> None:
@@ -259,11 +293,27 @@ def test_deployment_passes_the_seed_limits_and_keys_from_a_secret(prod: Evaluati
 
 def test_autoscaling_and_disruption_budget(prod: Evaluation) -> None:
     hpa = prod.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    # Two replicas at least, so a drain (node upgrade, scale-down) never takes the endpoint down.
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
     assert hpa["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
     assert hpa["scaleTargetRef"]["kind"] == "Deployment"
     pdb = prod.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
     assert pdb["maxUnavailable"] == 1
+    pod = _deployment(prod).inputs["spec"]["template"]["spec"]
+    assert [c["topologyKey"] for c in pod["topologySpreadConstraints"]] == [
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    ]
+
+
+def test_disruption_budget_selects_serving_pods_only(prod: Evaluation) -> None:
+    """The batch CronJob's pods share name and instance: a budget matching them blocks every eviction."""
+    selector = prod.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]["selector"]["matchLabels"]
+    serving = _deployment(prod).inputs["spec"]["template"]["metadata"]["labels"]
+    batch = prod.one("kubernetes:batch/v1:CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]["metadata"]
+    assert selector.items() <= serving.items()
+    assert not selector.items() <= batch["labels"].items()
+    assert _deployment(prod).inputs["spec"]["selector"]["matchLabels"] == selector
 
 
 def test_service_is_a_load_balancer_on_port_80(prod: Evaluation) -> None:

@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
-from offline.mocks import evaluate
+from offline.mocks import evaluate, merged
 from stacks.config import ConfigError
+
+KMS = "arn:aws:kms:eu-west-1:123456789012:key/0000"
+GUID = "5f0c6a4e-8d2b-4b8e-9a51-3c7f2e1d0b9a"
 
 CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("dev", {"mlserve:replicas": 3}, (), "mlserve:replicas in Pulumi.dev.yaml: unknown key"),
@@ -46,35 +49,137 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ("dev", {"mlserve:model": {"name": "Weather Rain!"}}, (), "mlserve:model.name in Pulumi.dev.yaml"),
     (
         "prod",
-        {"mlserve:aks": {"kubernetesVersion": "1.33", "minNodes": 3, "maxNodes": 2}},
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"kubernetesVersion": "1.35", "minNodes": 3, "maxNodes": 2})},
         (),
         "mlserve:aks.maxNodes in Pulumi.prod.yaml: 2 is below aks.minNodes (3)",
     ),
     (
         "prod",
-        {"mlserve:kubernetes": {"minReplicas": 4, "maxReplicas": 3}},
+        {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"minReplicas": 4, "maxReplicas": 3})},
         (),
         "mlserve:kubernetes.maxReplicas in Pulumi.prod.yaml: 3 is below kubernetes.minReplicas (4)",
     ),
     (
         "prod",
-        {"mlserve:kubernetes": {"cpu": "0"}},
+        {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"cpu": "0"})},
         (),
         "mlserve:kubernetes.cpu in Pulumi.prod.yaml: must be more than 0",
     ),
-    ("prod", {"mlserve:kubernetes": {"memory": "1GB"}}, (), "mlserve:kubernetes.memory in Pulumi.prod.yaml"),
     (
         "prod",
-        {"mlserve:kubernetes": {"serviceType": "Ingress"}},
+        {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"memory": "1GB"})},
+        (),
+        "mlserve:kubernetes.memory in Pulumi.prod.yaml",
+    ),
+    (
+        "prod",
+        {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"serviceType": "Ingress"})},
         (),
         "mlserve:kubernetes.serviceType in Pulumi.prod.yaml",
     ),
-    ("prod", {"mlserve:aks": {"kubernetesVersion": "latest"}}, (), "mlserve:aks.kubernetesVersion in Pulumi.prod.yaml"),
     (
         "prod",
-        {"mlserve:aks": {"kubernetesVersion": "1.33", "authorizedIpRanges": ["everyone"]}},
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"kubernetesVersion": "latest"})},
+        (),
+        "mlserve:aks.kubernetesVersion in Pulumi.prod.yaml",
+    ),
+    (
+        "prod",
+        {
+            "mlserve:aks": merged(
+                "prod", "mlserve:aks", {"kubernetesVersion": "1.35", "authorizedIpRanges": ["everyone"]}
+            )
+        },
         (),
         "mlserve:aks.authorizedIpRanges in Pulumi.prod.yaml",
+    ),
+    # What the clouds reject, stopped before anything is created (issue: deployable on the first up).
+    (
+        "prod",
+        {"mlserve:sagemaker": merged("prod", "mlserve:sagemaker", {"rollout": {"type": "CANARY", "stepPercent": 60}})},
+        (),
+        "mlserve:sagemaker.rollout.stepPercent in Pulumi.prod.yaml: 60 is out of range 1..50",
+    ),
+    (
+        "prod",
+        {"mlserve:sagemaker": merged("prod", "mlserve:sagemaker", {"rollout": {"type": "LINEAR", "stepPercent": 5}})},
+        (),
+        "mlserve:sagemaker.rollout.stepPercent in Pulumi.prod.yaml: 5: a LINEAR step is 10..50 % of capacity",
+    ),
+    (
+        "dev",
+        {"mlserve:sagemaker": merged("dev", "mlserve:sagemaker", {"dataCapturePercent": 10})},
+        (),
+        "mlserve:sagemaker.dataCapturePercent in Pulumi.dev.yaml: serverless endpoints support neither",
+    ),
+    (
+        "dev",
+        {"mlserve:sagemaker": merged("dev", "mlserve:sagemaker", {"kmsKeyArn": KMS})},
+        (),
+        "mlserve:sagemaker.kmsKeyArn in Pulumi.dev.yaml: serverless endpoints support neither",
+    ),
+    (
+        "prod",
+        {"mlserve:sagemaker": merged("prod", "mlserve:sagemaker", {"instanceType": "ml.m5d.large", "kmsKeyArn": KMS})},
+        (),
+        "mlserve:sagemaker.kmsKeyArn in Pulumi.prod.yaml: ml.m5d.large has local NVMe instance storage",
+    ),
+    ("prod", {}, ("aws:region",), "aws:region in Pulumi.prod.yaml: required with the sagemaker target"),
+    (
+        "dev",
+        {"azure-native:location": "northeurope"},
+        (),
+        "azure-native:location in Pulumi.dev.yaml: northeurope differs from mlserve:azure.location (westeurope)",
+    ),
+    ("dev", {}, ("azure-native:location",), "azure-native:location in Pulumi.dev.yaml: required"),
+    ("dev", {"mlserve:aws": {"region": "eu-west-1"}}, (), "mlserve:aws in Pulumi.dev.yaml: unknown key"),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"kubernetesVersion": "1.33"})},
+        (),
+        "mlserve:aks.kubernetesVersion in Pulumi.prod.yaml: 1.33 is past its AKS end of life",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"admins": [{"objectId": "me", "type": "Group"}]})},
+        (),
+        "mlserve:aks.admins[0].objectId in Pulumi.prod.yaml: 'me' is not an Entra ID object id",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"admins": [{"objectId": GUID, "type": "Robot"}]})},
+        (),
+        "mlserve:aks.admins[0].type in Pulumi.prod.yaml: 'Robot'; choose from Group, User, ServicePrincipal",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": {k: v for k, v in merged("prod", "mlserve:aks", {}).items() if k != "admins"}},
+        (),
+        "mlserve:aks.admins in Pulumi.prod.yaml: required",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"availabilityZones": [1, 2]})},
+        (),
+        "mlserve:aks.availabilityZones in Pulumi.prod.yaml",
+    ),
+    (
+        "prod",
+        {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"minReplicas": 1})},
+        (),
+        "mlserve:kubernetes.minReplicas in Pulumi.prod.yaml: 1 in a protected stack",
+    ),
+    (
+        "dev",
+        {"mlserve:azure": merged("dev", "mlserve:azure", {"registrySku": "Gold"})},
+        (),
+        "mlserve:azure.registrySku in Pulumi.dev.yaml",
+    ),
+    (
+        "dev",
+        {"mlserve:observability": {"alertEmail": "nobody"}},
+        (),
+        "mlserve:observability.alertEmail in Pulumi.dev.yaml",
     ),
 ]
 

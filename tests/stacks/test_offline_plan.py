@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from offline.mocks import REPO
+from offline.mocks import REPO, merged
 from offline.plan import plan
 
 # Every secret the mocks hand out; none may appear in a plan.
@@ -33,7 +33,9 @@ def test_plan_shows_an_infrastructure_change() -> None:
     from offline.mocks import evaluate
     from offline.plan import render
 
-    bigger = render("prod", evaluate("prod", {"mlserve:kubernetes": {"maxReplicas": 5}}))
+    bigger = render(
+        "prod", evaluate("prod", {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"maxReplicas": 5})})
+    )
     assert "maxReplicas: 5" in bigger
     assert "maxReplicas: 5" not in plan("prod")
 
