@@ -261,8 +261,16 @@ def merged(stack: str, key: str, changes: dict[str, Any]) -> dict[str, Any]:
     return {**json.loads(stack_config(stack).get(key, "{}")), **changes}
 
 
-def evaluate(stack: str, overrides: dict[str, Any] | None = None, remove: tuple[str, ...] = ()) -> Evaluation:
-    """Run __main__.py for `stack`, with config keys replaced (`overrides`) or dropped (`remove`)."""
+def evaluate(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    remove: tuple[str, ...] = (),
+    stack_name: str | None = None,
+) -> Evaluation:
+    """Run __main__.py for `stack`, with config keys replaced (`overrides`) or dropped (`remove`).
+
+    `stack_name`: run the stack file's config under another stack name (a review stack, `pr-<n>`).
+    """
     config = stack_config(stack)
     for key in remove:
         config.pop(key, None)
@@ -273,7 +281,11 @@ def evaluate(stack: str, overrides: dict[str, Any] | None = None, remove: tuple[
     pulumi.runtime.set_all_config(config)
     pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, without a previous run's exports
     pulumi.runtime.set_mocks(
-        mocks, project="mlserve", stack=stack, preview=False, monitor=RecordingMonitor(mocks, evaluation)
+        mocks,
+        project="mlserve",
+        stack=stack_name or stack,
+        preview=False,
+        monitor=RecordingMonitor(mocks, evaluation),
     )
 
     @pulumi.runtime.test

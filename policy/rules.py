@@ -6,6 +6,7 @@ plan's resources. No Pulumi import here, so both can use them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ TAGGABLE = {
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
     "aws:sagemaker/endpoint:Endpoint",
     "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "aws:sns/topic:Topic",
+    "azure-native:containerservice:AgentPool",
 }
 
 
@@ -82,8 +85,20 @@ def _instance_variants(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [v for v in props.get("productionVariants") or [] if "instanceType" in v]
 
 
+# Instance types with local NVMe storage, which SageMaker encrypts in hardware and for which
+# CreateEndpointConfig refuses a KmsKeyId (kept equal to stacks.config.has_instance_storage by a test).
+_INSTANCE_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"})
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    family = instance_type.split(".")[1]
+    return family in _INSTANCE_STORAGE_FAMILIES or bool(re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", family))
+
+
 def sagemaker_encrypted(type_: str, props: Mapping[str, Any]) -> list[str]:
-    instance_based = type_ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration" and _instance_variants(props)
+    instance_based = type_ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration" and [
+        v for v in _instance_variants(props) if not has_instance_storage(v["instanceType"])
+    ]
     if instance_based and not props.get("kmsKeyArn"):
         return ["Instance-based SageMaker endpoint configurations must encrypt volumes with a KMS key (kmsKeyArn)"]
     return []

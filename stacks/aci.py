@@ -85,6 +85,10 @@ class AciService(pulumi.ComponentResource):
                 "type": "Public",
                 "ports": [{"port": PORT, "protocol": "TCP"}],
                 "dns_name_label": args.dns_label,
+                # Labels are unique per region across all of Azure: every user of this project would
+                # claim `mlserve-dev-weather-rain`. A tenant-scoped hash in the FQDN keeps it unique
+                # and guards the name against subdomain takeover once the group is deleted.
+                "auto_generated_domain_name_label_scope": "TenantReuse",
             },
             diagnostics={
                 "log_analytics": {

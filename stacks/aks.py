@@ -122,6 +122,7 @@ class AksCluster(pulumi.ComponentResource):
             max_count=s.max_nodes,
             max_pods=50,
             **zones,
+            tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=POOL_IGNORED_CHANGES),
         )
         kubelet_object_id = self.cluster.identity_profile.apply(

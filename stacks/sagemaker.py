@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
-from stacks.config import SageMakerConfig
+from stacks.config import SageMakerConfig, has_instance_storage
 
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -208,8 +208,10 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 "serverless_config": {"memory_size_in_mb": s.memory_size_mb, "max_concurrency": s.max_concurrency},
             }
         config_args: dict = {"production_variants": [variant], "tags": args.tags}
-        if realtime and args.kms_key_arn is not None:
-            config_args["kms_key_arn"] = args.kms_key_arn  # encrypts the instances' storage volumes
+        if realtime and args.kms_key_arn is not None and not has_instance_storage(s.instance_type):
+            # Encrypts the instances' storage volumes. Instance types with local NVMe storage encrypt it
+            # in hardware, and CreateEndpointConfig refuses a key for them.
+            config_args["kms_key_arn"] = args.kms_key_arn
         if capture_bucket is not None:
             config_args["data_capture_config"] = {
                 "enable_capture": True,

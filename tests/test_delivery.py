@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from offline.mocks import REPO
+from stacks.versions import KUBELOGIN_VERSION
 from tests.checkov import run_checkov
 from tests.conftest import PRIMARY_KEY
 from tests.serving.server import RunningServer
@@ -77,7 +78,39 @@ def test_drift_detection_runs_weekly_and_fails_on_changes() -> None:
     drift = workflows()["drift.yml"]
     assert drift[True]["schedule"]  # YAML reads the `on` key as True
     script = next(s["run"] for s in drift["jobs"]["refresh"]["steps"] if "run" in s and "refresh" in s["run"])
-    assert "--preview-only --expect-no-changes" in script
+    # A preview after a refresh honours ignoreChanges (autoscaled node counts, auto-upgraded versions);
+    # `refresh --preview-only` would report them as drift every week.
+    assert "pulumi preview" in script
+    assert "--refresh --expect-no-changes" in script
+    assert "refresh --preview-only" not in script
+    uses = [s.get("uses", "") for s in drift["jobs"]["refresh"]["steps"]]
+    assert any(u.startswith("docker/setup-buildx-action") for u in uses), "a preview builds the image"
+
+
+def test_review_environments_get_their_config_on_every_run() -> None:
+    """Pulumi.pr-<n>.yaml exists only on the runner that wrote it: a later push must not `up` without config."""
+    up = workflows()["review-environment.yml"]["jobs"]["up"]
+    scripts = [s["run"] for s in up["steps"] if "run" in s]
+    setup = next(s for s in scripts if "stack init" in s)
+    config_line = next(line for line in setup.splitlines() if "config cp" in line)
+    assert config_line.strip() == 'pulumi config cp --stack "$DEV" --dest "$STACK"'
+    assert not config_line.startswith((" ", "\t")), "runs on every run, not only inside the init branch"
+    assert "--copy-config-from" not in setup
+    steps = [s.get("name", s.get("uses", "")) for s in up["steps"]]
+    assert steps.index("pr-<number> with dev's config, on every run") < next(
+        i for i, s in enumerate(up["steps"]) if s.get("with", {}).get("command") == "up"
+    )
+
+
+def test_every_workflow_installs_the_kubelogin_the_program_expects() -> None:
+    found = 0
+    for name, workflow in workflows().items():
+        for job in workflow["jobs"].values():
+            for step in job.get("steps", []):
+                if step.get("uses", "").startswith("azure/use-kubelogin"):
+                    found += 1
+                    assert step["with"]["kubelogin-version"] == KUBELOGIN_VERSION, name
+    assert found >= 3  # preview, deploy, drift
 
 
 def _outputs(tmp_path: Path, **values: str) -> Path:

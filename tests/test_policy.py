@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from offline.mocks import REPO, evaluate
+from policy import rules
 from policy.rules import RESOURCE_RULES, STACK_RULES, Resource, check
 
 TAGS = {"project": "mlserve", "stack": "dev", "model": "m", "model-version": "1"}
@@ -175,3 +176,21 @@ def test_the_pack_loads_with_pulumi_policy() -> None:
     result = subprocess.run([str(python), "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.strip().split(",")) == {r.name for r in RESOURCE_RULES + STACK_RULES}
+
+
+@pytest.mark.parametrize(
+    "instance_type",
+    [
+        "ml.m5.large",
+        "ml.m5d.large",
+        "ml.g4dn.xlarge",
+        "ml.g5.2xlarge",
+        "ml.c6id.large",
+        "ml.inf2.xlarge",
+        "ml.t2.medium",
+    ],
+)
+def test_policy_and_program_agree_on_instance_storage(instance_type: str) -> None:
+    from stacks.config import has_instance_storage as program
+
+    assert rules.has_instance_storage(instance_type) == program(instance_type)

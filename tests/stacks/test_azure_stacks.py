@@ -30,7 +30,6 @@ UNTAGGED = {  # Azure resource types that take no tags
     "aws:s3/bucketPolicy:BucketPolicy",
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
     "aws:sns/topicSubscription:TopicSubscription",
-    "azure-native:containerservice:AgentPool",
 }
 
 

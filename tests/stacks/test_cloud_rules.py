@@ -1,0 +1,446 @@
+"""The clouds' rules the program relies on, one row each, checked on every shipped stack and variant.
+
+Mocks accept anything; Azure Resource Manager and the AWS APIs do not. Each rule names its source
+(the document a reviewer can check it against) and is run on the evaluated program of the shipped
+stacks, a review stack, and the config variants that could break it (each SageMaker mode with each
+option). A change that breaks a rule fails here instead of in a user's `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from offline.mocks import Evaluation, Recorded, evaluate, merged
+from stacks.config import has_instance_storage
+from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, minor
+
+AUTONAME_SUFFIX = 8  # Pulumi appends 8 random characters to a logical name (`name` + suffix)
+KMS = "arn:aws:kms:eu-west-1:123456789012:key/0000"
+
+
+@dataclass(frozen=True, eq=False)
+class Variant:
+    label: str
+    stack: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+    stack_name: str | None = None
+
+    @property
+    def protect(self) -> bool:
+        return self.stack == "prod"
+
+
+def _sagemaker(stack: str, **changes: Any) -> tuple[tuple[str, Any], ...]:
+    return (("mlserve:sagemaker", merged(stack, "mlserve:sagemaker", changes)),)
+
+
+VARIANTS = [
+    Variant("dev", "dev"),
+    Variant("prod", "prod"),
+    Variant("review stack", "dev", stack_name="pr-99999"),
+    Variant("prod, cilium", "prod", (("mlserve:aks", merged("prod", "mlserve:aks", {"networkPolicy": "cilium"})),)),
+    Variant("serverless, 6 GB, 200 concurrent", "dev", _sagemaker("dev", memorySizeMb=6144, maxConcurrency=200)),
+    Variant("realtime, own KMS key", "dev", _sagemaker("dev", mode="realtime", kmsKeyArn=KMS, minCapacity=1)),
+    Variant("realtime, capture", "dev", _sagemaker("dev", mode="realtime", dataCapturePercent=50, minCapacity=1)),
+    Variant(
+        "realtime, NVMe, linear",
+        "dev",
+        _sagemaker("dev", mode="realtime", instanceType="ml.m5d.large", rollout={"type": "LINEAR", "stepPercent": 10}),
+    ),
+    Variant(
+        "realtime, all at once",
+        "prod",
+        _sagemaker("prod", rollout={"type": "ALL_AT_ONCE"}, instanceType="ml.c5.xlarge"),
+    ),
+]
+
+
+_EVALUATED: dict[str, Evaluation] = {}
+
+
+def evaluated(variant: Variant) -> Evaluation:
+    if variant.label not in _EVALUATED:
+        _EVALUATED[variant.label] = evaluate(variant.stack, dict(variant.overrides), stack_name=variant.stack_name)
+    return _EVALUATED[variant.label]
+
+
+# Rules: (evaluation, variant) -> problems
+
+
+def _named(evaluation: Evaluation, type_: str) -> Iterator[Recorded]:
+    yield from evaluation.of_type(type_)
+
+
+def _endpoint_configs(e: Evaluation) -> Iterator[dict]:
+    for config in e.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration"):
+        yield config.inputs
+
+
+def serverless_feature_exclusions(e: Evaluation, _: Variant) -> list[str]:
+    # SageMaker developer guide, "Serverless Inference": feature exclusions (no network isolation,
+    # no KMS key, no VPC config, no data capture).
+    problems = []
+    for config in _endpoint_configs(e):
+        if not any("serverlessConfig" in v for v in config["productionVariants"]):
+            continue
+        for key in ("kmsKeyArn", "dataCaptureConfig"):
+            if key in config:
+                problems.append(f"serverless endpoint configuration sets {key}")
+        for model in e.of_type("aws:sagemaker/model:Model"):
+            if model.inputs.get("enableNetworkIsolation") or "vpcConfig" in model.inputs:
+                problems.append("serverless model has network isolation or a VPC")
+    return problems
+
+
+def no_kms_key_with_instance_storage(e: Evaluation, _: Variant) -> list[str]:
+    # SageMaker API reference, CreateEndpointConfig: KmsKeyId is refused for instance types with local storage.
+    return [
+        f"KMS key with {v['instanceType']}"
+        for c in _endpoint_configs(e)
+        if "kmsKeyArn" in c
+        for v in c["productionVariants"]
+        if "instanceType" in v and has_instance_storage(v["instanceType"])
+    ]
+
+
+def traffic_routing_steps(e: Evaluation, _: Variant) -> list[str]:
+    # SageMaker API reference, TrafficRoutingConfig / CapacitySize: canary 1-50 %, linear 10-50 % of capacity.
+    problems = []
+    for endpoint in e.of_type("aws:sagemaker/endpoint:Endpoint"):
+        routing = endpoint.inputs.get("deploymentConfig", {}).get("blueGreenUpdatePolicy", {})
+        routing = routing.get("trafficRoutingConfiguration", {})
+        for key, low in (("canarySize", 1), ("linearStepSize", 10)):
+            if key in routing and not low <= routing[key]["value"] <= 50:
+                problems.append(f"{key} {routing[key]['value']} outside {low}..50")
+    return problems
+
+
+def autoscaled_variant_changes(e: Evaluation, _: Variant) -> list[str]:
+    # SageMaker developer guide, "Update endpoints that use auto scaling": deregister before changing the
+    # instance type; register again after the update.
+    targets = e.of_type("aws:appautoscaling/target:Target")
+    if not targets:
+        return []
+    problems = []
+    (endpoint,) = e.of_type("aws:sagemaker/endpoint:Endpoint")
+    commands = [c for c in e.of_type("command:local:Command") if "deregister-scalable-target" in c.inputs["create"]]
+    if len(commands) != 1 or commands[0].urn not in endpoint.dependencies:
+        problems.append("the endpoint update is not preceded by deregistering its scalable target")
+    (config,) = list(_endpoint_configs(e))
+    instance_type = config["productionVariants"][0]["instanceType"]
+    if commands and commands[0].inputs.get("triggers") != [instance_type]:
+        problems.append("deregistration does not run when the instance type changes")
+    for resource in [*targets, *e.of_type("aws:appautoscaling/policy:Policy")]:
+        if not resource.name.endswith(instance_type.replace(".", "-")):
+            problems.append(f"{resource.name} is not keyed on the instance type")
+        if not resource.retain_on_delete:
+            problems.append(f"{resource.name}: removing the old key would deregister the new target (same id)")
+    return problems
+
+
+def role_assignment_principal_types(e: Evaluation, v: Variant) -> list[str]:
+    # ARM role assignments: principalType must match the object ("UnmatchedPrincipalType");
+    # managed identities (user-assigned, kubelet) are ServicePrincipal objects.
+    admins = {a["objectId"]: a["type"] for a in dict(v.overrides).get("mlserve:aks", {}).get("admins", [])}
+    if not admins and v.stack == "prod":
+        admins = {a["objectId"]: a["type"] for a in merged("prod", "mlserve:aks", {})["admins"]}
+    problems = []
+    for assignment in e.of_type("azure-native:authorization:RoleAssignment"):
+        principal, kind = assignment.inputs["principalId"], assignment.inputs.get("principalType")
+        expected = admins.get(principal, "ServicePrincipal")
+        if kind != expected:
+            problems.append(f"{assignment.name}: principalType {kind!r}, the principal is a {expected}")
+    return problems
+
+
+def new_role_assignments_are_waited_for(e: Evaluation, _: Variant) -> list[str]:
+    # Azure RBAC troubleshooting: assignments take effect after up to 10 minutes; AKS RBAC: up to five.
+    waits = {w.urn: w for w in e.of_type("time:index/sleep:Sleep")}
+    problems = []
+    consumers = [*e.of_type("azure-native:containerinstance:ContainerGroup"), *e.of_type("pulumi:providers:kubernetes")]
+    for consumer in consumers:
+        if not any(d in waits for d in consumer.dependencies):
+            problems.append(f"{consumer.name} does not wait for its role assignments to propagate")
+    for wait in waits.values():
+        if not wait.dependencies or int(wait.inputs["createDuration"].rstrip("s")) < 60:
+            problems.append(f"{wait.name} waits for nothing or for less than a minute")
+    return problems
+
+
+def classic_azure_provider_is_configured(e: Evaluation, _: Variant) -> list[str]:
+    # pulumi-azure v6 migration guide: the provider refuses to start without a subscription id.
+    providers = {p.urn: p for p in e.of_type("pulumi:providers:azure")}
+    problems = []
+    for resource in e.resources:
+        if resource.type.startswith("azure:") and resource.custom:
+            urn = resource.provider.rsplit("::", 1)[0] if resource.provider else ""
+            provider = providers.get(urn)
+            if provider is None:
+                problems.append(f"{resource.name} uses the default classic provider")
+            elif not provider.inputs.get("subscriptionId"):
+                problems.append(f"{provider.name} has no subscriptionId")
+            elif provider.inputs.get("resourceProviderRegistrations") != "none":
+                problems.append(f"{provider.name} would register resource providers across the subscription")
+    return problems
+
+
+@dataclass(frozen=True)
+class NameRule:
+    type: str
+    pattern: str  # what the service accepts, whole name
+    max_length: int
+    autonamed: bool  # Pulumi adds AUTONAME_SUFFIX characters to the logical name
+    name_input: str = "name"
+
+
+NAME_RULES = [
+    # Azure naming rules ("Naming rules and restrictions for Azure resources").
+    NameRule("azure-native:resources:ResourceGroup", r"[\w.()-]+", 90, True),
+    NameRule("azure-native:containerregistry:Registry", r"[a-zA-Z0-9]+", 50, True),  # globally unique
+    NameRule("azure-native:storage:StorageAccount", r"[a-z0-9]+", 24, True),  # globally unique
+    NameRule("azure-native:containerservice:ManagedCluster", r"[a-zA-Z0-9][\w-]*", 63, True),
+    NameRule("azure-native:containerinstance:ContainerGroup", r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", 63, True),
+    NameRule("azure-native:managedidentity:UserAssignedIdentity", r"[a-zA-Z0-9][\w-]*", 128, True),
+    NameRule("azure-native:operationalinsights:Workspace", r"[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]", 63, True),
+    NameRule("azure-native:containerregistry:ScopeMap", r"[a-zA-Z0-9-_]+", 50, True),
+    NameRule("azure-native:containerregistry:Token", r"[a-zA-Z0-9-_]+", 50, True),
+    # AWS: IAM ("IAM object quotas"), SageMaker (CreateModel, CreateEndpointConfig), CloudWatch, SNS, ECR.
+    NameRule("aws:iam/role:Role", r"[\w+=,.@-]+", 64, True),
+    NameRule("aws:sagemaker/model:Model", r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", 63, True),
+    NameRule("aws:sagemaker/endpointConfiguration:EndpointConfiguration", r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", 63, True),
+    NameRule("aws:sagemaker/endpoint:Endpoint", r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", 63, False),
+    NameRule("aws:sns/topic:Topic", r"[a-zA-Z0-9_-]+", 256, True),
+    NameRule("aws:ecr/repository:Repository", r"[a-z0-9]+([._/-][a-z0-9]+)*", 256, True),
+    NameRule("aws:s3/bucket:Bucket", r"[a-z0-9][a-z0-9.-]*[a-z0-9]", 63, True),  # globally unique
+]
+
+
+def names_are_valid(e: Evaluation, _: Variant) -> list[str]:
+    problems = []
+    for rule in NAME_RULES:
+        for resource in e.of_type(rule.type):
+            explicit = resource.inputs.get(rule.name_input) if not rule.autonamed else None
+            name = explicit if explicit is not None else resource.name
+            length = len(name) + (AUTONAME_SUFFIX if rule.autonamed else 0)
+            if rule.autonamed and resource.inputs.get(rule.name_input):
+                problems.append(f"{resource.name}: a fixed name where the service needs it unique (auto-name it)")
+            if not re.fullmatch(rule.pattern, name) or length > rule.max_length:
+                problems.append(f"{resource.type} {name!r} ({length} characters with suffix) breaks {rule.pattern}")
+    # Kubernetes names: RFC 1123 labels; AKS agent pools: lowercase, up to 12 characters, starting with a letter.
+    for resource in e.resources:
+        if resource.type.startswith("kubernetes:") and "metadata" in resource.inputs:
+            name = resource.inputs["metadata"].get("name", "")
+            if name and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name):
+                problems.append(f"Kubernetes name {name!r}")
+    for cluster in e.of_type("azure-native:containerservice:ManagedCluster"):
+        pools = [p["name"] for p in cluster.inputs["agentPoolProfiles"]]
+        pools += [p.inputs["agentPoolName"] for p in e.of_type("azure-native:containerservice:AgentPool")]
+        problems += [f"agent pool {p!r}" for p in pools if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", p)]
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,52}[a-zA-Z0-9]", cluster.inputs["dnsPrefix"]):
+            problems.append(f"dnsPrefix {cluster.inputs['dnsPrefix']!r}")
+    for group in e.of_type("azure-native:containerinstance:ContainerGroup"):
+        address = group.inputs["ipAddress"]
+        if not re.fullmatch(r"[a-z][a-z0-9-]{1,61}[a-z0-9]", address["dnsNameLabel"]):
+            problems.append(f"dnsNameLabel {address['dnsNameLabel']!r}")
+        # DNS labels are unique per region across all of Azure; a scoped hash makes them ours.
+        if address.get("autoGeneratedDomainNameLabelScope") in (None, "Unsecure"):
+            problems.append("ACI DNS label without a reuse scope collides with every other deployment of it")
+    for alias in e.of_type("aws:kms/alias:Alias"):
+        if not re.fullmatch(r"alias/(?!aws/)[\w/-]{1,250}", alias.inputs["name"]):
+            problems.append(f"KMS alias {alias.inputs['name']!r}")
+    return problems
+
+
+def aks_version_and_upgrades(e: Evaluation, _: Variant) -> list[str]:
+    # AKS, "Supported Kubernetes versions": no new clusters past end of life; "Auto-upgrade channels".
+    problems = []
+    for cluster in e.of_type("azure-native:containerservice:ManagedCluster"):
+        version = cluster.inputs["kubernetesVersion"]
+        if minor(version) not in AKS_END_OF_LIFE:
+            problems.append(f"Kubernetes {version} is not a supported AKS version")
+        if cluster.inputs["autoUpgradeProfile"]["upgradeChannel"] not in ("stable", "rapid"):
+            problems.append("the upgrade channel does not follow minor versions")
+    return problems
+
+
+def aks_network(e: Evaluation, _: Variant) -> list[str]:
+    # AKS, "Azure CNI Powered by Cilium": the cilium network policy needs the cilium dataplane.
+    problems = []
+    for cluster in e.of_type("azure-native:containerservice:ManagedCluster"):
+        network = cluster.inputs["networkProfile"]
+        if (network["networkPolicy"] == "cilium") != (network.get("networkDataplane") == "cilium"):
+            problems.append(
+                f"networkPolicy {network['networkPolicy']} with dataplane {network.get('networkDataplane')}"
+            )
+        if network.get("networkPluginMode") == "overlay" and network["networkPlugin"] != "azure":
+            problems.append("overlay mode needs the azure plugin")
+    return problems
+
+
+def aks_availability(e: Evaluation, v: Variant) -> list[str]:
+    # AKS best practices: system pods on a system pool, workloads on user pools; production spread over zones.
+    problems = []
+    for cluster in e.of_type("azure-native:containerservice:ManagedCluster"):
+        (system,) = cluster.inputs["agentPoolProfiles"]
+        if "CriticalAddonsOnly=true:NoSchedule" not in system.get("nodeTaints", []):
+            problems.append("the system pool also takes workloads")
+        if not any(p.inputs["mode"] == "User" for p in e.of_type("azure-native:containerservice:AgentPool")):
+            problems.append("no user pool for the workload")
+        if v.protect and len(system.get("availabilityZones", [])) < 2:
+            problems.append("a protected cluster in one zone")
+    for hpa in e.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
+        if v.protect and hpa.inputs["spec"]["minReplicas"] < 2:
+            problems.append("a protected workload with one replica: every drain is an outage")
+    return problems
+
+
+def disruption_budgets_select_only_serving_pods(e: Evaluation, _: Variant) -> list[str]:
+    # Kubernetes, "Specifying a Disruption Budget": pods of a Job match no scalable controller, and
+    # the eviction API refuses evictions of every pod a budget with such pods selects.
+    problems = []
+    job_pods = [
+        c.inputs["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        for c in e.of_type("kubernetes:batch/v1:CronJob")
+    ]
+    for pdb in e.of_type("kubernetes:policy/v1:PodDisruptionBudget"):
+        selector = pdb.inputs["spec"]["selector"]["matchLabels"]
+        problems += [f"{pdb.name} selects batch pods" for labels in job_pods if selector.items() <= labels.items()]
+    return problems
+
+
+def registry_sku_matches_use(e: Evaluation, v: Variant) -> list[str]:
+    # ACR service tiers: Premium buys geo-replication, private link, ...; the stack uses none of them.
+    configured = dict(v.overrides).get("mlserve:azure", {}).get("registrySku")
+    return [
+        f"registry SKU {r.inputs['sku']['name']} was not asked for"
+        for r in e.of_type("azure-native:containerregistry:Registry")
+        if r.inputs["sku"]["name"] == "Premium" and configured != "Premium"
+    ]
+
+
+def sagemaker_role_and_data(e: Evaluation, _: Variant) -> list[str]:
+    # IAM, "The confused deputy problem"; S3 security best practices (TLS only, lifecycle);
+    # CloudWatch alarms without actions reach nobody.
+    problems = []
+    for role in e.of_type("aws:iam/role:Role"):
+        for statement in json.loads(role.inputs["assumeRolePolicy"])["Statement"]:
+            if "aws:SourceAccount" not in statement.get("Condition", {}).get("StringEquals", {}):
+                problems.append(f"{role.name} trusts SageMaker on behalf of any account")
+    buckets = e.of_type("aws:s3/bucket:Bucket")
+    policies = e.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    lifecycles = e.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    if buckets and not any("aws:SecureTransport" in p.inputs["policy"] for p in policies):
+        problems.append("the capture bucket accepts requests without TLS")
+    if buckets and not lifecycles:
+        problems.append("captured data is kept forever")
+    for alarm in e.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        if not alarm.inputs.get("alarmActions"):
+            problems.append(f"{alarm.name} notifies nobody")
+    return problems
+
+
+def protected_stacks_protect_their_resource_group(e: Evaluation, v: Variant) -> list[str]:
+    # Deleting a resource group deletes everything in it, protected resources included.
+    return [
+        f"{g.name} is not protected"
+        for g in e.of_type("azure-native:resources:ResourceGroup")
+        if v.protect and not g.protect
+    ]
+
+
+RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
+    serverless_feature_exclusions,
+    no_kms_key_with_instance_storage,
+    traffic_routing_steps,
+    autoscaled_variant_changes,
+    role_assignment_principal_types,
+    new_role_assignments_are_waited_for,
+    classic_azure_provider_is_configured,
+    names_are_valid,
+    aks_version_and_upgrades,
+    aks_network,
+    aks_availability,
+    disruption_budgets_select_only_serving_pods,
+    registry_sku_matches_use,
+    sagemaker_role_and_data,
+    protected_stacks_protect_their_resource_group,
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.label)
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.__name__)
+def test_rule_holds(rule: Callable[[Evaluation, Variant], list[str]], variant: Variant) -> None:
+    assert rule(evaluated(variant), variant) == []
+
+
+def test_variants_cover_what_the_rules_are_about() -> None:
+    """A rule that never sees its subject proves nothing: each variant brings what its label says."""
+    kinds = {
+        v.label: {
+            "serverless": any(
+                "serverlessConfig" in p for c in _endpoint_configs(evaluated(v)) for p in c["productionVariants"]
+            ),
+            "autoscaled": bool(evaluated(v).of_type("aws:appautoscaling/target:Target")),
+            "aks": bool(evaluated(v).of_type("azure-native:containerservice:ManagedCluster")),
+            "aci": bool(evaluated(v).of_type("azure-native:containerinstance:ContainerGroup")),
+        }
+        for v in VARIANTS
+    }
+    assert kinds["dev"]["serverless"]
+    assert kinds["dev"]["aci"]
+    assert kinds["prod"]["autoscaled"]
+    assert kinds["prod"]["aks"]
+    assert kinds["realtime, own KMS key"]["autoscaled"]
+    assert "kmsKeyArn" in next(_endpoint_configs(evaluated(VARIANTS[5])))
+
+
+def test_the_rules_catch_what_they_are_about() -> None:
+    """Each rule fails on the mistake it names (the program before this issue made most of them)."""
+    prod = evaluated(VARIANTS[1])
+    broken_model = _with(
+        prod,
+        "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+        productionVariants=[{"serverlessConfig": {}, "variantName": "AllTraffic"}],
+        kmsKeyArn=KMS,
+    )
+    assert serverless_feature_exclusions(broken_model, VARIANTS[1])
+    nvme = _with(
+        prod,
+        "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+        productionVariants=[{"instanceType": "ml.g4dn.xlarge"}],
+        kmsKeyArn=KMS,
+    )
+    assert no_kms_key_with_instance_storage(nvme, VARIANTS[1])
+    as_user = _with(prod, "azure-native:authorization:RoleAssignment", principalType="User")
+    assert role_assignment_principal_types(as_user, VARIANTS[1])
+    assert aks_version_and_upgrades(
+        _with(prod, "azure-native:containerservice:ManagedCluster", kubernetesVersion="1.33"), VARIANTS[1]
+    )
+    too_long = _renamed(prod, "azure-native:storage:StorageAccount", "mlserveprodbatchx")
+    assert names_are_valid(too_long, VARIANTS[1])
+
+
+def _with(evaluation: Evaluation, type_: str, **inputs: Any) -> Evaluation:
+    resources = [
+        Recorded(**{**r.__dict__, "inputs": {**r.inputs, **inputs}}) if r.type == type_ else r
+        for r in evaluation.resources
+    ]
+    return Evaluation(resources, evaluation.outputs, evaluation.secret_outputs, evaluation.invokes)
+
+
+def _renamed(evaluation: Evaluation, type_: str, name: str) -> Evaluation:
+    resources = [Recorded(**{**r.__dict__, "name": name}) if r.type == type_ else r for r in evaluation.resources]
+    return Evaluation(resources, evaluation.outputs, evaluation.secret_outputs, evaluation.invokes)
+
+
+def test_default_kubernetes_version_is_supported_today() -> None:
+    """AKS release calendar: fails once the default passes its end of life, so stacks/versions.py gets updated."""
+    import datetime
+
+    assert AKS_END_OF_LIFE[DEFAULT_KUBERNETES_VERSION] > datetime.date.today()
