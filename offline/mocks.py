@@ -199,6 +199,7 @@ class CloudMocks(pulumi.runtime.Mocks):
             },
             "aws:kms/key:Key": {"arn": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{name}-0000", "keyId": f"{name}-0000"},
             "aws:s3/bucket:Bucket": {"bucket": f"{name}-1a2b", "arn": f"arn:aws:s3:::{name}-1a2b"},
+            "aws:sns/topic:Topic": {"arn": f"arn:aws:sns:eu-west-1:{ACCOUNT}:{name}-1a2b", "name": f"{name}-1a2b"},
         }.get(args.typ, {})
         state.update(computed)
         identity = state.get("identity")

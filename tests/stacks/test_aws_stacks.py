@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from offline.mocks import Evaluation, Recorded, evaluate
+from offline.mocks import Evaluation, Recorded, evaluate, merged
 from stacks.config import ConfigError
+from stacks.image import image_tag
+from stacks.sagemaker import deregister_scalable_target_script
 from tests.conftest import SAMPLE_ROWS
 from tests.serving.server import running_server
 
@@ -268,3 +271,88 @@ def test_the_server_accepts_the_container_environment_the_stack_sets(
         )
         assert response.status_code == 200
         assert len(response.json()["predictions"]) == 3
+
+
+def test_image_tag_changes_with_every_build_input(tmp_path: Path) -> None:
+    """ECR tags are immutable: whatever makes docker-build rebuild must also make a new tag."""
+    tag = image_tag("m-1", None, {"build_args": {"EXTRAS": ""}})
+    assert tag == image_tag("m-1", None, {"build_args": {"EXTRAS": ""}}), "stable for the same inputs"
+    assert tag != image_tag("m-1", None, {"build_args": {"EXTRAS": "batch"}})
+    assert tag != image_tag("m-1", None, {"build_args": {"EXTRAS": ""}, "labels": {"a": "b"}})
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.onnx").write_bytes(b"onnx")
+    with_model = image_tag("m-1", str(model), {})
+    (model / "model.onnx").chmod(0o600)
+    assert image_tag("m-1", str(model), {}) != with_model, "a file mode change rebuilds the image"
+
+
+def test_toggling_batch_scoring_gives_the_image_a_new_tag() -> None:
+    def tags(batch: bool) -> list[str]:
+        overrides = {"mlserve:batch": merged("prod", "mlserve:batch", {"enabled": batch})}
+        return evaluate("prod", overrides).one("docker-build:index:Image").inputs["tags"]
+
+    with_batch, without = tags(True), tags(False)
+    assert [t.rsplit(":", 1)[0] for t in with_batch] == [t.rsplit(":", 1)[0] for t in without]
+    assert not set(with_batch) & set(without)
+
+
+def test_changing_the_instance_type_deregisters_autoscaling_first(prod: Evaluation) -> None:
+    """AWS refuses an instance-type change on an autoscaled variant: the command deregisters it before."""
+    (deregister,) = prod.of_type("command:local:Command")
+    assert deregister.inputs["triggers"] == ["ml.m5.large"]
+    assert deregister.inputs["environment"]["ENDPOINT"] == "mlserve-prod"
+    assert "deregister-scalable-target" in deregister.inputs["create"]
+    endpoint = prod.one("aws:sagemaker/endpoint:Endpoint")
+    assert deregister.urn in endpoint.dependencies
+    bigger = evaluate(
+        "prod", {"mlserve:sagemaker": merged("prod", "mlserve:sagemaker", {"instanceType": "ml.c5.xlarge"})}
+    )
+    (target,) = bigger.of_type("aws:appautoscaling/target:Target")
+    assert target.name == "mlserve-prod-sagemaker-scaling-ml-c5-xlarge", "a new registration after the update"
+    assert target.retain_on_delete
+
+
+def test_deregistration_script_tolerates_a_missing_target(tmp_path: Path) -> None:
+    """The first `up` has no target yet: the script checks before deregistering, and fails on real errors."""
+    calls = tmp_path / "calls"
+    fake_aws = tmp_path / "aws"
+    fake_aws.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\n'
+        'case "$2" in describe-scalable-targets) echo "$REGISTERED";; deregister-scalable-target) exit "$FAIL";; esac\n'
+    )
+    fake_aws.chmod(0o755)
+    script = deregister_scalable_target_script()
+
+    def run(registered: str, fail: str) -> int:
+        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ENDPOINT": "e", "VARIANT": "AllTraffic"}
+        return subprocess.run(
+            ["sh", "-c", script], env={**env, "REGISTERED": registered, "FAIL": fail}, check=False
+        ).returncode
+
+    assert run("0", "1") == 0
+    assert "deregister" not in calls.read_text().split("\n", 1)[0]
+    assert run("1", "0") == 0
+    assert "deregister-scalable-target --service-namespace sagemaker --resource-id endpoint/e/variant/AllTraffic" in (
+        calls.read_text()
+    )
+    assert run("1", "1") != 0, "a refused deregistration stops the update"
+
+
+def test_alarms_notify_the_configured_address(prod: Evaluation, dev: Evaluation) -> None:
+    topic = prod.one("aws:sns/topic:Topic")
+    subscription = prod.one("aws:sns/topicSubscription:TopicSubscription").inputs
+    assert (subscription["protocol"], subscription["endpoint"]) == ("email", "ml-oncall@example.com")
+    for alarm in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == alarm.inputs["okActions"] == [subscription["topic"]]
+    assert topic.urn in prod.one("aws:sns/topicSubscription:TopicSubscription").dependencies
+    assert "aws:sns/topicSubscription:TopicSubscription" not in dev.types(), "no address configured in dev"
+
+
+def test_capture_bucket_refuses_plain_http_and_expires_data(prod: Evaluation) -> None:
+    policy = json.loads(prod.one("aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    (deny,) = policy["Statement"]
+    assert (deny["Effect"], deny["Action"]) == ("Deny", "s3:*")
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (rule,) = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    assert (rule["status"], rule["expiration"]["days"]) == ("Enabled", 90)
