@@ -199,6 +199,12 @@ class CloudMocks(pulumi.runtime.Mocks):
             },
             "aws:kms/key:Key": {"arn": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{name}-0000", "keyId": f"{name}-0000"},
             "aws:s3/bucket:Bucket": {"bucket": f"{name}-1a2b", "arn": f"arn:aws:s3:::{name}-1a2b"},
+            "azuread:index/application:Application": {"clientId": f"{name}-client-id"},
+            "azuread:index/servicePrincipal:ServicePrincipal": {"objectId": f"{name}-object-id"},
+            "azuread:index/group:Group": {"objectId": f"{name}-object-id"},
+            "aws:iam/openIdConnectProvider:OpenIdConnectProvider": {
+                "arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+            },
             "aws:sns/topic:Topic": {"arn": f"arn:aws:sns:eu-west-1:{ACCOUNT}:{name}-1a2b", "name": f"{name}-1a2b"},
         }.get(args.typ, {})
         state.update(computed)
@@ -248,9 +254,9 @@ class CloudMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-def stack_config(stack: str) -> dict[str, str]:
+def stack_config(stack: str, project_dir: Path = REPO) -> dict[str, str]:
     """The stack file's config as the engine passes it: structured values as JSON strings."""
-    document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    document = yaml.safe_load((project_dir / f"Pulumi.{stack}.yaml").read_text())
     return {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in (document.get("config") or {}).items()
@@ -267,12 +273,14 @@ def evaluate(
     overrides: dict[str, Any] | None = None,
     remove: tuple[str, ...] = (),
     stack_name: str | None = None,
+    project_dir: Path = REPO,
+    project: str = "mlserve",
 ) -> Evaluation:
     """Run __main__.py for `stack`, with config keys replaced (`overrides`) or dropped (`remove`).
 
     `stack_name`: run the stack file's config under another stack name (a review stack, `pr-<n>`).
     """
-    config = stack_config(stack)
+    config = stack_config(stack, project_dir)
     for key in remove:
         config.pop(key, None)
     for key, value in (overrides or {}).items():
@@ -283,7 +291,7 @@ def evaluate(
     pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, without a previous run's exports
     pulumi.runtime.set_mocks(
         mocks,
-        project="mlserve",
+        project=project,
         stack=stack_name or stack,
         preview=False,
         monitor=RecordingMonitor(mocks, evaluation),
@@ -291,7 +299,7 @@ def evaluate(
 
     @pulumi.runtime.test
     def run() -> None:
-        runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
 
     run()
     stack_resource = pulumi.runtime.get_root_resource()

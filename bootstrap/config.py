@@ -1,0 +1,67 @@
+"""The bootstrap stack's settings: read once from `pulumi.Config`, validated, frozen."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+
+OBJECT_ID = r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+
+
+class BootstrapConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    owner: str  # GitHub organization or user
+    repository: str  # its name, without the owner
+    pulumi_org: str
+    production_reviewers: tuple[int, ...]  # GitHub user ids
+    cluster_admins: tuple[str, ...]  # Entra ID object ids (people), besides the deploy identity
+    pulumi_access_token: pulumi.Output[str]  # secret
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repository}"
+
+
+def load() -> BootstrapConfig:
+    stack = pulumi.get_stack()
+    config = pulumi.Config("bootstrap")
+
+    def fail(key: str, problem: str) -> BootstrapConfigError:
+        return BootstrapConfigError(f"{key} in Pulumi.{stack}.yaml: {problem}")
+
+    owner = pulumi.Config("github").get("owner")
+    if not owner or not re.fullmatch(r"[A-Za-z0-9-]{1,39}", owner):
+        raise fail("github:owner", "required: the GitHub organization or user that owns the repository")
+    repository = config.get("repository") or ""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", repository):
+        raise fail("bootstrap:repository", "required: the repository's name, e.g. mlserve")
+    pulumi_org = config.get("pulumiOrg") or ""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", pulumi_org):
+        raise fail("bootstrap:pulumiOrg", "required: the Pulumi Cloud organization of the stacks")
+    reviewers = config.get_object("productionReviewers") or []
+    if not reviewers or not all(isinstance(r, int) and not isinstance(r, bool) for r in reviewers):
+        raise fail(
+            "bootstrap:productionReviewers",
+            "expected a non-empty list of GitHub user ids (numbers; `gh api users/<login> --jq .id`): "
+            "production deploys wait for one of them",
+        )
+    admins = config.get_object("clusterAdmins") or []
+    if not isinstance(admins, list) or not all(isinstance(a, str) and re.fullmatch(OBJECT_ID, a) for a in admins):
+        raise fail("bootstrap:clusterAdmins", "expected a list of Entra ID object ids (GUIDs)")
+    token = config.get_secret("pulumiAccessToken")
+    if token is None:
+        raise fail("bootstrap:pulumiAccessToken", "required: `pulumi config set --secret bootstrap:pulumiAccessToken`")
+    return BootstrapConfig(
+        owner=owner,
+        repository=repository,
+        pulumi_org=pulumi_org,
+        production_reviewers=tuple(reviewers),
+        cluster_admins=tuple(a.lower() for a in admins),
+        pulumi_access_token=token,
+    )
