@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import onnxruntime as ort
 
-from serving.errors import NotFound
+from serving.errors import NotAcceptable, NotFound, UnsupportedMediaType
 from serving.protocols import azureml, jsonbody, sagemaker, v2
 from serving.runtime import ModelRuntime
 
@@ -48,8 +48,29 @@ class Plan:
 Handler = Callable[[Call], Plan]
 
 
+def json_only(headers: dict[bytes, bytes], route: str) -> None:
+    """/score and v2 infer speak JSON only: say so (415/406) instead of failing to parse something else."""
+    content_type = headers.get(b"content-type")
+    if content_type is not None:
+        kind = sagemaker.media_type(content_type.decode("latin-1"))
+        # `curl -d` labels every body form-urlencoded; Azure ML clients rely on it, so it is read as JSON.
+        if (
+            kind
+            and kind not in ("application/json", "application/x-www-form-urlencoded")
+            and not kind.endswith("+json")
+        ):
+            hint = "; CSV goes to POST /invocations" if kind == "text/csv" else ""
+            raise UnsupportedMediaType(f"{route} takes Content-Type: application/json, got {kind!r:.60}{hint}")
+    accept = headers.get(b"accept")
+    if accept and sagemaker.negotiate(accept.decode("latin-1"), ("application/json",)) is None:
+        raise NotAcceptable(
+            f"{route} answers application/json only; the request accepts {accept.decode('latin-1')!r:.60}"
+        )
+
+
 def score(call: Call) -> Plan:
     runtime = call.runtime
+    json_only(call.headers, "/score")
     rows, method = azureml.parse_score(call.body, runtime, call.max_rows)
 
     def finish(run_options: ort.RunOptions | None) -> Reply:
@@ -83,6 +104,7 @@ def v2_infer(name: str, version: str | None) -> Handler:
     def infer(call: Call) -> Plan:
         runtime = call.runtime
         check_model_address(runtime, name, version)
+        json_only(call.headers, "infer")
         rows, names, request_id = v2.parse_infer(call.body, runtime, call.max_rows)
 
         def finish(run_options: ort.RunOptions | None) -> Reply:

@@ -60,13 +60,29 @@ def parse_json_invocation(body: bytes, runtime: ModelRuntime, max_rows: int) -> 
     return json_rows(payload[key], features, width, max_rows, key), method
 
 
+def _csv_rows(text: str, limit: int) -> list[list[str]]:
+    """Non-blank CSV rows; stops reading once there are more than `limit`, so a huge body costs little."""
+    rows: list[list[str]] = []
+    # newline=None: universal newlines, so bare CR line ends (old Mac, some exporters) are line ends too.
+    reader = csv.reader(io.StringIO(text, newline=None))
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append(row)
+                if len(rows) > limit:
+                    raise InvalidInput(f"CSV: more than {limit - 1} rows; the limit is {limit - 1} rows per request")
+    except csv.Error as error:
+        raise InvalidInput(f"CSV line {reader.line_num}: {error} (quote fields with quotes in them)") from None
+    return rows
+
+
 def parse_csv(body: bytes, runtime: ModelRuntime, max_rows: int) -> np.ndarray:
     """CSV rows, with an optional header of feature names (any order)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidInput("CSV body is not UTF-8 text") from None
-    lines = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    lines = _csv_rows(text, max_rows + 1)  # one more: the first line may be a header
     if not lines:
         raise InvalidInput("CSV body has no rows to score")
     features = runtime.feature_names
@@ -100,15 +116,44 @@ def parse_csv(body: bytes, runtime: ModelRuntime, max_rows: int) -> np.ndarray:
 
 
 def wants_csv(accept: str) -> bool:
-    """Pick the response format from Accept; JSON unless CSV is asked for."""
+    """Pick the response format from Accept (RFC 9110 quality values); JSON unless CSV is preferred."""
     if not accept:
         return False
-    types = [media_type(part) for part in accept.split(",")]
-    if "text/csv" in types:
-        return "application/json" not in types or types.index("text/csv") < types.index("application/json")
-    if any(t in ("application/json", "*/*", "application/*") for t in types):
-        return False
-    raise NotAcceptable(f"cannot answer with {accept!r:.60}; accepted: application/json, text/csv")
+    choice = negotiate(accept, ("application/json", "text/csv"))
+    if choice is None:
+        raise NotAcceptable(f"cannot answer with {accept!r:.60}; accepted: application/json, text/csv")
+    return choice == "text/csv"
+
+
+def negotiate(accept: str, offers: tuple[str, ...]) -> str | None:
+    """The offer the client prefers: highest q; on a tie the one it lists first, then ours; None if none.
+
+    Each offer takes its q from the most specific range that matches it (`text/csv;q=0` beats `*/*`).
+    """
+    ranges = []
+    for position, part in enumerate(accept.split(",")):
+        media, _, params = part.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        ranges.append((media.strip().lower(), q, position))
+    best: tuple[float, int, int] | None = None
+    chosen = None
+    for rank, offer in enumerate(offers):
+        specific = {offer: 2, offer.split("/")[0] + "/*": 1, "*/*": 0}
+        matching = [(specific[m], q, position) for m, q, position in ranges if m in specific]
+        if not matching:
+            continue
+        _, quality, position = max(matching, key=lambda match: (match[0], -match[2]))
+        key = (quality, -position, -rank)
+        if quality > 0 and (best is None or key > best):
+            best, chosen = key, offer
+    return chosen
 
 
 def parse_invocation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,16 @@ warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning
 warnings.filterwarnings("ignore", "(overflow|invalid value) encountered in reduce", RuntimeWarning, __name__)
 
 
+def contains_bool(data: Any) -> bool:
+    """A JSON true/false anywhere in nested lists (v2 `data` may nest to any depth)."""
+    if type(data) is bool:
+        return True
+    if type(data) is list:
+        kinds = set(map(type, data))
+        return bool in kinds or (list in kinds and any(contains_bool(item) for item in data if type(item) is list))
+    return False
+
+
 def ensure_finite(matrix: np.ndarray, where: str) -> np.ndarray:
     # One reduction instead of a mask and a second one: the sum is finite unless a value is not
     # (or the values are huge enough to overflow it, which the exact check below then clears).
@@ -69,6 +80,10 @@ def numeric_rows(rows: list, width: int, max_rows: int, where: str) -> np.ndarra
     except (ValueError, TypeError):
         raise _first_bad_cell(rows, width, where) from None
     if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "iuf":
+        raise _first_bad_cell(rows, width, where)
+    # numpy scores JSON true/false as 1/0 when they sit beside numbers: refuse them, as an
+    # all-boolean row already is. One pass over the cells' types, in C.
+    if bool in set(map(type, chain.from_iterable(rows))):
         raise _first_bad_cell(rows, width, where)
     cast = matrix.astype(np.float32)
     # JSON numbers are finite, so only values beyond float32's range can fail. For a few values two

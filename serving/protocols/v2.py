@@ -9,7 +9,7 @@ import numpy as np
 from serving import __version__
 from serving.errors import InvalidInput
 from serving.protocols.jsonbody import dumps, json_object, jsonable
-from serving.protocols.tabular import check_row_count, ensure_finite
+from serving.protocols.tabular import check_row_count, contains_bool, ensure_finite
 from serving.runtime import ModelRuntime, TensorSpec
 
 NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -46,8 +46,11 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
     if name != runtime.input.name:
         raise InvalidInput(f"inputs[0].name: expected '{runtime.input.name}', got {name!r:.40}")
     datatype = tensor.get("datatype")
-    if datatype not in NUMERIC_DATATYPES:
-        raise InvalidInput(f"inputs[0].datatype: expected a numeric type such as FP32, got {datatype!r:.20}")
+    if not isinstance(datatype, str) or datatype not in NUMERIC_DATATYPES:
+        expected = runtime.input.datatype
+        raise InvalidInput(
+            f"inputs[0].datatype: this model takes {expected} (or another numeric type), got {datatype!r:.20}"
+        )
     shape = tensor.get("shape")
     width = runtime.n_features
     if (
@@ -66,8 +69,8 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
         values = np.array(data)
     except (ValueError, TypeError):
         raise InvalidInput("inputs[0].data: rows must all have the same length") from None
-    if values.dtype.kind not in "iuf":
-        raise InvalidInput("inputs[0].data: expected numbers only")
+    if values.dtype.kind not in "iuf" or contains_bool(data):
+        raise InvalidInput("inputs[0].data: expected numbers only (true/false are not numbers)")
     if values.size != shape[0] * shape[1]:
         raise InvalidInput(f"inputs[0].data: {values.size} values do not fill shape {shape}")
     rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
@@ -80,9 +83,13 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
         if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
             raise InvalidInput('outputs: expected a list of {"name": ...} objects')
         names = [o.get("name") for o in requested]
-        unknown = [str(n) for n in names if n not in known]
+        if not names:
+            raise InvalidInput(f"outputs: name at least one of {', '.join(known)}, or leave outputs out for all")
+        unknown = [str(n) for n in names if not isinstance(n, str) or n not in known]
         if unknown:
             raise InvalidInput(f"outputs: unknown {', '.join(unknown)}; this model has {', '.join(known)}")
+        if len(set(names)) != len(names):
+            raise InvalidInput("outputs: each output may be asked for once")
     return rows, names, payload.get("id")
 
 
