@@ -66,6 +66,39 @@ JSON_CASES = [
         400,
         "unknown nope",
     ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": ["FP32"], "data": [1,2,3,4,5,6,7]}]}',
+        400,
+        "inputs[0].datatype: this model takes FP32",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "FP32", "data": [1,2,3,4,5,6,7]}], "outputs": []}',
+        400,
+        "outputs: name at least one of label, probabilities",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "FP32", "data": [1,2,3,4,5,6,7]}], '
+        b'"outputs": [{"name": "label"}, {"name": "label"}]}',
+        400,
+        "once",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "FP32", "data": [true,0.95,10,180,3,995,2]}]}',
+        400,
+        "true/false are not numbers",
+    ),
+    (
+        "/v2/models/weather-rain/infer",
+        b'{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "BOOL", "data": [1,2,3,4,5,6,7]}]}',
+        400,
+        "this model takes FP32",
+    ),
+    ("/score", b'{"data": [[true, 0.95, 10, 180, 3, 995, 2]]}', 400, "data[0][0]: expected a number, got True"),
+    ("/invocations", b'{"instances": [[1, 0.95, 10, 180, false, 995, 2]]}', 400, "instances[0][4]: expected a number"),
     ("/v2/models/other/infer", b"{}", 404, "model 'other' not found"),
     ("/v2/models/weather-rain/versions/9/infer", b"{}", 404, "version '9'"),
 ]
@@ -84,6 +117,7 @@ CSV_CASES = [
     ("1,2,3,4,5,6,nan\n", "NaN"),
     ("\n\n", "no rows"),
     ("Temperature_C,Humidity\n1,2\n", "CSV header: missing Wind_speed_kmph"),
+    ("1,2,3,4,5,6," + "7" * 200_000 + "\n", "CSV line 1: field larger than field limit"),
 ]
 
 
@@ -142,3 +176,41 @@ def test_values_near_the_float32_limit_are_scored_and_values_beyond_it_are_named
     assert near_limit[0, 0] == pytest.approx(3e38, rel=1e-6)
     with pytest.raises(InvalidInput, match=r"data\[1\]\[2\]: value is NaN, infinite or too large"):
         numeric_rows([[1, 1, 1, 1, 1, 1, 1], [3e38, -3e38, 1e39, 1, 1, 1, 1]], 7, 10, "data")
+
+
+def test_csv_with_bare_cr_line_ends_is_scored(client: httpx.Client) -> None:
+    body = "\r".join(",".join(map(str, r)) for r in SAMPLE_ROWS) + "\r"
+    response = client.post("/invocations", content=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+    assert response.status_code == 200, response.text
+    assert response.text.split() == ["1", "0", "1"]
+
+
+def test_csv_row_limit_stops_reading_early(client: httpx.Client) -> None:
+    body = (",".join(map(str, ROW)) + "\n") * 20_000
+    response = client.post("/invocations", content=body, headers={"Content-Type": "text/csv"})
+    assert response.status_code == 400
+    assert "the limit is 10000 rows per request" in response.json()["error"]
+
+
+def test_accept_quality_zero_refuses_csv(client: httpx.Client) -> None:
+    headers = {"Accept": "text/csv;q=0, application/json"}
+    response = client.post("/invocations", json={"instances": [ROW]}, headers=headers)
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["predictions"] == [1]
+    only_csv_refused = client.post("/invocations", json={"instances": [ROW]}, headers={"Accept": "text/csv;q=0"})
+    assert only_csv_refused.status_code == 406
+
+
+def test_score_takes_json_only(client: httpx.Client) -> None:
+    csv_body = client.post("/score", content="1,2,3", headers={"Content-Type": "text/csv"})
+    assert csv_body.status_code == 415
+    assert "CSV goes to POST /invocations" in csv_body.json()["error"]
+    wants_csv = client.post("/score", json={"data": [ROW]}, headers={"Accept": "text/csv"})
+    assert wants_csv.status_code == 406
+    # `curl -d` without a Content-Type sends form-urlencoded; Azure ML clients rely on it.
+    curl_default = client.post(
+        "/score",
+        content=b'{"data": [[5, 0.95, 10, 180, 3, 995, 2]]}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert curl_default.json() == {"predictions": [1]}
