@@ -14,6 +14,7 @@ import tempfile
 
 from pydantic import ValidationError
 
+from serving.metrics import METRICS_DIR_VARIABLE
 from serving.runtime import ModelLoadError
 from serving.settings import Settings, container_cpu_count, load_settings
 
@@ -62,14 +63,22 @@ def describe_settings_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"])
-        lines.append(f"invalid setting SERVING_{field.upper()} (--{field.replace('_', '-')}): {item['msg']}")
+        flag = f" (--{field.replace('_', '-')})" if field in SERVE_FLAGS else ""
+        lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {item['msg']}")
     return "\n".join(lines)
+
+
+# Exit codes of `serve`, as the README lists them.
+EXIT_MODEL = 1  # the model cannot be loaded
+EXIT_SETTINGS = 2  # a setting or argument is invalid
+EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cannot be made
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from serving.app import create_app, load_runtime
+    from serving.listener import ClosingMultiprocess, ListenError, bind
     from serving.logs import configure_logging
     from serving.transport import CoalescingHttpToolsProtocol
 
@@ -77,13 +86,13 @@ def serve(args: argparse.Namespace) -> int:
         settings = _settings_from(args)
     except ValidationError as error:
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
-        return 2
+        return EXIT_SETTINGS
     configure_logging(settings.log_level)
     try:
         runtime = load_runtime(settings)  # fail fast, before binding the port, with one clear line
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_MODEL
     workers = settings.workers or container_cpu_count()
     common = {
         "host": settings.host,
@@ -98,6 +107,14 @@ def serve(args: argparse.Namespace) -> int:
         "ws": "none",
         "timeout_graceful_shutdown": settings.drain_timeout_seconds,
     }
+    metrics_dir = None
+    try:
+        if workers > 1:
+            metrics_dir = _metrics_directory(settings.metrics_dir)
+        sock = bind(settings.host, settings.port)
+    except ListenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_LISTEN
     log.info(
         "serving %s version %s on %s:%s with %d worker(s)",
         runtime.name,
@@ -107,16 +124,31 @@ def serve(args: argparse.Namespace) -> int:
         workers,
     )
     if workers == 1:
-        uvicorn.run(create_app(settings, runtime), **common)
+        uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
         return 0
     del runtime  # each worker loads its own copy
-    metrics_dir = tempfile.mkdtemp(prefix="mlserve-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before workers import prometheus_client
     try:
-        uvicorn.run("serving.app:app_from_environment", factory=True, workers=workers, **common)
+        config = uvicorn.Config("serving.app:app_from_environment", factory=True, workers=workers, **common)
+        ClosingMultiprocess(config, sockets=[sock]).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _metrics_directory(parent: str | None) -> str:
+    """A private directory where the workers' metrics meet; set before the workers start."""
+    from serving.listener import ListenError
+
+    try:
+        path = tempfile.mkdtemp(prefix="mlserve-metrics-", dir=parent)
+    except OSError as error:
+        where = parent or tempfile.gettempdir()
+        raise ListenError(
+            f"cannot create the workers' metrics directory in {where} ({error.strerror}): with several workers "
+            "set SERVING_METRICS_DIR to a writable directory, or mount a writable /tmp"
+        ) from None
+    os.environ[METRICS_DIR_VARIABLE] = path  # before workers import serving.metrics
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

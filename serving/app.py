@@ -58,12 +58,16 @@ def _error_response(error: RequestError) -> JSONResponse:
 
 
 def _health_routes(api: FastAPI, state: ServerState) -> None:
-    @api.get("/", tags=["health"], summary="Liveness (Azure ML convention)")
+    # Probes may use HEAD: the same answer without a body.
+    probe = {"methods": ["GET", "HEAD"]}
+
+    @api.api_route("/", **probe, tags=["health"], summary="Liveness (Azure ML convention)")
     async def live_root() -> dict[str, str]:
         return {"status": "alive"}
 
-    @api.get(
+    @api.api_route(
         "/ping",
+        **probe,
         tags=["health"],
         summary="SageMaker health check: 200 once the model is ready",
         responses={503: {"model": ErrorBody}},
@@ -71,12 +75,13 @@ def _health_routes(api: FastAPI, state: ServerState) -> None:
     async def ping() -> JSONResponse:
         return _readiness(state)
 
-    @api.get("/v2/health/live", tags=["v2"], summary="Liveness")
+    @api.api_route("/v2/health/live", **probe, tags=["v2"], summary="Liveness")
     async def v2_live() -> dict[str, bool]:
         return {"live": True}
 
-    @api.get(
+    @api.api_route(
         "/v2/health/ready",
+        **probe,
         tags=["v2"],
         summary="Readiness: model loaded and warmed up",
         responses={503: {"model": ErrorBody}},
@@ -270,6 +275,7 @@ def create_app(
 
     api = FastAPI(
         title="mlserve",
+        redirect_slashes=False,  # the front redirects, relatively
         version=__version__,
         lifespan=lifespan,
         description="One ONNX model behind Azure ML, SageMaker and Open Inference Protocol routes.",

@@ -169,18 +169,17 @@ class InferenceFront:
             log.exception("unexpected error on %s (request %s)", route, request_id)
             reply = Reply(500, b'{"error":"internal server error","code":"internal"}')
         body = reply.body
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [
-                    (b"content-type", reply.content_type),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    *reply.headers,
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", reply.content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            *reply.headers,
+        ]
+        if self.state.draining:
+            # Clients reconnect for their next request, and after the drain delay a new connection is
+            # refused (safe to retry) rather than a kept-alive one closed under a request in flight.
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.journal.note(
             (
@@ -204,9 +203,22 @@ class InferenceFront:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), request_id_header]
+                extra = [request_id_header, (b"connection", b"close")] if self.state.draining else [request_id_header]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/") and scope["method"] in ("GET", "HEAD"):
+            # A relative redirect: Starlette's own builds an absolute URL from the Host header, which
+            # a client can forge (open redirect).
+            query = scope.get("query_string", b"")
+            location = path.rstrip("/").encode() or b"/"
+            if query:
+                location += b"?" + query
+            headers = [(b"location", location), (b"content-length", b"0"), request_id_header]
+            await send({"type": "http.response.start", "status": 307, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return 307
         await self.fallback(scope, receive, send_with_id)
         return status
 

@@ -24,12 +24,16 @@ from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "METRICS_DIR_VARIABLE", "Metrics"]
+
+# Where the workers of one server meet, set by the CLI before they start. Not prometheus_client's
+# PROMETHEUS_MULTIPROC_DIR: that name switches the library into a multiprocess mode this module does
+# not use (the workers publish their own tallies).
+METRICS_DIR_VARIABLE = "MLSERVE_WORKER_METRICS_DIR"
 
 
 def _multiprocess_dir() -> str | None:
-    """Set by the CLI before workers start."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return os.environ.get(METRICS_DIR_VARIABLE) or None
 
 
 class Tallies:

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         description="Score on the event loop when the estimate (from warm-up) is under this; 0: always use threads.",
     )
     access_log: bool = True
+    metrics_dir: str | None = Field(
+        default=None,
+        description="With several workers: where they share metrics (a private directory is made in it); "
+        "default: the system's temporary directory.",
+    )
     max_rows: int = Field(default=10_000, ge=1)
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol, sending each response in one write instead of two.
+"""uvicorn's httptools protocol: each response in one write, and no fresh connection dropped at shutdown.
 
 uvicorn writes the status line and headers as soon as the app sends `http.response.start`, then the
 body on `http.response.body`: two system calls and two TCP segments per small response, and over
@@ -100,8 +100,33 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.get_protocol()
 
 
+# How long a connection accepted just before shutdown may take to send its first request.
+FRESH_CONNECTION_GRACE_SECONDS = 1.0
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """`uvicorn.run(..., http=CoalescingHttpToolsProtocol)`: httptools, one write per response."""
+    """`uvicorn.run(..., http=CoalescingHttpToolsProtocol)`: httptools, one write per response.
+
+    At shutdown uvicorn closes every connection without a request in progress. For a connection
+    accepted a moment before the listener closed, that drops the request its client has already
+    sent (measured: one lost request per busy client). Such a connection gets a short grace to send
+    it instead; the draining server answers it with `Connection: close`.
+    """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.requests_begun = 0
         super().connection_made(CoalescingTransport(transport, self.loop))
+
+    def on_message_begin(self) -> None:
+        self.requests_begun += 1
+        super().on_message_begin()
+
+    def shutdown(self) -> None:
+        if self.cycle is None and self.requests_begun == 0:
+            self.loop.call_later(FRESH_CONNECTION_GRACE_SECONDS, self._close_if_still_fresh)
+            return
+        super().shutdown()
+
+    def _close_if_still_fresh(self) -> None:
+        if self.requests_begun == 0 and not self.transport.is_closing():
+            self.transport.close()

@@ -174,3 +174,16 @@ def test_openapi_describes_every_protocol(client: httpx.Client) -> None:
     assert "text/csv" in schema["paths"]["/invocations"]["post"]["requestBody"]["content"]
     assert client.get("/swagger.json").json()["paths"] == schema["paths"]
     assert "swagger-ui" in client.get("/docs").text
+
+
+@pytest.mark.parametrize("path", ["/", "/ping", "/v2/health/live", "/v2/health/ready"])
+def test_health_routes_answer_head_without_a_body(client: httpx.Client, path: str) -> None:
+    response = client.head(path)
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_trailing_slash_redirect_is_relative_whatever_the_host_header(client: httpx.Client) -> None:
+    response = client.get("/docs/?x=1", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/docs?x=1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import DEMO_MODEL, SAMPLE_ROWS
 from tests.serving.models import linear_regressor
-from tests.serving.server import REPO, base_env, running_server
+from tests.serving.server import REPO, base_env, free_port, running_server
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -150,3 +151,31 @@ def test_factory_for_other_asgi_servers_loads_the_model_in_the_background(tmp_pa
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_invalid_key_setting_names_no_flag_that_does_not_exist() -> None:
+    result = run_cli("serve", env={"SERVING_API_KEYS": "short"})
+    assert "invalid setting SERVING_API_KEYS:" in result.stderr
+    assert "--api-keys" not in result.stderr
+
+
+def test_busy_port_is_one_line_and_exit_code_4(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 4
+    assert f"error: cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "serving weather-rain" not in result.stderr + result.stdout, "nothing announced before the port is ours"
+
+
+def test_several_workers_without_a_writable_tmp_name_the_setting(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    env = {"SERVING_WORKERS": "2", "SERVING_METRICS_DIR": str(missing)}
+    result = run_cli("serve", "--port", str(free_port()), env=env)
+    assert result.returncode == 4
+    assert f"cannot create the workers' metrics directory in {missing}" in result.stderr
+    assert "SERVING_METRICS_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
