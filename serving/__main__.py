@@ -16,26 +16,9 @@ from pydantic import ValidationError
 
 from serving.metrics import METRICS_DIR_VARIABLE
 from serving.runtime import ModelLoadError
-from serving.settings import Settings, container_cpu_count, load_settings
+from serving.settings import SERVE_FLAGS, Settings, container_cpu_count, describe_settings_error, load_settings
 
 log = logging.getLogger("serving")
-
-# Flag -> setting; each flag overrides its SERVING_* variable.
-SERVE_FLAGS = {
-    "model": "Path to an ONNX file or a directory holding one",
-    "model_name": "Model name in URLs (default: from the model's metadata)",
-    "model_version": "Model version (default: from the model's metadata)",
-    "host": "Address to bind (default 0.0.0.0)",
-    "port": "Port (default 8080)",
-    "workers": "Worker processes, each with its own copy of the model (default: CPU count)",
-    "max_concurrent_requests": "Inferences running at once per worker",
-    "max_queue_size": "Requests waiting for a slot per worker",
-    "max_queue_wait_ms": "Longest wait for a slot before 503",
-    "scoring_timeout_ms": "Longest scoring time before 504",
-    "max_body_bytes": "Largest request body accepted",
-    "max_rows": "Most rows per request",
-    "log_level": "debug, info, warning or error",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,15 +40,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         if value is not None:
             os.environ["SERVING_" + name.upper()] = str(value)
     return load_settings()
-
-
-def describe_settings_error(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"])
-        flag = f" (--{field.replace('_', '-')})" if field in SERVE_FLAGS else ""
-        lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {item['msg']}")
-    return "\n".join(lines)
 
 
 # Exit codes of `serve`, as the README lists them.

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import os
+import re
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,11 +25,26 @@ import numpy as np
 from pydantic import ValidationError
 
 from serving.runtime import ModelLoadError, ModelRuntime
-from serving.settings import load_settings
+from serving.settings import describe_settings_error, load_settings
 
 
 class BatchError(Exception):
     """A problem with the input or the options; the message says which row or option."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so no temporary file is left behind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# Fields longer than csv's default 128 KiB are kept (a text column may be long); a field beyond this
+# bound is a bad row rather than a job killed by csv.Error.
+FIELD_LIMIT = 64 * 1024 * 1024
+# Undecodable input bytes, kept through `surrogateescape` so the errors file holds them unchanged.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +58,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         default="stop",
         help="stop at the first bad row (default), or write bad rows to the errors file and go on",
     )
-    parser.add_argument("--errors", help="Errors file for --on-error skip (default: OUTPUT with .errors.csv)")
+    parser.add_argument(
+        "--errors", help="Errors file for --on-error skip (default: OUTPUT's name with .errors.csv, out.errors.csv)"
+    )
     parser.add_argument("--chunk-rows", type=int, default=10_000, help="Rows scored at a time")
     parser.add_argument(
         "--format",
@@ -70,24 +90,50 @@ def _is_url(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
 
+class CountingReader(io.RawIOBase):
+    """Passes a binary stream through, telling `progress` how many bytes went by (for percent and ETA)."""
+
+    def __init__(self, raw: IO[bytes], progress: Any) -> None:
+        self.raw = raw
+        self.progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.progress.update(len(data))
+        return len(data)
+
+
 @contextlib.contextmanager
-def open_input(location: str, mode: str) -> Iterator[IO[Any]]:
+def open_binary(location: str) -> Iterator[tuple[IO[bytes], int | None]]:
+    """The input as bytes, and its size when it can be known cheaply (local files, most object stores)."""
     if _is_url(location):
         try:
             import fsspec
         except ImportError:
             raise BatchError(f"{location}: URLs need fsspec (pip install -r serving/requirements-batch.txt)") from None
         try:
-            with fsspec.open(location, mode, newline="" if "t" in mode else None) as handle:
-                yield handle
+            fs, path = fsspec.core.url_to_fs(location)
+            size = fs.size(path)
+            with fs.open(path, "rb") as handle:
+                yield handle, size
         except FileNotFoundError:
             raise BatchError(f"input not found: {location}") from None
         return
     path = location.removeprefix("file://")
     if not os.path.isfile(path):
         raise BatchError(f"input not found: {path}")
-    with open(path, mode, newline="" if "t" in mode else None) as handle:
-        yield handle
+    with open(path, "rb") as handle:
+        yield handle, os.path.getsize(path)
+
+
+def text_reader(raw: IO[bytes], progress: Any) -> IO[str]:
+    """UTF-8 text (a BOM is dropped); bytes that are not UTF-8 survive as surrogates, to be set aside."""
+    buffered = io.BufferedReader(CountingReader(raw, progress), buffer_size=1024 * 1024)
+    return io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 class AtomicOutput:
@@ -150,6 +196,8 @@ class Scorer:
 
 
 def _row_problem(row: list[str], indices: list[int], header: list[str]) -> str | None:
+    if any(_UNDECODABLE.search(cell) for cell in row):
+        return "not UTF-8 text"
     if len(row) != len(header):
         return f"expected {len(header)} values, got {len(row)}"
     for i in indices:
@@ -165,10 +213,16 @@ def _row_problem(row: list[str], indices: list[int], header: list[str]) -> str |
 def score_csv(
     source: IO[str], out: IO[str], errors: IO[str] | None, scorer: Scorer, chunk_rows: int, progress: Any
 ) -> Summary:
+    csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(source)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        raise BatchError(f"header (line 1): {error}") from None
     if header is None:
         raise BatchError("input is empty: expected a header row")
+    if any(_UNDECODABLE.search(name) for name in header):
+        raise BatchError("header (line 1): not UTF-8 text; save the file as UTF-8")
     indices = scorer.feature_columns(header)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header + scorer.output_columns)
@@ -183,6 +237,8 @@ def score_csv(
         try:
             matrix = np.array([[row[i] for i in indices] for _, _, row in chunk], dtype=np.float64)
             finite = np.isfinite(matrix.astype(np.float32)).all(axis=1) & all(len(r) == len(header) for *_, r in chunk)
+            if finite.all() and any(_UNDECODABLE.search(cell) for *_, r in chunk for cell in r):
+                finite = None
         except (ValueError, IndexError):
             finite = None
         if finite is not None and finite.all():
@@ -201,10 +257,23 @@ def score_csv(
         if good:
             writer.writerows(row + scored for row, scored in zip(good, scorer.score(matrix), strict=True))
         summary.scored += len(good)
-        progress.update(len(chunk))
+        progress.set_postfix_str(f"{summary.rows} rows", refresh=False)
         chunk.clear()
 
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            # The csv module gives up on this line (a field over FIELD_LIMIT); note it and go on.
+            summary.rows += 1
+            problem = f"{error}; the line could not be read"
+            if error_writer is None:
+                raise BatchError(f"row {summary.rows} (line {reader.line_num}): {problem}") from None
+            error_writer.writerow([summary.rows, reader.line_num, problem])
+            summary.bad += 1
+            continue
         if not row:
             continue
         summary.rows += 1
@@ -225,6 +294,8 @@ def score_parquet(
     except ImportError:
         raise BatchError("Parquet needs pyarrow (pip install -r serving/requirements-batch.txt)") from None
     parquet = pq.ParquetFile(source)
+    progress.reset(total=parquet.metadata.num_rows)
+    progress.unit = " rows"
     header = parquet.schema_arrow.names
     indices = scorer.feature_columns(header)
     error_writer = csv.writer(errors, lineterminator="\n") if errors is not None else None
@@ -282,15 +353,24 @@ def _format(location: str, requested: str) -> str:
     return "parquet" if location.lower().endswith((".parquet", ".pq")) else "csv"
 
 
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def run_batch(args: argparse.Namespace) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupted)
     try:
         summary = _run(args)
     except (BatchError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        print(f"error: stopped by {name}; no output written (run again to score)", file=sys.stderr)
+        return 128 + signum
     except ValidationError as error:
-        from serving.__main__ import describe_settings_error
-
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
         return 2
     print(
@@ -316,16 +396,26 @@ def _run(args: argparse.Namespace) -> Summary:
     errors = AtomicOutput(args.errors) if args.on_error == "skip" else None
     try:
         with contextlib.ExitStack() as stack:
+            raw, size = stack.enter_context(open_binary(args.input))
+            # CSV: progress by bytes read, so percent and ETA are known whenever the size is.
             progress = stack.enter_context(
-                tqdm(unit=" rows", disable=not args.progress if args.progress is not None else None, file=sys.stderr)
+                tqdm(
+                    total=size,
+                    unit="B",
+                    unit_scale=True,
+                    disable=not args.progress if args.progress is not None else None,
+                    file=sys.stderr,
+                )
             )
-            error_file = stack.enter_context(open(errors.temp_path, "w", newline="")) if errors else None
+            # Undecodable bytes of bad rows are written back as they came (surrogateescape).
+            text_file = {"newline": "", "encoding": "utf-8", "errors": "surrogateescape"}
+            error_file = stack.enter_context(open(errors.temp_path, "w", **text_file)) if errors else None
             if kind == "parquet":
-                source = stack.enter_context(open_input(args.input, "rb"))
-                summary = score_parquet(source, output.temp_path, error_file, scorer, args.chunk_rows, progress)
+                progress.unit_scale = False
+                summary = score_parquet(raw, output.temp_path, error_file, scorer, args.chunk_rows, progress)
             else:
-                source = stack.enter_context(open_input(args.input, "rt"))
-                out = stack.enter_context(open(output.temp_path, "w", newline=""))
+                source = text_reader(raw, progress)
+                out = stack.enter_context(open(output.temp_path, "w", **text_file))
                 summary = score_csv(source, out, error_file, scorer, args.chunk_rows, progress)
     except BaseException:
         output.discard()

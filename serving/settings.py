@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
@@ -116,3 +116,31 @@ def load_settings(**overrides: object) -> Settings:
     if secrets_dir:
         return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+# Flag -> setting; each flag overrides its SERVING_* variable.
+SERVE_FLAGS = {
+    "model": "Path to an ONNX file or a directory holding one",
+    "model_name": "Model name in URLs (default: from the model's metadata)",
+    "model_version": "Model version (default: from the model's metadata)",
+    "host": "Address to bind (default 0.0.0.0)",
+    "port": "Port (default 8080)",
+    "workers": "Worker processes, each with its own copy of the model (default: CPU count)",
+    "max_concurrent_requests": "Inferences running at once per worker",
+    "max_queue_size": "Requests waiting for a slot per worker",
+    "max_queue_wait_ms": "Longest wait for a slot before 503",
+    "scoring_timeout_ms": "Longest scoring time before 504",
+    "max_body_bytes": "Largest request body accepted",
+    "max_rows": "Most rows per request",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per invalid setting, naming the variable (and its flag, where there is one)."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"])
+        flag = f" (--{field.replace('_', '-')})" if field in SERVE_FLAGS else ""
+        lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {item['msg']}")
+    return "\n".join(lines)

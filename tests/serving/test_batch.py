@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import fsspec
@@ -151,3 +153,90 @@ def test_memory_does_not_grow_with_the_input(tmp_path: Path) -> None:
     assert sum(1 for _ in (tmp_path / "large.out.csv").open()) == 400_001
     # Twenty times the rows, yet the peak grows by far less than the file's 30 MB.
     assert large_peak - small_peak < 15 * 1024, (small_peak, large_peak)
+
+
+def test_invalid_utf8_and_huge_fields_are_bad_rows_not_a_crash(tmp_path: Path) -> None:
+    good = ",".join(map(str, SAMPLE_ROWS[0]))
+    lines = [
+        ",".join(["note", *FEATURES]).encode(),
+        b"ok," + good.encode(),
+        b"caf\xe9," + good.encode(),  # Latin-1, not UTF-8
+        b"x," + b"7" * 200_000 + b"," + ",".join(map(str, SAMPLE_ROWS[0][1:])).encode(),
+        ("long-note-" + "n" * 200_000 + "," + good).encode(),  # a long text column is fine
+    ]
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    stop = batch("--input", str(source), "--output", str(tmp_path / "stop.csv"))
+    assert stop.returncode == 1
+    assert "row 2 (line 3): not UTF-8 text" in stop.stderr
+    assert "Traceback" not in stop.stderr
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"), "--on-error", "skip")
+    assert result.returncode == 0, result.stderr
+    assert "scored 2 of 4 rows" in result.stderr
+    assert [row["note"][:10] for row in read_csv(tmp_path / "out.csv")] == ["ok", "long-note-"]
+    errors = (tmp_path / "out.errors.csv").read_bytes()
+    assert b"caf\xe9" in errors, "the bad row is kept byte for byte"
+    assert b"is not a number" in errors or b"not a finite" in errors
+
+
+def test_utf8_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        b"\xef\xbb\xbf" + (",".join(FEATURES) + "\n" + ",".join(map(str, SAMPLE_ROWS[0])) + "\n").encode()
+    )
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    assert next(iter(read_csv(tmp_path / "out.csv")[0])) == FEATURES[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_mid_run_leaves_no_partial_files(tmp_path: Path, signum: int) -> None:
+    source = write_csv(tmp_path / "in.csv", [SAMPLE_ROWS[0]] * 400_000, FEATURES)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "batch",
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.csv"),
+            "--on-error",
+            "skip",
+            "--chunk-rows",
+            "1000",
+        ],
+        cwd=REPO,
+        env=base_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".mlserve-*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert list(tmp_path.glob(".mlserve-*")) == [], stderr
+    assert not (tmp_path / "out.csv").exists()
+    assert process.returncode == 128 + signum
+    assert f"stopped by {signal.Signals(signum).name}; no output written" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_progress_shows_percent_for_local_files(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [SAMPLE_ROWS[0]] * 2_000, FEATURES)
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"), "--progress")
+    assert result.returncode == 0, result.stderr
+    assert "100%" in result.stderr
+    assert "2000 rows" in result.stderr
+
+
+def test_default_errors_file_is_named_as_the_readme_says(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [SAMPLE_ROWS[0], ["x"] * len(FEATURES)], FEATURES)
+    result = batch("--input", str(source), "--output", str(tmp_path / "scored.csv"), "--on-error", "skip")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "scored.errors.csv").exists()
+    assert f"1 bad rows in {tmp_path / 'scored.errors.csv'}" in result.stderr
