@@ -10,11 +10,12 @@ POLICY_STAMP := $(POLICY_VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test lint format model bench plan plans clean
+.PHONY: serve test lint format model bench plan plans lock clean
 
-$(STAMP): requirements-dev.txt serving/requirements.txt
+$(STAMP): requirements-dev.txt serving/requirements.in serving/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' serving/requirements.txt > $(VENV)/image-lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c $(VENV)/image-lock.txt
 	touch $(STAMP)
 
 $(CHECKOV_STAMP): requirements-checkov.txt
@@ -58,6 +59,13 @@ plan: $(STAMP)
 plans: $(STAMP)
 	$(PY) -m offline.plan --stack dev --write
 	$(PY) -m offline.plan --stack prod --write
+
+## lock: recompile the image's locks (every transitive dependency, with hashes) from serving/*.in
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-header \
+	--python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple
+lock: $(STAMP)
+	$(LOCK) serving/requirements.in -o serving/requirements.txt
+	$(LOCK) serving/requirements-batch.in -c serving/requirements.txt -o serving/requirements-batch.txt
 
 ## bench: load benchmark over loopback (see bench/README.md)
 bench: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import shutil
 import subprocess
 import sys
@@ -47,17 +48,75 @@ def test_dockerfile_runs_the_server_the_sagemaker_way() -> None:
     assert "EXPOSE 8080" in dockerfile
     assert "USER 10001:10001" in dockerfile
     assert "COPY --from=model / /opt/ml/model/" in dockerfile
-    packages = [
-        line.split("==")[0]
-        for line in (CONTEXT / "requirements.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    assert not [p for p in packages if p.startswith(("pulumi", "scikit-learn", "skl2onnx"))]
-    assert all(
-        "==" in line
-        for line in (CONTEXT / "requirements.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ), "serving requirements must be pinned"
+    assert "--require-hashes --no-deps" in dockerfile, "the image installs its lock and nothing else"
+    base = next(line for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE="))
+    assert re.fullmatch(r"ARG BASE_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    for lock in ("requirements.txt", "requirements-batch.txt"):
+        pins = locked(CONTEXT / lock)
+        assert not [p for p in pins if p.startswith(("pulumi", "scikit-learn", "skl2onnx"))]
+        assert all(version and hashes for version, hashes in pins.values()), f"{lock}: every package pinned, hashed"
+
+
+def locked(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a pip-compile style lock."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    name = None
+    for line in path.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9._-]+)==(\S+)", line):
+            name = match.group(1).lower()
+            pins[name] = (match.group(2), [])
+        elif name and (match := re.search(r"--hash=sha256:([0-9a-f]{64})", line)):
+            pins[name][1].append(match.group(1))
+    return pins
+
+
+def test_batch_lock_pins_the_server_packages_at_the_same_versions() -> None:
+    server, batch = locked(CONTEXT / "requirements.txt"), locked(CONTEXT / "requirements-batch.txt")
+    assert {name: pin[0] for name, pin in server.items()} == {name: batch[name][0] for name in server}
+    assert {"pyarrow", "fsspec", "s3fs", "adlfs"} <= set(batch)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("source", "lock", "extra"),
+    [
+        ("requirements.in", "requirements.txt", []),
+        ("requirements-batch.in", "requirements-batch.txt", ["-c", "requirements.txt"]),
+    ],
+)
+def test_the_lock_is_what_its_input_resolves_to(tmp_path: Path, source: str, lock: str, extra: list[str]) -> None:
+    """`make lock` again gives the committed file: the lock matches requirements*.in exactly."""
+    uv = Path(sys.executable).parent / "uv"
+    output = tmp_path / lock
+    shutil.copy(CONTEXT / lock, output)  # as `make lock` does: the current pins are preferred
+    extra = [str(CONTEXT / e) if e.endswith(".txt") else e for e in extra]
+    result = subprocess.run(
+        [
+            str(uv),
+            "pip",
+            "compile",
+            "--quiet",
+            "--generate-hashes",
+            "--python-version",
+            "3.11",
+            "--no-header",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--index-url",
+            "https://pypi.org/simple",
+            str(CONTEXT / source),
+            *extra,
+            "-o",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if result.returncode != 0 and "Failed to fetch" in result.stderr:
+        pytest.skip(f"the package index is not reachable: {result.stderr[-300:]}")
+    assert result.returncode == 0, result.stderr
+    assert locked(output) == locked(CONTEXT / lock), f"run `make lock` and commit serving/{lock}"
 
 
 @pytest.mark.timeout(600)
@@ -80,6 +139,8 @@ def test_build_context_alone_serves_predictions(tmp_path: Path) -> None:
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "--require-hashes",
+            "--no-deps",
             "-r",
             str(app / "serving" / "requirements.txt"),
         ],
@@ -88,6 +149,9 @@ def test_build_context_alone_serves_predictions(tmp_path: Path) -> None:
         timeout=540,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    # Installed as the Dockerfile does, without resolving: every dependency must be in the lock.
+    complete = subprocess.run([python, "-m", "pip", "check"], capture_output=True, text=True)
+    assert complete.returncode == 0, complete.stdout
     check = subprocess.run([python, "-c", "import pulumi"], capture_output=True, cwd=app)
     assert check.returncode != 0, "the serving environment must not contain Pulumi"
 
@@ -100,7 +164,8 @@ def test_build_context_alone_serves_predictions(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(600)
 def test_batch_extras_resolve_with_the_server_pins(tmp_path: Path) -> None:
-    """`docker build --build-arg EXTRAS=batch` installs serving/requirements-batch.txt on top: it must resolve."""
+    """`--build-arg EXTRAS=batch` installs serving/requirements-batch.txt: in hash mode pip refuses any
+    dependency the lock lacks, so a dry run proves it complete."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     result = subprocess.run(
@@ -112,6 +177,7 @@ def test_batch_extras_resolve_with_the_server_pins(tmp_path: Path) -> None:
             "--dry-run",
             "--quiet",
             "--disable-pip-version-check",
+            "--require-hashes",
             "-r",
             str(CONTEXT / "requirements-batch.txt"),
         ],
