@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +36,9 @@ from serving.openapi_models import (
 from serving.protocols import v2
 from serving.runtime import ModelLoadError, ModelRuntime
 from serving.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from serving.telemetry import Telemetry
 
 log = logging.getLogger("serving")
 
@@ -248,12 +251,24 @@ def create_app(
     metrics = Metrics()
     access_log = access_log or AccessLog(settings.access_log)
 
+    telemetry: list[Telemetry] = []
+
     def model_ready(loaded: ModelRuntime) -> None:
         state.runtime = loaded
         metrics.model = (loaded.name, loaded.version)
+        connection = settings.applicationinsights_connection_string
+        if connection is not None and connection.get_secret_value():
+            from serving.telemetry import Telemetry
 
-    if runtime is not None:
-        model_ready(runtime)
+            telemetry.append(
+                Telemetry(
+                    connection.get_secret_value(),
+                    loaded.name,
+                    loaded.version,
+                    settings.telemetry_requests_per_second,
+                )
+            )
+            front.journal.telemetry = telemetry[0]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -272,6 +287,8 @@ def create_app(
         access_log.flush()
         front.pool.shutdown()
         metrics.worker_exited()
+        for sender in telemetry:
+            sender.shutdown()
 
     api = FastAPI(
         title="mlserve",
@@ -318,6 +335,8 @@ def create_app(
     _v2_metadata_routes(api, state)
     front = InferenceFront(settings, state, api, metrics, access_log)
     _document_inference_routes(api, front.keys.enabled)
+    if runtime is not None:
+        model_ready(runtime)
     return front
 
 

@@ -11,9 +11,13 @@ the event loop, so nothing needs a lock.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from serving.logs import AccessLog
 from serving.metrics import Metrics
+
+if TYPE_CHECKING:
+    from serving.telemetry import Telemetry
 
 # Paths in access lines are cut here: a client must not be able to write arbitrarily long lines.
 MAX_LOGGED_PATH = 200
@@ -26,10 +30,13 @@ Finished = tuple[str, str, str, str, int, float, float, int, float | None]
 
 
 class RequestJournal:
-    def __init__(self, metrics: Metrics, access_log: AccessLog, limit: int = 128) -> None:
+    def __init__(
+        self, metrics: Metrics, access_log: AccessLog, limit: int = 128, telemetry: Telemetry | None = None
+    ) -> None:
         self.metrics = metrics
         self.access_log = access_log
         self.limit = limit
+        self.telemetry = telemetry
         self._entries: list[Finished] = []
 
     def note(self, entry: Finished) -> None:
@@ -53,3 +60,5 @@ class RequestJournal:
             if scoring_seconds is not None:
                 observe_scoring(route, rows, scoring_seconds)
             write(request_id, method, route, path[:MAX_LOGGED_PATH], status, seconds, rows, finished + wall_offset)
+        if self.telemetry is not None:
+            self.telemetry.record(entries, wall_offset)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
@@ -69,6 +69,19 @@ class Settings(BaseSettings):
         description="Score on the event loop when the estimate (from warm-up) is under this; 0: always use threads.",
     )
     access_log: bool = True
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING", "SERVING_APPLICATIONINSIGHTS_CONNECTION_STRING"
+        ),
+        description="Application Insights: send request telemetry and exceptions (the variable Azure sets).",
+    )
+    telemetry_requests_per_second: float = Field(
+        default=5.0,
+        ge=0,
+        le=10_000,
+        description="Most requests a second and worker sent to Application Insights (sampled; counts stay right).",
+    )
     metrics_dir: str | None = Field(
         default=None,
         description="With several workers: where they share metrics (a private directory is made in it); "
