@@ -46,7 +46,15 @@ def azure_base(config: StackConfig, name: str) -> AzureBase:
     client = authorization.get_client_config_output()
     monitoring = AzureMonitoring(
         f"{name}-monitoring",
-        AzureMonitoringArgs(group.name, group.location, config.observability.retention_days, tags),
+        AzureMonitoringArgs(
+            group.name,
+            group.location,
+            config.observability.retention_days,
+            config.observability.alert_email,
+            config.observability.failure_alert_percent,
+            config.observability.latency_alert_ms,
+            tags,
+        ),
     )
     registry = AcrRegistry(
         f"{name}-acr",
@@ -113,6 +121,7 @@ def deploy_azure(
                 settings=config.kubernetes,
                 environment=environment,
                 api_keys=api_keys,
+                monitoring_connection_string=monitoring.connection_string,
                 drain_seconds=config.server.drain_seconds,
                 labels=kubernetes_labels(config),
             ),

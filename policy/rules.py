@@ -31,6 +31,8 @@ TAGGABLE = {
     "aws:cloudwatch/metricAlarm:MetricAlarm",
     "aws:sns/topic:Topic",
     "azure-native:containerservice:AgentPool",
+    "azure-native:monitor:ActionGroup",
+    "azure-native:monitor:ScheduledQueryRule",
 }
 
 
@@ -171,6 +173,21 @@ def _selects(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def _mounts_key_file(deployment: Resource, resources: list[Resource]) -> bool:
+    """The pod mounts a Secret that holds SERVING_API_KEYS, and tells the server where (SERVING_SECRETS_DIR)."""
+    pod = _get(deployment.props, "spec", "template", "spec") or {}
+    env = {e.get("name") for c in pod.get("containers") or [] for e in c.get("env") or []}
+    if "SERVING_SECRETS_DIR" not in env:
+        return False
+    mounted = {_get(v, "secret", "secretName") for v in pod.get("volumes") or []}
+    return any(
+        r.type == "kubernetes:core/v1:Secret"
+        and _get(r.props, "metadata", "name") in mounted
+        and "SERVING_API_KEYS" in ((r.props.get("stringData") or {}) | (r.props.get("data") or {}))
+        for r in resources
+    )
+
+
 def load_balancers_need_auth(resources: list[Resource]) -> list[str]:
     deployments = [r for r in resources if r.type == "kubernetes:apps/v1:Deployment"]
     problems = []
@@ -188,8 +205,8 @@ def load_balancers_need_auth(resources: list[Resource]) -> list[str]:
         for deployment in backends:
             containers = _get(deployment.props, "spec", "template", "spec", "containers") or []
             variables = {e.get("name") for c in containers for e in c.get("env") or []}
-            # Keys come from the environment, or from files in SERVING_SECRETS_DIR (a mounted Secret).
-            if not variables & {"SERVING_API_KEYS", "SERVING_SECRETS_DIR"}:
+            # Keys come from the environment, or from a file SERVING_API_KEYS in a mounted Secret.
+            if "SERVING_API_KEYS" not in variables and not _mounts_key_file(deployment, resources):
                 problems.append(
                     f"Service {service.name} is a public LoadBalancer in front of {deployment.name}, "
                     "which has no API keys (SERVING_API_KEYS or SERVING_SECRETS_DIR): enable server.authEnabled"

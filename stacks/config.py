@@ -139,7 +139,9 @@ class SageMakerConfig:
 @dataclass(frozen=True)
 class ObservabilityConfig:
     retention_days: int
-    alert_email: str | None  # subscribed to the stack's alarm topic
+    alert_email: str | None  # subscribed to the stack's alarm topic and the Azure action group
+    failure_alert_percent: float
+    latency_alert_ms: int
 
 
 @dataclass(frozen=True)
@@ -462,9 +464,11 @@ def load_config() -> StackConfig:
     if sagemaker is None and config.get("sagemaker") is not None:
         raise r.fail("sagemaker", "set, but sagemaker is not in targets")
 
-    o = r.section("observability", {"retentionDays", "alertEmail"})
+    o = r.section("observability", {"retentionDays", "alertEmail", "failureAlertPercent", "latencyAlertMs"})
     observability = ObservabilityConfig(
         retention_days=r.integer(o, "retentionDays", "observability.retentionDays", 30, 30, 730),
+        failure_alert_percent=r.number(o, "failureAlertPercent", "observability.failureAlertPercent", 5, 0.1, 100),
+        latency_alert_ms=r.integer(o, "latencyAlertMs", "observability.latencyAlertMs", 500, 1, 600_000),
         alert_email=r.text(o, "alertEmail", "observability.alertEmail", None, r"[^@\s]+@[^@\s]+\.[^@\s]+")
         if "alertEmail" in o
         else None,

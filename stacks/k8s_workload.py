@@ -22,6 +22,7 @@ class ServingWorkloadArgs:
     settings: KubernetesConfig
     environment: dict[str, str]  # plain SERVING_* settings
     api_keys: pulumi.Input[str] | None  # secret "primary,secondary"; None: auth off
+    monitoring_connection_string: pulumi.Input[str] | None  # secret; the server sends telemetry when set
     drain_seconds: int  # how long the server may take after SIGTERM
     labels: dict[str, str]
 
@@ -75,16 +76,21 @@ class ServingWorkload(pulumi.ComponentResource):
         env: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
         mounts: list[dict] = [{"name": "tmp", "mount_path": "/tmp"}]
         volumes: list[dict] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
+        secrets: dict[str, pulumi.Input[str]] = {}
         if args.api_keys is not None:
+            secrets["SERVING_API_KEYS"] = args.api_keys
+        if args.monitoring_connection_string is not None:
+            secrets["APPLICATIONINSIGHTS_CONNECTION_STRING"] = args.monitoring_connection_string
+        if secrets:
             secret = k8s.core.v1.Secret(
                 f"{name}-keys",
                 metadata={**meta, "name": "mlserve-api-keys"},
                 type="Opaque",
-                string_data={"SERVING_API_KEYS": args.api_keys},
+                string_data=secrets,
                 opts=child,
             )
-            # Keys as a file rather than an environment variable (CKV_K8S_35): the server reads
-            # SERVING_API_KEYS from SERVING_SECRETS_DIR.
+            # Secrets as files rather than environment variables (CKV_K8S_35): the server reads
+            # them, named like the variables, from SERVING_SECRETS_DIR.
             env.append({"name": "SERVING_SECRETS_DIR", "value": SECRETS_DIR})
             mounts.append({"name": "api-keys", "mount_path": SECRETS_DIR, "read_only": True})
             volumes.append({"name": "api-keys", "secret": {"secret_name": secret.metadata.name, "default_mode": 0o440}})

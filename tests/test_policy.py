@@ -138,7 +138,18 @@ def test_public_load_balancer_needs_keys() -> None:
     assert check_fn([service, keyed]) == []
     assert "has no API keys" in check_fn([service, unkeyed])[0]
     files = {**HARDENED_CONTAINER, "env": [{"name": "SERVING_SECRETS_DIR", "value": "/run/secrets/mlserve"}]}
-    assert check_fn([service, Resource("kubernetes:apps/v1:Deployment", "dep", deployment(files))]) == []
+    mounted = deployment(files)
+    mounted["spec"]["template"]["spec"]["volumes"] = [{"name": "k", "secret": {"secretName": "keys"}}]
+    with_files = Resource("kubernetes:apps/v1:Deployment", "dep", mounted)
+
+    def secret(*keys: str) -> Resource:
+        return Resource(
+            "kubernetes:core/v1:Secret", "s", {"metadata": {"name": "keys"}, "stringData": dict.fromkeys(keys, "x")}
+        )
+
+    assert check_fn([service, with_files, secret("SERVING_API_KEYS", "APPLICATIONINSIGHTS_CONNECTION_STRING")]) == []
+    # A mounted Secret with only the telemetry connection string is no key.
+    assert "has no API keys" in check_fn([service, with_files, secret("APPLICATIONINSIGHTS_CONNECTION_STRING")])[0]
     internal = Resource(
         "kubernetes:core/v1:Service",
         "svc",

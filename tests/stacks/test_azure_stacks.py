@@ -341,3 +341,29 @@ def test_batch_job_uses_workload_identity_and_no_account_keys(prod: Evaluation) 
     assert args[args.index("--input") + 1].endswith(".dfs.core.windows.net/input/weather.csv")
     image = prod.one("docker-build:index:Image").inputs
     assert image["buildArgs"] == {"EXTRAS": "batch"}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_application_insights_alerts_reach_a_person(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    group = evaluation.one("azure-native:monitor:ActionGroup").inputs
+    assert len(group["groupShortName"]) <= 12
+    receivers = group.get("emailReceivers", [])
+    assert [r["emailAddress"] for r in receivers] == (["ml-oncall@example.com"] if stack == "prod" else [])
+    rules = {r.name.rsplit("-", 1)[1]: r.inputs for r in evaluation.of_type("azure-native:monitor:ScheduledQueryRule")}
+    assert set(rules) == {"failures", "latency"}
+    insights = evaluation.one("azure-native:applicationinsights:Component")
+    for rule in rules.values():
+        assert rule["scopes"] == [f"{insights.name}-id"]
+        assert rule["actions"]["actionGroups"] == ["mlserve-" + stack + "-monitoring-oncall-id"]
+        (criterion,) = rule["criteria"]["allOf"]
+        assert "itemCount" in criterion["query"] or "percentile(duration, 99)" in criterion["query"]
+    assert rules["failures"]["criteria"]["allOf"][0]["threshold"] == 5
+    assert rules["latency"]["criteria"]["allOf"][0]["threshold"] == 500
+
+
+def test_aks_pods_get_the_application_insights_connection_string_as_a_file(prod: Evaluation) -> None:
+    secret = prod.one("kubernetes:core/v1:Secret")
+    assert set(secret.inputs["stringData"]) == {"SERVING_API_KEYS", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    assert secret.inputs["stringData"]["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "InstrumentationKey=ikey;"
+    assert "stringData" in secret.secret_paths
