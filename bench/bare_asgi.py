@@ -3,6 +3,7 @@ validation messages, metrics or logs). `bench/run.py --bare` measures it the sam
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ import orjson
 
 _options = ort.SessionOptions()
 _options.intra_op_num_threads = 1
-_session = ort.InferenceSession(
-    str(Path(__file__).resolve().parent.parent / "serving" / "model" / "model.onnx"), sess_options=_options
+# The same file as the server (bench/run.py sets BENCH_MODEL): comparisons load one model.
+_model = os.environ.get("BENCH_MODEL") or str(
+    Path(__file__).resolve().parent.parent / "serving" / "model" / "model.onnx"
 )
+_session = ort.InferenceSession(_model, sess_options=_options)
 
 
 async def app(scope, receive, send):  # type: ignore[no-untyped-def]

@@ -1,8 +1,11 @@
-"""Load benchmark: the real server on one core, wrk on the other, over loopback.
+"""Load benchmark: the real server against a bare ASGI app with the same model, over loopback.
 
-    make bench                      # or: .venv/bin/python bench/run.py --duration 10
+    make bench                                  # one worker on one core, wrk on the other
+    .venv/bin/python bench/run.py --sweep 1,2,4,8   # workers on cores 0-7, wrk on 8-15
+    .venv/bin/python bench/run.py --telemetry   # single-row /score with Application Insights off and on
 Needs wrk (`apt-get install wrk`). Prints requests/s, rows/s, p50 and p99 per scenario, with auth
-enabled and metrics and access logs on, as in production.
+enabled and metrics and access logs on, as in production. Every server loads the same model file:
+the shared benchmark model when it is there (../shared/bench), else `--model`.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789abcdef"
+SHARED_MODEL = REPO.parent / "shared" / "bench" / "svc-weather-2524sv.onnx"
+BUNDLED_MODEL = REPO / "serving" / "model" / "model.onnx"
 ROW = [5.0, 0.95, 10.0, 180.0, 3.0, 995.0, 2.0]
 
 
@@ -73,10 +80,12 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, script: Path, connections: int, duration: int, core: int | None) -> dict[str, float]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
-    if core is not None:
-        command = ["taskset", "-c", str(core), *command]
+def run_wrk(
+    url: str, script: Path, connections: int, duration: int, cores: str | None, threads: int = 1
+) -> dict[str, float]:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    if cores is not None:
+        command = ["taskset", "-c", cores, *command]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"wrk saw errors:\n{output}")
@@ -100,7 +109,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise SystemExit("server did not become ready")
 
 
-def server_command(port: int, bare: bool) -> list[str]:
+def server_command(port: int, bare: bool, workers: int) -> list[str]:
     if not bare:
         return [sys.executable, "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(port)]
     return [
@@ -117,35 +126,59 @@ def server_command(port: int, bare: bool) -> list[str]:
         "httptools",
         "--log-level",
         "warning",
+        "--workers",
+        str(workers),
     ]
 
 
-def measure(args: argparse.Namespace, bare: bool, cores: tuple[int | None, int | None]) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class Setup:
+    workers: int
+    server_cores: str | None  # taskset list, e.g. "0" or "0-7"
+    load_cores: str | None
+    wrk_threads: int
+    connections: int
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+
+def measure(
+    args: argparse.Namespace, bare: bool, setup: Setup, scenarios: list[Scenario] | None = None, label: str = ""
+) -> dict[str, dict[str, float]]:
     """Start one server, run its scenarios, print a table; the results by scenario name."""
-    server_core, load_core = cores
     port = free_port()
-    env = {**os.environ, "SERVING_API_KEYS": KEY, "SERVING_WORKERS": str(args.workers), "SERVING_LOG_LEVEL": "warning"}
-    command = server_command(port, bare)
-    scenarios = SCENARIOS[:2] if bare else SCENARIOS
-    if server_core is not None:
-        command = ["taskset", "-c", str(server_core), *command]
+    env = {
+        **os.environ,
+        "SERVING_API_KEYS": KEY,
+        "SERVING_WORKERS": str(setup.workers),
+        "SERVING_LOG_LEVEL": "warning",
+        "SERVING_MODEL": str(args.model),
+        "BENCH_MODEL": str(args.model),
+        **dict(setup.extra_env),
+    }
+    command = server_command(port, bare, setup.workers)
+    scenarios = scenarios or (SCENARIOS[:2] if bare else SCENARIOS)
+    if setup.server_cores is not None:
+        command = ["taskset", "-c", setup.server_cores, *command]
     # Access lines are still formatted and written, to /dev/null rather than a terminal.
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     results = {}
     try:
         wait_ready(url)
+        time.sleep(1.0 + 0.2 * setup.workers)  # every worker up, not only the first
         what = "bare ASGI app, no features (the floor)" if bare else "the server: auth, metrics and access log on"
         print(
-            f"\n{what}\nserver core {server_core}, wrk core {load_core}, {1 if bare else args.workers} worker(s), "
-            f"{args.connections} connections, {args.duration}s each"
+            f"\n{what}{label}\nserver cores {setup.server_cores}, wrk cores {setup.load_cores} "
+            f"({setup.wrk_threads} threads), {setup.workers} worker(s), {setup.connections} connections, "
+            f"{args.duration}s each, model {Path(args.model).name}"
         )
         print(f"{'scenario':<26}{'requests/s':>12}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
         with tempfile.TemporaryDirectory() as directory:
             for scenario in scenarios:
                 script = wrk_script(scenario, Path(directory))
-                run_wrk(url + scenario.path, script, args.connections, 2, load_core)  # warm up
-                result = run_wrk(url + scenario.path, script, args.connections, args.duration, load_core)
+                run = (url + scenario.path, script, setup.connections)
+                run_wrk(*run, 2, setup.load_cores, setup.wrk_threads)  # warm up
+                result = run_wrk(*run, args.duration, setup.load_cores, setup.wrk_threads)
                 results[scenario.name] = result
                 print(
                     f"{scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
@@ -154,34 +187,110 @@ def measure(args: argparse.Namespace, bare: bool, cores: tuple[int | None, int |
                 )
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        server.wait(timeout=60)
     return results
+
+
+def shares(server: dict[str, dict[str, float]], floor: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {name: server[name]["rps"] / floor[name]["rps"] for name in floor}
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Workers 1, 2, 4, 8 on the first half of the cores, wrk on the second half, 16 connections a worker."""
+    cores = sorted(os.sched_getaffinity(0))
+    half = len(cores) // 2
+    if half < max(args.sweep):
+        raise SystemExit(
+            f"--sweep {max(args.sweep)} workers needs {2 * max(args.sweep)} cores; this machine has {len(cores)}"
+        )
+    server_cores = f"{cores[0]}-{cores[half - 1]}"
+    load_cores = f"{cores[half]}-{cores[-1]}"
+    table = []
+    for workers in args.sweep:
+        setup = Setup(workers, server_cores, load_cores, min(workers, half), args.connections * workers)
+        server = measure(args, False, setup, SCENARIOS[:2])
+        floor = measure(args, True, setup)
+        table.append((workers, server, floor))
+    print("\nworkers | scenario | server requests/s | floor requests/s | server / floor")
+    for workers, server, floor in table:
+        for name, share in shares(server, floor).items():
+            print(f"{workers} | {name} | {server[name]['rps']:,.0f} | {floor[name]['rps']:,.0f} | {share:.2f}")
+
+
+class _Discard(BaseHTTPRequestHandler):
+    """A stand-in ingestion endpoint: accepts and drops what the exporter sends."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b'{"itemsReceived": 0, "itemsAccepted": 0, "errors": []}'
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def telemetry(args: argparse.Namespace, setup: Setup) -> None:
+    """Single-row /score with telemetry off, on, off, on: the cost of Application Insights."""
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Discard)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    on = (
+        (
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+            f"InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:{sink.server_address[1]}/",
+        ),
+        ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true"),
+    )
+    figures: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(args.repeat):
+        for state, extra in (("off", ()), ("on", on)):
+            result = measure(
+                args, False, Setup(**{**setup.__dict__, "extra_env": extra}), SCENARIOS[:1], f", telemetry {state}"
+            )
+            figures[state].append(result[SCENARIOS[0].name]["rps"])
+    sink.shutdown()
+    off, on_ = (sum(v) / len(v) for v in (figures["off"], figures["on"]))
+    print(f"\nsingle-row /score: telemetry off {off:,.0f} requests/s, on {on_:,.0f}: {on_ / off:.1%} of off")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=16, help="connections (per worker with --sweep)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--model", type=Path, default=SHARED_MODEL if SHARED_MODEL.exists() else BUNDLED_MODEL)
     parser.add_argument("--bare", action="store_true", help="measure only bench/bare_asgi.py (the floor)")
     parser.add_argument("--no-floor", action="store_true", help="measure only the server, not the floor after it")
+    parser.add_argument("--sweep", type=lambda v: [int(w) for w in v.split(",")], help="worker counts, e.g. 1,2,4,8")
+    parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of off/on with --telemetry")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    cores = sorted(os.sched_getaffinity(0))
-    pinning = (cores[0], cores[1]) if len(cores) > 1 else (None, None)
-    if args.bare:
-        measure(args, True, pinning)
+    if not args.model.exists():
+        raise SystemExit(f"model not found: {args.model} (--model)")
+    if args.sweep:
+        sweep(args)
         return
-    server = measure(args, False, pinning)
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = (str(cores[0]), str(cores[1])) if len(cores) > 1 else (None, None)
+    setup = Setup(args.workers, *pinned, 1, args.connections)
+    if args.telemetry:
+        telemetry(args, setup)
+        return
+    if args.bare:
+        measure(args, True, setup)
+        return
+    server = measure(args, False, setup)
     if args.no_floor:
         return
-    floor = measure(args, True, pinning)
+    floor = measure(args, True, setup)
     # Machines (and the same VM from day to day) differ a lot; the share of the floor measured in the
     # same run is the figure that travels.
     print()
-    for name in floor:
-        share = server[name]["rps"] / floor[name]["rps"]
+    for name, share in shares(server, floor).items():
         print(f"{name}: the server does {share:.0%} of the floor's requests/s on this machine")
 
 
