@@ -31,7 +31,7 @@ from serving.metrics import Metrics
 from serving.pool import InferencePool
 from serving.protocols import jsonbody
 from serving.runtime import ModelRuntime
-from serving.settings import Settings
+from serving.settings import Settings, inline_scoring_budget_us
 
 log = logging.getLogger("serving")
 
@@ -113,7 +113,7 @@ class InferenceFront:
             settings.max_queue_wait_ms / 1000,
             settings.scoring_timeout_ms / 1000,
         )
-        self.inline_budget = settings.inline_scoring_budget_us / 1e6
+        self.inline_budget = inline_scoring_budget_us(settings) / 1e6
         self.inline_max_bytes = 64 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
