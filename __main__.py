@@ -73,7 +73,7 @@ def deploy_azure(
         raise ValueError("Azure targets need the azure settings")
     azure = config.azure
     group, client, monitoring, registry = base.group, base.client, base.monitoring, base.registry
-    environment = config.server.environment()
+    environment = config.server_environment()
     endpoints: dict[str, pulumi.Output[str]] = {}
     if config.aci is not None:
         aci = AciService(
@@ -170,7 +170,7 @@ def deploy_sagemaker(
             image_ref=image_ref,
             repository_arn=ecr.repository.arn,
             # SageMaker authenticates callers with IAM (SigV4), so the container needs no API keys.
-            environment=config.server.environment(),
+            environment=config.server_environment(),
             settings=config.sagemaker,
             kms_key_arn=kms_key_arn,
             region=region.region,

@@ -160,6 +160,15 @@ class StackConfig:
     observability: ObservabilityConfig
     sagemaker: SageMakerConfig | None = None
 
+    def server_environment(self) -> dict[str, str]:
+        """The container's SERVING_* settings: limits, and the stack's model name and version, which
+        the endpoint reports (v2 metadata, telemetry) instead of whatever the ONNX file says."""
+        return {
+            **self.server.environment(),
+            "SERVING_MODEL_NAME": self.model.name,
+            "SERVING_MODEL_VERSION": self.model.version,
+        }
+
     @property
     def uses_azure(self) -> bool:
         return any(t in AZURE_TARGETS for t in self.targets)

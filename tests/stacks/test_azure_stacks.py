@@ -367,3 +367,26 @@ def test_aks_pods_get_the_application_insights_connection_string_as_a_file(prod:
     assert set(secret.inputs["stringData"]) == {"SERVING_API_KEYS", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
     assert secret.inputs["stringData"]["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "InstrumentationKey=ikey;"
     assert "stringData" in secret.secret_paths
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_target_reports_the_stacks_model_name_and_version(stack: str, request: pytest.FixtureRequest) -> None:
+    evaluation: Evaluation = request.getfixturevalue(stack)
+    containers = [
+        *(
+            c
+            for g in evaluation.of_type("azure-native:containerinstance:ContainerGroup")
+            for c in g.inputs["containers"]
+        ),
+        *(
+            c
+            for d in evaluation.of_type("kubernetes:apps/v1:Deployment")
+            for c in d.inputs["spec"]["template"]["spec"]["containers"]
+        ),
+    ]
+    assert containers
+    for container in containers:
+        env = {k: v.get("value") for k, v in env_of(container).items()}
+        assert (env["SERVING_MODEL_NAME"], env["SERVING_MODEL_VERSION"]) == ("weather-rain", "1")
+    sagemaker = evaluation.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
+    assert (sagemaker["SERVING_MODEL_NAME"], sagemaker["SERVING_MODEL_VERSION"]) == ("weather-rain", "1")
