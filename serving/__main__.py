@@ -80,6 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         "http": CoalescingHttpToolsProtocol,
         "ws": "none",
         "timeout_graceful_shutdown": settings.drain_timeout_seconds,
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
     }
     metrics_dir = None
     try:

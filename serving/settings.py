@@ -69,6 +69,29 @@ class Settings(BaseSettings):
         description="Score on the event loop when the estimate (from warm-up) is under this; 0: always use threads. "
         "Default: 500 when a worker has cores to spare for its threads, 3000 when it has not (one worker per core).",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="A connection must send a request's headers within this (else 408)."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Then the whole body within this (else 408); 30 s lets a 6 MB body come at 200 KB/s.",
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="An idle kept-alive connection is closed after this."
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Open connections per worker; more are answered 503 at once. Default: the open-file limit less 64.",
+    )
+    max_buffered_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Request bodies held in memory at once per worker; a body beyond it is answered 503.",
+    )
     access_log: bool = True
     applicationinsights_connection_string: SecretStr | None = Field(
         default=None,
@@ -173,3 +196,15 @@ def inline_scoring_budget_us(settings: Settings) -> int:
     cpus = container_cpu_count()
     workers = settings.workers or cpus
     return INLINE_BUDGET_SPARE_CORES_US if cpus > workers else INLINE_BUDGET_NO_SPARE_CORES_US
+
+
+def connection_limit(settings: Settings) -> int:
+    """`max_connections`, or what the process's open-file limit leaves after the model, logs and pipes."""
+    if settings.max_connections is not None:
+        return settings.max_connections
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(16, soft - 64)

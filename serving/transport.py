@@ -10,7 +10,8 @@ sends in one step leaves in the same loop iteration.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import functools
+from typing import Any, NamedTuple
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -103,6 +104,28 @@ class CoalescingTransport(asyncio.Transport):
 # How long a connection accepted just before shutdown may take to send its first request.
 FRESH_CONNECTION_GRACE_SECONDS = 1.0
 
+TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+TOO_MANY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\n"
+    b"content-type: application/json\r\ncontent-length: 58\r\n\r\n"
+    b'{"error":"too many open connections","code":"overloaded"}\n'
+)
+
+
+class Limits(NamedTuple):
+    header_seconds: float
+    body_seconds: float
+    max_connections: int
+
+
+@functools.cache
+def limits() -> Limits:
+    """Read once per process from the same settings as the app (workers get them from the environment)."""
+    from serving.settings import connection_limit, load_settings
+
+    settings = load_settings()
+    return Limits(settings.header_timeout_seconds, settings.body_timeout_seconds, connection_limit(settings))
+
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """`uvicorn.run(..., http=CoalescingHttpToolsProtocol)`: httptools, one write per response.
@@ -115,11 +138,78 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.requests_begun = 0
+        self.deadline: asyncio.TimerHandle | None = None
+        self.limits = limits()
+        self.opened = self.loop.time()
         super().connection_made(CoalescingTransport(transport, self.loop))
+        if len(self.connections) > self.limits.max_connections and not self._evict_oldest_waiting():
+            # Refused at once, before any buffer is given to it: the worker keeps its file descriptors.
+            self.transport.write(TOO_MANY)
+            self.transport.close()
+            return
+        self._arm(self.limits.header_seconds)
+
+    def _evict_oldest_waiting(self) -> bool:
+        """At the cap, the connection that has waited longest without a request in progress makes room.
+
+        Connections held open to exhaust the worker are exactly those, so a new one (a health
+        probe, a client) gets in; the evicted one gets the 408 its deadline would have given it.
+        """
+        waiting = [
+            c
+            for c in self.connections
+            if c is not self
+            and isinstance(c, CoalescingHttpToolsProtocol)
+            and (c.cycle is None or c.cycle.response_complete)
+            and not c.transport.is_closing()
+        ]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c.opened)
+        oldest._disarm()
+        oldest.transport.write(TIMED_OUT)
+        oldest.transport.close()
+        return True
+
+    def _arm(self, seconds: float) -> None:
+        """Deadlines are absolute: trickling a byte at a time does not extend them."""
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(TIMED_OUT)
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         self.requests_begun += 1
         super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm(self.limits.body_seconds)
+
+    def on_message_complete(self) -> None:
+        self._disarm()  # received in full; scoring has its own timeout
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self.limits.header_seconds)  # the next request, if any, from now
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def shutdown(self) -> None:
         if self.cycle is None and self.requests_begun == 0:
