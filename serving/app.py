@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 from serving import __version__
+from serving.auth import KeyFile
 from serving.drain import install_drain_handler
 from serving.errors import RequestError
 from serving.front import InferenceFront, ServerState, is_open_path
@@ -277,7 +278,13 @@ def create_app(
         # the collector's sight, so full collections stay cheap under load.
         gc.collect()
         gc.freeze()
-        tasks = [asyncio.create_task(_housekeeping(front, access_log))]
+        secrets_dir = os.environ.get("SERVING_SECRETS_DIR")
+        key_file = (
+            KeyFile(secrets_dir, lambda: load_settings().api_keys, front.keys.replace)
+            if secrets_dir and front.keys.enabled
+            else None
+        )
+        tasks = [asyncio.create_task(_housekeeping(front, access_log, key_file))]
         if state.runtime is None:
             tasks.append(asyncio.create_task(_load_in_background(settings, model_ready)))
         yield
@@ -340,13 +347,16 @@ def create_app(
     return front
 
 
-async def _housekeeping(front: InferenceFront, access_log: AccessLog) -> None:
-    """Twice a second: finished requests into metrics and access lines, out to stdout and other workers."""
+async def _housekeeping(front: InferenceFront, access_log: AccessLog, key_file: KeyFile | None) -> None:
+    """Twice a second: finished requests into metrics and access lines, out to stdout and other workers;
+    and new API keys, when the mounted key file changed."""
     while True:
         await asyncio.sleep(0.5)
         front.settle()
         access_log.flush()
         front.metrics.publish()
+        if key_file is not None:
+            key_file.check()
 
 
 async def _load_in_background(settings: Settings, model_ready: Callable[[ModelRuntime], None]) -> None:

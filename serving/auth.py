@@ -1,30 +1,83 @@
-"""API key check: `Authorization: Bearer <key>`, compared in constant time against every key."""
+"""API key check: `Authorization: Bearer <key>`, compared in constant time against every key.
+
+Keys rotate without a restart: when they come from a file (a mounted Kubernetes Secret, which the
+kubelet updates in place), `KeyFile` notices the change and the check takes the new keys.
+"""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from serving.errors import Unauthorized
+
+log = logging.getLogger("serving")
 
 
 class KeyCheck:
     """Accepts any configured key (primary or secondary, so keys can rotate without downtime)."""
 
     def __init__(self, keys: Sequence[SecretStr]) -> None:
-        self._expected = tuple(b"Bearer " + key.get_secret_value().encode() for key in keys)
+        self._expected: tuple[bytes, ...] = ()
+        self.enabled = False
+        self.replace(keys)
+
+    def replace(self, keys: Sequence[SecretStr]) -> None:
+        self._expected = tuple(key.get_secret_value().encode() for key in keys)
         self.enabled = bool(self._expected)
 
     def verify(self, authorization: bytes | None) -> None:
         if not self._expected:
             return
-        presented = authorization or b""
+        # The scheme is case-insensitive (RFC 9110, 11.1): `bearer <key>` is as good as `Bearer <key>`.
+        scheme, _, token = (authorization or b"").partition(b" ")
+        token = token.strip()
         # Compare against every key so timing does not tell which key (if any) matched.
         matched = False
         for expected in self._expected:
-            matched |= hmac.compare_digest(presented, expected)
-        if not matched:
+            matched |= hmac.compare_digest(token, expected)
+        if not matched or scheme.lower() != b"bearer":
             reason = "missing Authorization header" if authorization is None else "invalid API key"
             raise Unauthorized(f"{reason}; send 'Authorization: Bearer <key>'")
+
+
+class KeyFile:
+    """Watches SERVING_SECRETS_DIR/SERVING_API_KEYS and hands changed, valid keys to `apply`."""
+
+    NAME = "SERVING_API_KEYS"
+
+    def __init__(self, directory: str, load: Callable[[], Sequence[SecretStr]], apply: Callable) -> None:
+        self.path = Path(directory) / self.NAME
+        self.load = load
+        self.apply = apply
+        self.seen = self._signature()
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.path)  # follows the kubelet's ..data symlink swap
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def check(self) -> bool:
+        """Called twice a second; True when new keys were taken."""
+        signature = self._signature()
+        if signature == self.seen:
+            return False
+        self.seen = signature
+        try:
+            keys = self.load()
+        except ValidationError as error:
+            log.error("API keys in %s not taken, the old ones stay: %s", self.path, error.errors()[0]["msg"])
+            return False
+        if not keys:
+            log.error("API keys in %s are empty; the old ones stay (turning auth off needs a restart)", self.path)
+            return False
+        self.apply(keys)
+        log.info("API keys reloaded from %s (%d keys)", self.path, len(keys))
+        return True
