@@ -10,8 +10,8 @@ import pulumi
 OBJECT_ID = r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 
 
-class BootstrapConfigError(Exception):
-    pass
+class BootstrapConfigError(pulumi.RunError):
+    """A bad stack setting. A RunError: `pulumi preview`/`up` show its one-line message, no traceback."""
 
 
 @dataclass(frozen=True)

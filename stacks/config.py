@@ -19,8 +19,8 @@ TARGETS = ("aci", "aks", "sagemaker")
 AZURE_TARGETS = ("aci", "aks")
 
 
-class ConfigError(Exception):
-    pass
+class ConfigError(pulumi.RunError):
+    """A bad stack setting. A RunError: `pulumi preview`/`up` show its one-line message, no traceback."""
 
 
 @dataclass(frozen=True)
