@@ -73,7 +73,7 @@ def deploy_azure(
         raise ValueError("Azure targets need the azure settings")
     azure = config.azure
     group, client, monitoring, registry = base.group, base.client, base.monitoring, base.registry
-    environment = config.server_environment()
+    environment = config.server_environment(azure=True)
     endpoints: dict[str, pulumi.Output[str]] = {}
     if config.aci is not None:
         aci = AciService(

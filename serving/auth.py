@@ -15,24 +15,27 @@ from pathlib import Path
 from pydantic import SecretStr, ValidationError
 
 from serving.errors import Unauthorized
+from serving.tokens import TokenCheck
 
 log = logging.getLogger("serving")
 
 
 class KeyCheck:
-    """Accepts any configured key (primary or secondary, so keys can rotate without downtime)."""
+    """Accepts any configured key (primary or secondary, so keys can rotate without downtime), and,
+    when `tokens` is given, Microsoft Entra ID access tokens."""
 
-    def __init__(self, keys: Sequence[SecretStr]) -> None:
+    def __init__(self, keys: Sequence[SecretStr], tokens: TokenCheck | None = None) -> None:
         self._expected: tuple[bytes, ...] = ()
+        self.tokens = tokens
         self.enabled = False
         self.replace(keys)
 
     def replace(self, keys: Sequence[SecretStr]) -> None:
         self._expected = tuple(key.get_secret_value().encode() for key in keys)
-        self.enabled = bool(self._expected)
+        self.enabled = bool(self._expected) or self.tokens is not None
 
     def verify(self, authorization: bytes | None) -> None:
-        if not self._expected:
+        if not self.enabled:
             return
         # The scheme is case-insensitive (RFC 9110, 11.1): `bearer <key>` is as good as `Bearer <key>`.
         scheme, _, token = (authorization or b"").partition(b" ")
@@ -41,9 +44,14 @@ class KeyCheck:
         matched = False
         for expected in self._expected:
             matched |= hmac.compare_digest(token, expected)
-        if not matched or scheme.lower() != b"bearer":
-            reason = "missing Authorization header" if authorization is None else "invalid API key"
-            raise Unauthorized(f"{reason}; send 'Authorization: Bearer <key>'")
+        if matched and scheme.lower() == b"bearer":
+            return
+        if self.tokens is not None and scheme.lower() == b"bearer" and token.count(b".") == 2:
+            self.tokens.verify(token)
+            return
+        reason = "missing Authorization header" if authorization is None else "invalid API key"
+        what = "<key or Entra ID token>" if self.tokens is not None else "<key>"
+        raise Unauthorized(f"{reason}; send 'Authorization: Bearer {what}'")
 
 
 class KeyFile:

@@ -32,6 +32,7 @@ from serving.pool import InferencePool
 from serving.protocols import jsonbody
 from serving.runtime import ModelRuntime
 from serving.settings import Settings, inline_scoring_budget_us
+from serving.tokens import TokenCheck, TokenPolicy
 
 log = logging.getLogger("serving")
 
@@ -105,7 +106,17 @@ class InferenceFront:
         self.fallback = fallback
         self.metrics = metrics
         self.journal = RequestJournal(metrics, access_log)
-        self.keys = KeyCheck(settings.api_keys)
+        tokens = None
+        if settings.entra_tenant_id and settings.entra_audience:
+            tokens = TokenCheck(
+                TokenPolicy(
+                    settings.entra_tenant_id,
+                    settings.entra_audience,
+                    settings.entra_required_role,
+                    settings.entra_jwks_url,
+                )
+            )
+        self.keys = KeyCheck(settings.api_keys, tokens)
         self.request_ids = RequestIds()
         self.pool = InferencePool(
             settings.max_concurrent_requests,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
@@ -69,6 +69,14 @@ class Settings(BaseSettings):
         description="Score on the event loop when the estimate (from warm-up) is under this; 0: always use threads. "
         "Default: 500 when a worker has cores to spare for its threads, 3000 when it has not (one worker per core).",
     )
+    entra_tenant_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$",
+        description="Accept Microsoft Entra ID access tokens from this tenant (with entra_audience).",
+    )
+    entra_audience: str | None = Field(default=None, min_length=1, description="The tokens' audience (aud).")
+    entra_required_role: str | None = Field(default=None, min_length=1, description="An app role tokens must carry.")
+    entra_jwks_url: str | None = Field(default=None, description="Signing keys; default: the tenant's.")
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection must send a request's headers within this (else 408)."
     )
@@ -114,6 +122,12 @@ class Settings(BaseSettings):
     max_rows: int = Field(default=10_000, ge=1)
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _entra_complete(self) -> Settings:
+        if (self.entra_tenant_id is None) != (self.entra_audience is None):
+            raise ValueError("Entra ID tokens need both SERVING_ENTRA_TENANT_ID and SERVING_ENTRA_AUDIENCE")
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

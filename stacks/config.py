@@ -39,6 +39,9 @@ class ServerConfig:
     max_queue_wait_ms: int
     scoring_timeout_ms: int
     drain_seconds: int  # shutdown delay + drain timeout the container gets after SIGTERM
+    entra_tenant_id: str | None  # accept Entra ID tokens of this tenant (Azure targets)
+    entra_audience: str | None
+    entra_required_role: str | None
 
     def environment(self) -> dict[str, str]:
         return {
@@ -160,14 +163,23 @@ class StackConfig:
     observability: ObservabilityConfig
     sagemaker: SageMakerConfig | None = None
 
-    def server_environment(self) -> dict[str, str]:
+    def server_environment(self, azure: bool = False) -> dict[str, str]:
         """The container's SERVING_* settings: limits, and the stack's model name and version, which
-        the endpoint reports (v2 metadata, telemetry) instead of whatever the ONNX file says."""
-        return {
+        the endpoint reports (v2 metadata, telemetry) instead of whatever the ONNX file says. Azure
+        targets also get the Entra ID token settings (SageMaker callers use IAM)."""
+        environment = {
             **self.server.environment(),
             "SERVING_MODEL_NAME": self.model.name,
             "SERVING_MODEL_VERSION": self.model.version,
         }
+        entra = {
+            "SERVING_ENTRA_TENANT_ID": self.server.entra_tenant_id,
+            "SERVING_ENTRA_AUDIENCE": self.server.entra_audience,
+            "SERVING_ENTRA_REQUIRED_ROLE": self.server.entra_required_role,
+        }
+        if azure:
+            environment.update({k: v for k, v in entra.items() if v is not None})
+        return environment
 
     @property
     def uses_azure(self) -> bool:
@@ -328,7 +340,17 @@ def load_config() -> StackConfig:
         raise r.fail("model.directory", "expected a path to a directory holding the ONNX model")
 
     s = r.section(
-        "server", {"authEnabled", "maxConcurrentRequests", "maxQueueWaitMs", "scoringTimeoutMs", "drainSeconds"}
+        "server",
+        {
+            "authEnabled",
+            "maxConcurrentRequests",
+            "maxQueueWaitMs",
+            "scoringTimeoutMs",
+            "drainSeconds",
+            "entraTenantId",
+            "entraAudience",
+            "entraRequiredRole",
+        },
     )
     server = ServerConfig(
         auth_enabled=r.boolean(s, "authEnabled", "server.authEnabled", True),
@@ -336,7 +358,18 @@ def load_config() -> StackConfig:
         max_queue_wait_ms=r.integer(s, "maxQueueWaitMs", "server.maxQueueWaitMs", 1000, 0, 600_000),
         scoring_timeout_ms=r.integer(s, "scoringTimeoutMs", "server.scoringTimeoutMs", 1000, 1, 600_000),
         drain_seconds=r.integer(s, "drainSeconds", "server.drainSeconds", 20, 3, 120),
+        entra_tenant_id=r.text(s, "entraTenantId", "server.entraTenantId", None, OBJECT_ID)
+        if "entraTenantId" in s
+        else None,
+        entra_audience=r.text(s, "entraAudience", "server.entraAudience", None, r"\S{1,200}")
+        if "entraAudience" in s
+        else None,
+        entra_required_role=r.text(s, "entraRequiredRole", "server.entraRequiredRole", None, r"[\w.-]{1,120}")
+        if "entraRequiredRole" in s
+        else None,
     )
+    if (server.entra_tenant_id is None) != (server.entra_audience is None):
+        raise r.fail("server.entraTenantId", "Entra ID tokens need both server.entraTenantId and server.entraAudience")
 
     azure = aci = aks = kubernetes = None
     if any(t in AZURE_TARGETS for t in targets):

@@ -8,7 +8,7 @@ import pulumi
 import pytest
 import yaml
 
-from offline.mocks import DEPLOYER, Evaluation, Recorded
+from offline.mocks import DEPLOYER, Evaluation, Recorded, evaluate, merged
 from stacks.protection import stateful
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
@@ -390,3 +390,14 @@ def test_every_target_reports_the_stacks_model_name_and_version(stack: str, requ
         assert (env["SERVING_MODEL_NAME"], env["SERVING_MODEL_VERSION"]) == ("weather-rain", "1")
     sagemaker = evaluation.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
     assert (sagemaker["SERVING_MODEL_NAME"], sagemaker["SERVING_MODEL_VERSION"]) == ("weather-rain", "1")
+
+
+def test_entra_id_tokens_are_configured_for_azure_targets_only() -> None:
+    server = {"entraTenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "entraAudience": "api://mlserve"}
+    evaluation = evaluate("dev", {"mlserve:server": merged("dev", "mlserve:server", server)})
+    group = evaluation.one("azure-native:containerinstance:ContainerGroup")
+    env = {k: v.get("value") for k, v in env_of(group.inputs["containers"][0]).items()}
+    assert env["SERVING_ENTRA_TENANT_ID"] == "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    assert env["SERVING_ENTRA_AUDIENCE"] == "api://mlserve"
+    sagemaker = evaluation.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
+    assert "SERVING_ENTRA_TENANT_ID" not in sagemaker, "SageMaker callers authenticate with IAM"

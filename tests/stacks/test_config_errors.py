@@ -181,6 +181,12 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         (),
         "mlserve:observability.alertEmail in Pulumi.dev.yaml",
     ),
+    (
+        "dev",
+        {"mlserve:server": merged("dev", "mlserve:server", {"entraTenantId": GUID})},
+        (),
+        "mlserve:server.entraTenantId in Pulumi.dev.yaml: Entra ID tokens need both",
+    ),
 ]
 
 
