@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed-stamp
 CHECKOV_VENV := .tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 POLICY_VENV := .tools/policy
@@ -28,9 +30,16 @@ $(POLICY_STAMP): policy/requirements.txt
 	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt
 	touch $(POLICY_STAMP)
 
-## serve: build the environment and run the model server with the demo model on $(HOST):$(PORT)
-serve: $(STAMP)
-	$(PY) -m serving serve --host $(HOST) --port $(PORT)
+## serve: run the model server on $(HOST):$(PORT), the demo model or MODEL=path/to/model.onnx
+# A server-only environment: exactly the image's lock, no Pulumi, no test tools.
+$(SERVE_STAMP): serving/requirements.txt
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r serving/requirements.txt
+	touch $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
+	$(SERVE_VENV)/bin/python -m serving serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
 
 ## test: build the environment, lint everything, run every test
 test: lint $(CHECKOV_STAMP) $(POLICY_STAMP)
@@ -72,4 +81,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SERVE_VENV) .tools .pytest_cache .ruff_cache

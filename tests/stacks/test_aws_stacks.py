@@ -356,3 +356,14 @@ def test_capture_bucket_refuses_plain_http_and_expires_data(prod: Evaluation) ->
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     (rule,) = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
     assert (rule["status"], rule["expiration"]["days"]) == ("Enabled", 90)
+
+
+@pytest.mark.parametrize(("stack", "cloud", "other"), [("azure-dev", "azure", "aws:"), ("aws-dev", "aws", "azure")])
+def test_one_cloud_example_stacks_need_only_their_cloud(stack: str, cloud: str, other: str) -> None:
+    """A team on one cloud starts from a stack that needs only that cloud's credentials."""
+    evaluation = evaluate(stack)
+    types = evaluation.types()
+    assert any(t.startswith(cloud) for t in types)
+    assert not [t for t in types if t.startswith(other) or t.startswith(f"pulumi:providers:{other.rstrip(':')}")]
+    assert not [i for i in evaluation.invokes if i.startswith(other)], "no lookups in the other cloud either"
+    assert evaluation.outputs.get("scoring_uri" if cloud == "azure" else "sagemaker_invoke_url")
