@@ -54,7 +54,7 @@ def load() -> BootstrapConfig:
     admins = config.get_object("clusterAdmins") or []
     if not isinstance(admins, list) or not all(isinstance(a, str) and re.fullmatch(OBJECT_ID, a) for a in admins):
         raise fail("bootstrap:clusterAdmins", "expected a list of Entra ID object ids (GUIDs)")
-    token = config.get_secret("pulumiAccessToken")
+    token = config.get_secret("pulumiAccessToken") if config.get("pulumiAccessToken") else None
     if token is None:
         raise fail("bootstrap:pulumiAccessToken", "required: `pulumi config set --secret bootstrap:pulumiAccessToken`")
     return BootstrapConfig(

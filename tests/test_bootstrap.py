@@ -17,9 +17,13 @@ BOOTSTRAP = REPO / "bootstrap"
 WORKFLOWS = REPO / ".github" / "workflows"
 
 
+# What `pulumi config set --secret bootstrap:pulumiAccessToken ...` adds to the example stack file.
+TOKEN = {"bootstrap:pulumiAccessToken": "pul-0123456789abcdef"}
+
+
 @pytest.fixture(scope="module")
 def bootstrap() -> Evaluation:
-    return evaluate("ci", project_dir=BOOTSTRAP, project="mlserve-bootstrap")
+    return evaluate("ci", TOKEN, project_dir=BOOTSTRAP, project="mlserve-bootstrap")
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +207,10 @@ def test_the_deploy_identity_is_a_cluster_admin_ahead_of_any_cluster(bootstrap: 
         ),
         ({"bootstrap:clusterAdmins": ["bob"]}, "bootstrap:clusterAdmins in Pulumi.ci.yaml"),
         ({"github:owner": ""}, "github:owner in Pulumi.ci.yaml: required"),
+        ({"bootstrap:pulumiAccessToken": ""}, "bootstrap:pulumiAccessToken in Pulumi.ci.yaml: required"),
     ],
 )
 def test_bad_bootstrap_config_names_the_key(overrides: dict, message: str) -> None:
     with pytest.raises(BootstrapConfigError) as raised:
-        evaluate("ci", overrides, project_dir=BOOTSTRAP, project="mlserve-bootstrap")
+        evaluate("ci", {**TOKEN, **overrides}, project_dir=BOOTSTRAP, project="mlserve-bootstrap")
     assert message in str(raised.value)
