@@ -140,7 +140,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.requests_begun = 0
         self.deadline: asyncio.TimerHandle | None = None
         self.limits = limits()
-        self.opened = self.loop.time()
+        self.waiting_since = self.loop.time()  # since when it owes us a request (opened, or last answered)
         super().connection_made(CoalescingTransport(transport, self.loop))
         if len(self.connections) > self.limits.max_connections and not self._evict_oldest_waiting():
             # Refused at once, before any buffer is given to it: the worker keeps its file descriptors.
@@ -150,7 +150,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_seconds)
 
     def _evict_oldest_waiting(self) -> bool:
-        """At the cap, the connection that has waited longest without a request in progress makes room.
+        """At the cap, the connection that has owed a request longest makes room.
 
         Connections held open to exhaust the worker are exactly those, so a new one (a health
         probe, a client) gets in; the evicted one gets the 408 its deadline would have given it.
@@ -165,7 +165,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         ]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda c: c.opened)
+        oldest = min(waiting, key=lambda c: c.waiting_since)
         oldest._disarm()
         oldest.transport.write(TIMED_OUT)
         oldest.transport.close()
@@ -205,6 +205,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing():
+            self.waiting_since = self.loop.time()
             self._arm(self.limits.header_seconds)  # the next request, if any, from now
 
     def connection_lost(self, exc: Exception | None) -> None:
