@@ -152,6 +152,7 @@ def measure(
         "SERVING_WORKERS": str(setup.workers),
         "SERVING_LOG_LEVEL": "warning",
         "SERVING_MODEL": str(args.model),
+        "SERVING_MODEL_NAME": "weather-rain",  # the v2 scenario's URL, whatever the file's metadata says
         "BENCH_MODEL": str(args.model),
         **dict(setup.extra_env),
     }
@@ -178,17 +179,49 @@ def measure(
                 script = wrk_script(scenario, Path(directory))
                 run = (url + scenario.path, script, setup.connections)
                 run_wrk(*run, 2, setup.load_cores, setup.wrk_threads)  # warm up
+                pids = _processes(server.pid)
+                before = cpu_seconds(pids)
                 result = run_wrk(*run, args.duration, setup.load_cores, setup.wrk_threads)
+                after = cpu_seconds(pids)
                 results[scenario.name] = result
                 print(
                     f"{scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
                     f"{result['p50']:>9.2f}{result['p99']:>9.2f}",
                     flush=True,
                 )
+                if args.cpu_split and len(pids) > 2:
+                    busy = sorted(after[p] - before.get(p, 0.0) for p in after if p != server.pid)
+                    print(f"  CPU seconds per worker over {args.duration}s: {', '.join(f'{b:.1f}' for b in busy)}")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     return results
+
+
+def _processes(root: int) -> list[int]:
+    """The server's process and its workers (children), from /proc."""
+    pids = [root]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root:
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
 
 
 def shares(server: dict[str, dict[str, float]], floor: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -266,6 +299,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=lambda v: [int(w) for w in v.split(",")], help="worker counts, e.g. 1,2,4,8")
     parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of off/on with --telemetry")
+    parser.add_argument("--cpu-split", action="store_true", help="print each worker's CPU time per scenario")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
