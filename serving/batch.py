@@ -141,7 +141,12 @@ class AtomicOutput:
 
     def __init__(self, location: str) -> None:
         self.location = location
-        local_dir = None if _is_url(location) else os.path.dirname(os.path.abspath(location.removeprefix("file://")))
+        local_path = None if _is_url(location) else os.path.abspath(location.removeprefix("file://"))
+        local_dir = os.path.dirname(local_path) if local_path else None
+        if local_path is not None and os.path.isdir(local_path):
+            raise BatchError(
+                f"{location} is a directory; give a file name, e.g. {os.path.join(location, 'scored.csv')}"
+            )
         if local_dir is not None and not os.path.isdir(local_dir):
             raise BatchError(f"output directory does not exist: {local_dir}")
         handle, self.temp_path = tempfile.mkstemp(prefix=".mlserve-", suffix=".partial", dir=local_dir)
@@ -155,6 +160,10 @@ class AtomicOutput:
             fs.put_file(self.temp_path, path)
             os.unlink(self.temp_path)
         else:
+            # mkstemp makes the file private (0600); the result gets the mode any new file would get.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.temp_path, 0o666 & ~umask)
             os.replace(self.temp_path, self.location.removeprefix("file://"))
 
     def discard(self) -> None:
@@ -177,6 +186,14 @@ class Scorer:
         )
 
     def feature_columns(self, header: list[str]) -> list[int]:
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        if duplicates:
+            raise BatchError(f"input header names {', '.join(duplicates)} more than once; rename the columns")
+        clashes = [name for name in self.output_columns if name in header]
+        if clashes:
+            raise BatchError(
+                f"input already has column(s) {', '.join(clashes)}, which the output adds; rename or drop them"
+            )
         features = self.runtime.feature_names
         if features is None:
             if len(header) < self.runtime.n_features:

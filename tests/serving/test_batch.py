@@ -240,3 +240,43 @@ def test_default_errors_file_is_named_as_the_readme_says(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "scored.errors.csv").exists()
     assert f"1 bad rows in {tmp_path / 'scored.errors.csv'}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (["x", "x", *FEATURES], "input header names x more than once"),
+        (["prediction", *FEATURES], "input already has column(s) prediction"),
+    ],
+)
+def test_ambiguous_columns_are_a_clear_error(tmp_path: Path, header: list[str], message: str) -> None:
+    rows = [[1, 2, *SAMPLE_ROWS[0]]] if header[0] == "x" else [[1, *SAMPLE_ROWS[0]]]
+    source = write_csv(tmp_path / "in.csv", rows, header)
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_a_directory_as_output_is_a_clear_error(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [SAMPLE_ROWS[0]], FEATURES)
+    result = batch("--input", str(source), "--output", str(tmp_path))
+    assert result.returncode == 1
+    assert "is a directory; give a file name" in result.stderr
+
+
+def test_output_mode_follows_the_umask(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [SAMPLE_ROWS[0]], FEATURES)
+    result = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"umask 022 && {sys.executable} -m serving batch --input {source} --output {tmp_path / 'out.csv'}",
+        ],
+        cwd=REPO,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
