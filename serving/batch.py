@@ -212,6 +212,14 @@ class Scorer:
         return [list(values) for values in zip(*columns, strict=True)]
 
 
+def _all_numbers(cells: list[str]) -> bool:
+    try:
+        [float(cell) for cell in cells]
+    except ValueError:
+        return False
+    return bool(cells)
+
+
 def _row_problem(row: list[str], indices: list[int], header: list[str]) -> str | None:
     if any(_UNDECODABLE.search(cell) for cell in row):
         return "not UTF-8 text"
@@ -240,6 +248,16 @@ def score_csv(
         raise BatchError("input is empty: expected a header row")
     if any(_UNDECODABLE.search(name) for name in header):
         raise BatchError("header (line 1): not UTF-8 text; save the file as UTF-8")
+    first_row: list[str] | None = None
+    if _all_numbers(header):
+        # No header: the first line is data. Never take a row of numbers for column names (a row
+        # would be lost without a word); name the columns instead.
+        if scorer.runtime.feature_names is not None:
+            raise BatchError(
+                "line 1 is numbers, not a header: add a header row with the model's feature names "
+                f"({', '.join(scorer.runtime.feature_names)})"
+            )
+        first_row, header = header, [f"column_{i + 1}" for i in range(len(header))]
     indices = scorer.feature_columns(header)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header + scorer.output_columns)
@@ -277,9 +295,10 @@ def score_csv(
         progress.set_postfix_str(f"{summary.rows} rows", refresh=False)
         chunk.clear()
 
+    pending = [first_row] if first_row is not None else []
     while True:
         try:
-            row = next(reader)
+            row = pending.pop() if pending else next(reader)
         except StopIteration:
             break
         except csv.Error as error:

@@ -280,3 +280,21 @@ def test_output_mode_follows_the_umask(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_file_without_a_header_loses_no_row(tmp_path: Path) -> None:
+    from tests.serving.models import linear_regressor
+
+    model = linear_regressor(tmp_path / "sum.onnx", [1.0, 1.0], 0.0)  # no feature names
+    source = tmp_path / "in.csv"
+    source.write_text("1,2\n3,4\n")
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"), "--model", str(model))
+    assert result.returncode == 0, result.stderr
+    out = read_csv(tmp_path / "out.csv")
+    assert [(row["column_1"], float(row["prediction"])) for row in out] == [("1", 3.0), ("3", 7.0)]
+    named = write_csv(tmp_path / "named.csv", [SAMPLE_ROWS[0]], FEATURES)
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text(named.read_text().split("\n", 1)[1])
+    refused = batch("--input", str(headerless), "--output", str(tmp_path / "x.csv"))
+    assert refused.returncode == 1
+    assert "line 1 is numbers, not a header" in refused.stderr
