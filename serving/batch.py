@@ -377,6 +377,29 @@ def score_parquet(
     return summary
 
 
+def convert(source: str, kind: str, destination: str, predicted: list[str]) -> None:
+    """CSV <-> Parquet, streamed batch by batch. CSV input columns stay text in Parquet (as read)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BatchError("Parquet needs pyarrow (pip install -r serving/requirements-batch.txt)") from None
+    if kind == "csv":
+        with open(source, "rb") as handle:
+            names = next(csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline="")))
+        types = {name: pa.string() for name in names if name not in predicted}
+        reader = pa_csv.open_csv(source, convert_options=pa_csv.ConvertOptions(column_types=types))
+        with pq.ParquetWriter(destination, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+        return
+    parquet = pq.ParquetFile(source)
+    with pa_csv.CSVWriter(destination, parquet.schema_arrow) as writer:
+        for batch in parquet.iter_batches():
+            writer.write_batch(batch)
+
+
 def errors_location(output: str) -> str:
     """`out.csv` -> `out.errors.csv`, for paths and URLs alike (pathlib would fold `s3://` into `s3:/`)."""
     stem, dot, suffix = output.rpartition(".")
@@ -428,8 +451,11 @@ def _run(args: argparse.Namespace) -> Summary:
     if args.on_error == "skip" and not args.errors:
         args.errors = errors_location(args.output)
     kind = _format(args.input, args.format)
+    out_kind = _format(args.output, args.format)
     output = AtomicOutput(args.output)
     errors = AtomicOutput(args.errors) if args.on_error == "skip" else None
+    # Scored in the input's format; converted when the output's name asks for the other one.
+    scratch = AtomicOutput(args.output) if out_kind != kind else output
     try:
         with contextlib.ExitStack() as stack:
             raw, size = stack.enter_context(open_binary(args.input))
@@ -448,13 +474,17 @@ def _run(args: argparse.Namespace) -> Summary:
             error_file = stack.enter_context(open(errors.temp_path, "w", **text_file)) if errors else None
             if kind == "parquet":
                 progress.unit_scale = False
-                summary = score_parquet(raw, output.temp_path, error_file, scorer, args.chunk_rows, progress)
+                summary = score_parquet(raw, scratch.temp_path, error_file, scorer, args.chunk_rows, progress)
             else:
                 source = text_reader(raw, progress)
-                out = stack.enter_context(open(output.temp_path, "w", **text_file))
+                out = stack.enter_context(open(scratch.temp_path, "w", **text_file))
                 summary = score_csv(source, out, error_file, scorer, args.chunk_rows, progress)
+        if scratch is not output:
+            convert(scratch.temp_path, kind, output.temp_path, scorer.output_columns)
+            scratch.discard()
     except BaseException:
         output.discard()
+        scratch.discard()
         if errors:
             errors.discard()
         raise

@@ -298,3 +298,23 @@ def test_a_file_without_a_header_loses_no_row(tmp_path: Path) -> None:
     refused = batch("--input", str(headerless), "--output", str(tmp_path / "x.csv"))
     assert refused.returncode == 1
     assert "line 1 is numbers, not a header" in refused.stderr
+
+
+def test_the_output_format_follows_the_output_name(tmp_path: Path, reference: ort.InferenceSession) -> None:
+    source = write_csv(tmp_path / "in.csv", [[f"s{i}", *row] for i, row in enumerate(SAMPLE_ROWS)], ["id", *FEATURES])
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.parquet"))
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(tmp_path / "out.parquet")
+    labels, _ = direct_predictions(reference, SAMPLE_ROWS)
+    assert table.column("prediction").to_pylist() == labels
+    assert table.column("id").to_pylist() == ["s0", "s1", "s2"]
+    back = batch(
+        "--input", str(tmp_path / "out.parquet"), "--output", str(tmp_path / "again.csv"), "--method", "predict"
+    )
+    assert back.returncode == 1, "the Parquet output already has a prediction column"
+    pq.write_table(table.drop(["prediction"]), tmp_path / "in.parquet")
+    csv_out = batch("--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "from-parquet.csv"))
+    assert csv_out.returncode == 0, csv_out.stderr
+    rows = read_csv(tmp_path / "from-parquet.csv")
+    assert [int(r["prediction"]) for r in rows] == labels
+    assert list(tmp_path.glob(".mlserve-*")) == []
