@@ -108,7 +108,12 @@ class ModelRuntime:
 
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise ModelLoadError(f"unsupported model {self.path}: expected 1 input, found {len(inputs)}")
+            names = ", ".join(i.name for i in inputs)
+            raise ModelLoadError(
+                f"unsupported model {self.path}: it has {len(inputs)} inputs ({names}); the server takes one 2-D "
+                "float input of all features. Re-export with the columns concatenated into one input "
+                "(skl2onnx: initial_types=[('input', FloatTensorType([None, n_features]))])"
+            )
         model_input = inputs[0]
         if model_input.type not in _FLOAT_INPUTS or len(model_input.shape or []) != 2:
             raise ModelLoadError(

@@ -190,3 +190,19 @@ def test_inline_budget_follows_spare_cores(monkeypatch: pytest.MonkeyPatch) -> N
     assert inline_scoring_budget_us(Settings(workers=8)) == 3000, "a core per worker: score on the loop"
     assert inline_scoring_budget_us(Settings()) == 3000, "the default worker count is the core count"
     assert inline_scoring_budget_us(Settings(workers=8, inline_scoring_budget_us=0)) == 0, "a setting wins"
+
+
+def test_a_two_input_model_says_what_to_do(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in ("a", "b")]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "two", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path = tmp_path / "two.onnx"
+    path.write_bytes(model.SerializeToString())
+    result = run_cli("serve", "--model", str(path))
+    assert result.returncode == 1
+    assert "it has 2 inputs (a, b)" in result.stderr
+    assert "Re-export with the columns concatenated into one input" in result.stderr
