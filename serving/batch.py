@@ -180,7 +180,7 @@ class Scorer:
         self.method = method
         if method == "predict_proba" and not runtime.is_classifier:
             raise BatchError(f"--method predict_proba: model '{runtime.name}' is not a classifier")
-        classes = runtime.classes or []
+        classes = runtime.classes or list(range(runtime.probability_width))
         self.output_columns = ["prediction"] + (
             [f"probability_{c}" for c in classes] if method == "predict_proba" else []
         )

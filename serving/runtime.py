@@ -233,5 +233,17 @@ class ModelRuntime:
             return None
         if self.class_labels is not None:
             return list(self.class_labels)
-        width = next(s.shape[1] for s in self.outputs if s.name == self._proba_output)
+        if self.outputs[0].datatype == "BYTES":
+            # String labels: the columns' order is in the graph, not in anything onnxruntime shows.
+            # Saying nothing beats numbering them; the model's `class_labels` metadata fixes it.
+            return None
+        width = self.probability_width
         return list(range(width)) if width > 0 else None
+
+    @property
+    def probability_width(self) -> int:
+        """Probability columns, or 0 (no probabilities, or a width the graph leaves open)."""
+        if self._proba_output is None:
+            return 0
+        width = next(s.shape[1] for s in self.outputs if s.name == self._proba_output)
+        return width if isinstance(width, int) and width > 0 else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -206,3 +207,27 @@ def test_a_two_input_model_says_what_to_do(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "it has 2 inputs (a, b)" in result.stderr
     assert "Re-export with the columns concatenated into one input" in result.stderr
+
+
+def test_string_labelled_classifier_never_gets_numbered_classes(tmp_path: Path) -> None:
+    import numpy as np
+    from onnx import helper
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from serving.runtime import ModelRuntime
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = np.array(["dry", "rain", "snow"])[np.argmax(x, axis=1)]
+    classifier = LogisticRegression().fit(x, y)
+    model = to_onnx(classifier, x[:1], options={id(classifier): {"zipmap": False}}, target_opset=17)
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(model.SerializeToString())
+    runtime = ModelRuntime(plain)
+    assert runtime.classes is None, "string labels without class_labels metadata: unknown, not [0, 1, 2]"
+    assert runtime.predict(x[:2]).labels.tolist() == classifier.predict(x[:2]).tolist()
+    helper.set_model_props(model, {"class_labels": json.dumps(classifier.classes_.tolist())})
+    labelled = tmp_path / "labelled.onnx"
+    labelled.write_bytes(model.SerializeToString())
+    assert ModelRuntime(labelled).classes == ["dry", "rain", "snow"]
