@@ -20,6 +20,14 @@ from serving.errors import Unauthorized
 
 ENTRA = "https://login.microsoftonline.com"
 REFRESH_AT_MOST_EVERY_SECONDS = 60
+# What a failed check tells the client, by PyJWT's error (the first that matches).
+REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token is for another audience"),
+    (jwt.InvalidIssuerError, "token is from another issuer (tenant)"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+)
 MAX_REMEMBERED = 10_000
 
 
@@ -85,18 +93,11 @@ class TokenCheck:
                 options={"require": ["exp", "nbf", "iss", "aud"]},
                 leeway=60,
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthorized("token is not valid yet") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthorized("token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthorized("token is from another issuer (tenant)") from None
-        except jwt.InvalidSignatureError:
-            raise Unauthorized("token signature is invalid") from None
-        except jwt.PyJWTError:
-            raise Unauthorized("token is malformed or incomplete") from None
+        except jwt.PyJWTError as error:
+            reason = next(
+                (text for kind, text in REASONS if isinstance(error, kind)), "token is malformed or incomplete"
+            )
+            raise Unauthorized(reason) from None
         role = self.policy.required_role
         if role is not None and role not in (claims.get("roles") or []):
             raise Unauthorized(f"token lacks the app role {role!r}")
