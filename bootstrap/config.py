@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-OBJECT_ID = r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+from stacks.config import OBJECT_ID
 
 
 class BootstrapConfigError(pulumi.RunError):

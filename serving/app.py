@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,9 +37,6 @@ from serving.openapi_models import (
 from serving.protocols import v2
 from serving.runtime import ModelLoadError, ModelRuntime
 from serving.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from serving.telemetry import Telemetry
 
 log = logging.getLogger("serving")
 
@@ -252,8 +249,6 @@ def create_app(
     metrics = Metrics()
     access_log = access_log or AccessLog(settings.access_log)
 
-    telemetry: list[Telemetry] = []
-
     def model_ready(loaded: ModelRuntime) -> None:
         state.runtime = loaded
         metrics.model = (loaded.name, loaded.version)
@@ -261,15 +256,9 @@ def create_app(
         if connection is not None and connection.get_secret_value():
             from serving.telemetry import Telemetry
 
-            telemetry.append(
-                Telemetry(
-                    connection.get_secret_value(),
-                    loaded.name,
-                    loaded.version,
-                    settings.telemetry_requests_per_second,
-                )
+            front.journal.telemetry = Telemetry(
+                connection.get_secret_value(), loaded.name, loaded.version, settings.telemetry_requests_per_second
             )
-            front.journal.telemetry = telemetry[0]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -294,8 +283,8 @@ def create_app(
         access_log.flush()
         front.pool.shutdown()
         metrics.worker_exited()
-        for sender in telemetry:
-            sender.shutdown()
+        if front.journal.telemetry is not None:
+            front.journal.telemetry.shutdown()
 
     api = FastAPI(
         title="mlserve",

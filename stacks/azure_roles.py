@@ -14,13 +14,13 @@ import pulumi
 import pulumiverse_time as time
 from pulumi_azure_native import authorization
 
+from stacks.config import PRINCIPAL_TYPES
+
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 AKS_RBAC_READER = "7f6c6a51-bcf8-42ba-9220-52d62157d7db"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-PRINCIPAL_TYPES = ("Group", "User", "ServicePrincipal")
 
 
 def grant(

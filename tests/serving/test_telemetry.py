@@ -5,12 +5,10 @@ The connection string's IngestionEndpoint points at the sink, as it points at Az
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,7 @@ import pytest
 
 from serving.telemetry_sampling import SAMPLE_RATE_ATTRIBUTE
 from tests.conftest import PRIMARY_KEY, SAMPLE_ROWS
-from tests.serving.server import running_server
+from tests.serving.server import json_endpoint, running_server
 
 IKEY = "00000000-0000-0000-0000-00000000feed"
 
@@ -37,33 +35,15 @@ class Sink:
 def sink() -> Iterator[tuple[Sink, str]]:
     received = Sink()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            if self.headers.get("content-encoding") == "gzip":
-                body = gzip.decompress(body)
-            text = body.decode()
-            items = (
-                json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
-            )
-            with received.lock:
-                received.items.extend(items)
-            answer = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+    def ingest(body: bytes) -> dict:
+        text = body.decode()
+        items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+        with received.lock:
+            received.items.extend(items)
+        return {"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}/"
-    yield received, f"InstrumentationKey={IKEY};IngestionEndpoint={endpoint}"
-    server.shutdown()
+    with json_endpoint(ingest) as endpoint:
+        yield received, f"InstrumentationKey={IKEY};IngestionEndpoint={endpoint}"
 
 
 def wait_for(condition, timeout: float = 30) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
@@ -14,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import PRIMARY_KEY, SAMPLE_ROWS
-from tests.serving.server import RunningServer, running_server
+from tests.serving.server import RunningServer, json_endpoint, running_server
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 AUDIENCE = "api://mlserve-test"
@@ -38,23 +36,12 @@ class Jwks:
 def jwks() -> Iterator[tuple[Jwks, str]]:
     state = Jwks()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.fetches += 1
-            body = json.dumps({"keys": state.keys}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def keys(_: bytes) -> dict:
+        state.fetches += 1
+        return {"keys": state.keys}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/keys"
-    server.shutdown()
+    with json_endpoint(keys) as url:
+        yield state, url + "keys"
 
 
 @pytest.fixture(scope="module")

@@ -73,10 +73,6 @@ def evaluated(variant: Variant) -> Evaluation:
 # Rules: (evaluation, variant) -> problems
 
 
-def _named(evaluation: Evaluation, type_: str) -> Iterator[Recorded]:
-    yield from evaluation.of_type(type_)
-
-
 def _endpoint_configs(e: Evaluation) -> Iterator[dict]:
     for config in e.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration"):
         yield config.inputs
