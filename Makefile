@@ -48,7 +48,7 @@ test: lint $(CHECKOV_STAMP) $(POLICY_STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(VENV)/bin/hadolint serving/Dockerfile
+	$(VENV)/bin/hadolint serving/Dockerfile proxy/Dockerfile
 	$(VENV)/bin/actionlint
 
 format: $(STAMP)

@@ -17,6 +17,7 @@ from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys
 from stacks.kms import StackKey
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
+from stacks.proxy import ProxyImage, ProxyImageArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
 from stacks.sagemaker import SageMakerEndpoint, SageMakerEndpointArgs
 from stacks.tags import cloud_tags, kubernetes_labels
@@ -76,18 +77,22 @@ def deploy_azure(
     environment = config.server_environment(azure=True)
     endpoints: dict[str, pulumi.Output[str]] = {}
     if config.aci is not None:
+        proxy = ProxyImage(f"{name}-proxy", ProxyImageArgs(registry.push_target, tag_prefix="caddy"))
         aci = AciService(
             f"{name}-aci",
             AciServiceArgs(
                 resource_group_name=group.name,
                 location=group.location,
                 subscription_id=client.subscription_id,
+                location_name=azure.location,
                 image_ref=image_ref,
+                proxy_image_ref=proxy.ref,
                 registry_server=registry.registry.login_server,
                 registry_id=registry.registry.id,
                 cpu=config.aci.cpu,
                 memory_gb=config.aci.memory_gb,
                 dns_label=config.aci.dns_label or f"{name}-{config.model.name}",
+                custom_domain=config.aci.domain,
                 environment=environment,
                 api_keys=api_keys,
                 monitoring_connection_string=monitoring.connection_string,
@@ -98,6 +103,7 @@ def deploy_azure(
             ),
         )
         endpoints["aci"] = aci.endpoint
+        pulumi.export("aci_fqdn", aci.fqdn)  # a custom domain's CNAME target
     if config.aks is not None and config.kubernetes is not None:
         cluster = AksCluster(
             f"{name}-aks",

@@ -85,6 +85,11 @@ class Evaluation:
             raise LookupError(f"expected one {type_}, found {len(found)}")
         return found[0]
 
+    def serving_image(self) -> Recorded:
+        """The serving image build (the ACI proxy is built too)."""
+        (image,) = [i for i in self.of_type("docker-build:index:Image") if i.inputs["context"]["location"] == "serving"]
+        return image
+
     def types(self) -> set[str]:
         return {r.type for r in self.resources}
 
@@ -168,8 +173,9 @@ class CloudMocks(pulumi.runtime.Mocks):
             "azure-native:operationalinsights:Workspace": {"customerId": "workspace-customer-id", "name": name},
             "azure-native:applicationinsights:Component": {"connectionString": "InstrumentationKey=ikey;"},
             "azure-native:resources:ResourceGroup": {"name": f"{name}-1234"},
+            "azure-native:storage:FileShare": {"name": state.get("shareName", name)},
             "azure-native:containerinstance:ContainerGroup": {
-                "ipAddress": {**state.get("ipAddress", {}), "fqdn": "mlserve-dev.westeurope.azurecontainer.io"}
+                "ipAddress": {**state.get("ipAddress", {}), "fqdn": aci_fqdn(state)}
             },
             "azure-native:containerservice:ManagedCluster": {
                 "name": name,
@@ -230,6 +236,8 @@ class CloudMocks(pulumi.runtime.Mocks):
             }, []
         if args.token == "azure-native:operationalinsights:getSharedKeys":
             return {"primarySharedKey": "workspace-shared-key"}, []
+        if args.token == "azure-native:storage:listStorageAccountKeys":
+            return {"keys": [{"keyName": "key1", "value": "storage-account-key", "permissions": "FULL"}]}, []
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             encoded = base64.b64encode(yaml.safe_dump(KUBECONFIG).encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}, []
@@ -252,6 +260,12 @@ class CloudMocks(pulumi.runtime.Mocks):
                 "id": ACCOUNT,
             }, []
         return {}, []
+
+
+def aci_fqdn(group: dict) -> str:
+    """What ACI answers for a tenant-scoped label: the label, a hash, the region."""
+    label = group.get("ipAddress", {}).get("dnsNameLabel", "group")
+    return f"{label}.h4sh3d.{group.get('location', 'westeurope')}.azurecontainer.io"
 
 
 def stack_config(stack: str, project_dir: Path = REPO) -> dict[str, str]:

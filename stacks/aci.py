@@ -1,28 +1,41 @@
-"""Azure Container Instances: the dev endpoint, one container group running the serving image."""
+"""Azure Container Instances: the dev endpoint, one container group: the TLS proxy in front of the server.
+
+Only the proxy's ports (443, and 80 for redirects and ACME) are public; the server listens inside the
+group. The proxy keeps its certificates and ACME account on an Azure Files share, so a restarted
+group reuses them instead of asking the CA again (Let's Encrypt limits issuance per name and week).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_azure_native import containerinstance, managedidentity
+from pulumi_azure_native import containerinstance, managedidentity, storage
 
+from stacks.azure_batch import storage_account_prefix
 from stacks.azure_roles import ACR_PULL, grant, propagated
+from stacks.proxy import DATA_DIR, HTTP_PORT, HTTPS_PORT, aci_hosts_pattern, proxy_environment
 
 PORT = 8080
+PROXY_CPU = 0.5
+PROXY_MEMORY_GB = 0.5
+CERTIFICATE_SHARE = "proxy-data"
 
 
 @dataclass
 class AciServiceArgs:
     resource_group_name: pulumi.Input[str]
     location: pulumi.Input[str]
+    location_name: str  # the region as configured, for the proxy's host-name rule
     subscription_id: pulumi.Input[str]
     image_ref: pulumi.Input[str]  # by digest
+    proxy_image_ref: pulumi.Input[str]  # the TLS proxy, by digest, from the same registry
     registry_server: pulumi.Input[str]
     registry_id: pulumi.Input[str]
     cpu: float
     memory_gb: float
-    dns_label: pulumi.Input[str]
+    dns_label: str
+    custom_domain: str | None  # served instead of the group's FQDN; its DNS points at the FQDN (CNAME)
     environment: dict[str, str]  # plain SERVING_* settings
     api_keys: pulumi.Input[str] | None  # secret, "primary,secondary"; None: auth off
     monitoring_connection_string: pulumi.Input[str]  # secret
@@ -48,6 +61,7 @@ class AciService(pulumi.ComponentResource):
         secure = [{"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "secure_value": args.monitoring_connection_string}]
         if args.api_keys is not None:
             secure.append({"name": "SERVING_API_KEYS", "secure_value": args.api_keys})
+        certificates = CertificateShare(f"{name}-certs", args, self)
         probe_timing = {"period_seconds": 10, "timeout_seconds": 3, "failure_threshold": 3}
         self.group = containerinstance.ContainerGroup(
             f"{name}-group",
@@ -79,11 +93,37 @@ class AciService(pulumi.ComponentResource):
                         "initial_delay_seconds": 5,
                         **probe_timing,
                     },
+                },
+                {
+                    "name": "tls-proxy",
+                    "image": args.proxy_image_ref,
+                    "resources": {"requests": {"cpu": PROXY_CPU, "memory_in_gb": PROXY_MEMORY_GB}},
+                    "ports": [{"port": HTTPS_PORT, "protocol": "TCP"}, {"port": HTTP_PORT, "protocol": "TCP"}],
+                    "environment_variables": [
+                        {"name": key, "value": value}
+                        for key, value in sorted(
+                            proxy_environment(
+                                aci_hosts_pattern(args.dns_label, args.location_name, args.custom_domain), PORT
+                            ).items()
+                        )
+                    ],
+                    "volume_mounts": [{"name": "proxy-data", "mount_path": DATA_DIR}],
+                },
+            ],
+            volumes=[
+                {
+                    "name": "proxy-data",
+                    "azure_file": {
+                        "share_name": certificates.share.name,
+                        "storage_account_name": certificates.account.name,
+                        "storage_account_key": certificates.key,
+                    },
                 }
             ],
             ip_address={
                 "type": "Public",
-                "ports": [{"port": PORT, "protocol": "TCP"}],
+                # The server's port is not here: it is reachable only from inside the group.
+                "ports": [{"port": HTTPS_PORT, "protocol": "TCP"}, {"port": HTTP_PORT, "protocol": "TCP"}],
                 "dns_name_label": args.dns_label,
                 # Labels are unique per region across all of Azure: every user of this project would
                 # claim `mlserve-dev-weather-rain`. A tenant-scoped hash in the FQDN keeps it unique
@@ -101,5 +141,44 @@ class AciService(pulumi.ComponentResource):
             # The identity must be allowed to pull before the group starts (ACI fails on a refused pull).
             opts=pulumi.ResourceOptions(parent=self, depends_on=[pull_ready]),
         )
-        self.endpoint = pulumi.Output.concat("http://", self.group.ip_address.apply(lambda ip: ip.fqdn), f":{PORT}")
-        self.register_outputs({"endpoint": self.endpoint})
+        self.fqdn = self.group.ip_address.apply(lambda ip: ip.fqdn if ip else "")
+        host = args.custom_domain or self.fqdn
+        self.endpoint = pulumi.Output.concat("https://", host)
+        self.register_outputs({"endpoint": self.endpoint, "fqdn": self.fqdn})
+
+
+class CertificateShare(pulumi.ComponentResource):
+    """An Azure Files share for the proxy's certificates and ACME account.
+
+    ACI mounts Azure Files with the account key only (no managed identity), so this account, unlike
+    the batch one, allows shared keys; it holds nothing but this share.
+    """
+
+    def __init__(self, name: str, args: AciServiceArgs, parent: pulumi.Resource) -> None:
+        super().__init__("mlserve:azure:CertificateShare", name, None, pulumi.ResourceOptions(parent=parent))
+        child = pulumi.ResourceOptions(parent=self)
+        self.account = storage.StorageAccount(
+            storage_account_prefix(name),
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            kind="StorageV2",
+            sku={"name": "Standard_LRS"},
+            allow_blob_public_access=False,
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            tags=args.tags,
+            opts=child,
+        )
+        self.share = storage.FileShare(
+            f"{name}-share",
+            resource_group_name=args.resource_group_name,
+            account_name=self.account.name,
+            share_name=CERTIFICATE_SHARE,
+            share_quota=1,  # GiB; certificates are a few KB
+            opts=child,
+        )
+        keys = storage.list_storage_account_keys_output(
+            resource_group_name=args.resource_group_name, account_name=self.account.name
+        )
+        self.key = pulumi.Output.secret(keys.keys[0].value)
+        self.register_outputs({"account": self.account.name})

@@ -73,6 +73,7 @@ class AciConfig:
     cpu: float
     memory_gb: float
     dns_label: str | None
+    domain: str | None  # a custom host name (CNAME to the group's FQDN) the proxy gets a certificate for
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ def _namespace_keys() -> set[str]:
 
 
 NAME = r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?"
+DOMAIN = r"(?=.{4,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 K8S_QUANTITY_CPU = r"\d+(\.\d+)?|\d+m"
 K8S_QUANTITY_MEMORY = r"\d+(Mi|Gi)"
 
@@ -397,11 +399,13 @@ def load_config() -> StackConfig:
     elif config.get("azure") is not None:
         raise r.fail("azure", "set, but no Azure target (aci, aks) is in targets")
     if "aci" in targets:
-        c = r.section("aci", {"cpu", "memoryGb", "dnsLabel"})
+        c = r.section("aci", {"cpu", "memoryGb", "dnsLabel", "domain"})
         aci = AciConfig(
-            cpu=r.number(c, "cpu", "aci.cpu", 1, 0.1, 4),
-            memory_gb=r.number(c, "memoryGb", "aci.memoryGb", 1, 0.5, 16),
+            # A group gets at most 4 CPUs and 16 GB in most regions; the TLS proxy takes 0.5 of each.
+            cpu=r.number(c, "cpu", "aci.cpu", 1, 0.1, 3.5),
+            memory_gb=r.number(c, "memoryGb", "aci.memoryGb", 1, 0.5, 15.5),
             dns_label=r.text(c, "dnsLabel", "aci.dnsLabel", f"mlserve-{stack}", NAME) if "dnsLabel" in c else None,
+            domain=r.text(c, "domain", "aci.domain", None, DOMAIN).lower() if "domain" in c else None,
         )
     if "aks" in targets:
         k = r.section(

@@ -31,13 +31,13 @@ def source_fingerprint(*directories: str | None) -> str:
     return digest.hexdigest()
 
 
-def image_tag(prefix: str, model_directory: str | None, build: dict[str, Any]) -> str:
+def image_tag(prefix: str, model_directory: str | None, build: dict[str, Any], context: str = CONTEXT) -> str:
     """`<prefix>-<fingerprint>`: the fingerprint covers every input of the build, not only files.
 
     ECR tags are immutable, and docker-build rebuilds when a build argument, label or file mode
     changes; a tag that missed any of them would be pushed twice with different content and refused.
     """
-    digest = hashlib.sha256(source_fingerprint(CONTEXT, model_directory).encode())
+    digest = hashlib.sha256(source_fingerprint(context, model_directory).encode())
     digest.update(json.dumps(build, sort_keys=True).encode())
     return f"{prefix}-{digest.hexdigest()[:12]}"
 

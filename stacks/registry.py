@@ -14,6 +14,7 @@ from pulumi_azure_native import containerregistry
 from stacks.protection import stateful
 
 REPOSITORY = "mlserve"
+PROXY_REPOSITORY = "mlserve-proxy"  # the ACI group's TLS proxy
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,11 @@ class AcrRegistry(pulumi.ComponentResource):
             f"{name}-push",
             resource_group_name=args.resource_group_name,
             registry_name=self.registry.name,
-            description="Push and pull of the mlserve serving image only",
+            description="Push and pull of the mlserve images only",
             actions=[
-                f"repositories/{REPOSITORY}/content/read",
-                f"repositories/{REPOSITORY}/content/write",
-                f"repositories/{REPOSITORY}/metadata/read",
+                f"repositories/{repository}/{action}"
+                for repository in (REPOSITORY, PROXY_REPOSITORY)
+                for action in ("content/read", "content/write", "metadata/read")
             ],
             opts=child,
         )

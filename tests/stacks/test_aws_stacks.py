@@ -46,10 +46,10 @@ def test_ecr_repository(stack: str, request: pytest.FixtureRequest) -> None:
 def test_only_enabled_registries_receive_the_image() -> None:
     azure_only = evaluate("dev", {"mlserve:targets": ["aci"]}, remove=("mlserve:sagemaker",))
     assert "aws:ecr/repository:Repository" not in azure_only.types()
-    assert len(azure_only.one("docker-build:index:Image").inputs["registries"]) == 1
+    assert len(azure_only.serving_image().inputs["registries"]) == 1
     aws_only = evaluate("dev", {"mlserve:targets": ["sagemaker"]}, remove=("mlserve:azure", "mlserve:aci"))
     assert not any(t.startswith("azure") for t in aws_only.types())
-    image = aws_only.one("docker-build:index:Image").inputs
+    image = aws_only.serving_image().inputs
     assert [r["address"] for r in image["registries"]] == [f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"]
     assert "ecr:GetAuthorizationToken" not in str(image)  # the token is a credential, not in the build's inputs
     assert "primary_key" not in aws_only.outputs, "SageMaker callers authenticate with IAM"
@@ -290,7 +290,7 @@ def test_image_tag_changes_with_every_build_input(tmp_path: Path) -> None:
 def test_toggling_batch_scoring_gives_the_image_a_new_tag() -> None:
     def tags(batch: bool) -> list[str]:
         overrides = {"mlserve:batch": merged("prod", "mlserve:batch", {"enabled": batch})}
-        return evaluate("prod", overrides).one("docker-build:index:Image").inputs["tags"]
+        return evaluate("prod", overrides).serving_image().inputs["tags"]
 
     with_batch, without = tags(True), tags(False)
     assert [t.rsplit(":", 1)[0] for t in with_batch] == [t.rsplit(":", 1)[0] for t in without]

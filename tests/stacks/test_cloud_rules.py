@@ -225,6 +225,7 @@ NAME_RULES = [
     NameRule(
         "azure-native:storage:BlobContainer", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "containerName"
     ),
+    NameRule("azure-native:storage:FileShare", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "shareName"),
     NameRule("azure-native:containerservice:AgentPool", r"[a-z][a-z0-9]{0,11}", 12, False, "agentPoolName"),
 ]
 # Resources whose names are not ours to get wrong: Azure makes the role assignment's GUID; the rest
