@@ -10,6 +10,8 @@ from pulumi_azure_native import authorization, resources
 
 from stacks.aci import AciService, AciServiceArgs
 from stacks.aks import AksCluster, AksClusterArgs
+from stacks.aks_ingress import GATEWAY_NAMESPACE, TlsIngress, TlsIngressArgs
+from stacks.aks_network import ClusterNetwork, ClusterNetworkArgs
 from stacks.azure_batch import AzureBatchJob, AzureBatchJobArgs
 from stacks.config import StackConfig, load_config
 from stacks.image import ServingImage, ServingImageArgs
@@ -105,6 +107,10 @@ def deploy_azure(
         endpoints["aci"] = aci.endpoint
         pulumi.export("aci_fqdn", aci.fqdn)  # a custom domain's CNAME target
     if config.aks is not None and config.kubernetes is not None:
+        network = ClusterNetwork(
+            f"{name}-network",
+            ClusterNetworkArgs(group.name, group.location, config.aks.allowed_source_ranges, tags),
+        )
         cluster = AksCluster(
             f"{name}-aks",
             AksClusterArgs(
@@ -113,6 +119,7 @@ def deploy_azure(
                 subscription_id=client.subscription_id,
                 registry_id=registry.registry.id,
                 workspace_id=monitoring.workspace.id,
+                node_subnet_id=network.subnet.id,
                 settings=config.aks,
                 rbac_wait_seconds=azure.rbac_wait_seconds,
                 protect=config.protect,
@@ -129,10 +136,37 @@ def deploy_azure(
                 api_keys=api_keys,
                 monitoring_connection_string=monitoring.connection_string,
                 drain_seconds=config.server.drain_seconds,
+                ingress_namespaces=[GATEWAY_NAMESPACE],
                 labels=kubernetes_labels(config),
             ),
         )
-        endpoints["aks"] = workload.endpoint
+        certificate = config.aks.tls_certificate
+        ingress = TlsIngress(
+            f"{name}-tls",
+            TlsIngressArgs(
+                provider=cluster.provider,
+                namespace=workload.namespace.metadata.name,
+                service_name=workload.service.metadata.name,
+                service_port=80,
+                domain=config.aks.domain,
+                key_vault_id=certificate.key_vault_id,
+                certificate_name=certificate.name,
+                tenant_id=client.tenant_id,
+                csi_identity_client_id=cluster.csi_identity_client_id,
+                csi_identity_object_id=cluster.csi_identity_object_id,
+                subscription_id=client.subscription_id,
+                rbac_wait_seconds=azure.rbac_wait_seconds,
+                sync_image_ref=image_ref,
+                labels=kubernetes_labels(config),
+            ),
+        )
+        endpoints["aks"] = ingress.endpoint
+        # Point the domain's DNS (an A record) at the gateway's address:
+        pulumi.export(
+            "aks_gateway_address_command",
+            f"kubectl get service aks-istio-ingressgateway-external -n {GATEWAY_NAMESPACE} "
+            "-o jsonpath='{.status.loadBalancer.ingress[0].ip}'",
+        )
         pulumi.export("kubeconfig", cluster.kubeconfig)
         if config.batch.enabled:
             batch = AzureBatchJob(

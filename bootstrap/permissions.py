@@ -7,7 +7,13 @@ service it creates resources in must be in the deploy policy.
 
 from __future__ import annotations
 
-from stacks.azure_roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, STORAGE_BLOB_DATA_CONTRIBUTOR
+from stacks.azure_roles import (
+    ACR_PULL,
+    AKS_RBAC_CLUSTER_ADMIN,
+    KEY_VAULT_SECRETS_USER,
+    NETWORK_CONTRIBUTOR,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+)
 
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 AZURE_AUDIENCE = "api://AzureADTokenExchange"
@@ -28,12 +34,19 @@ AWS_READ_ALSO_FROM = ("dev",)
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 # The roles the main program assigns; the deploy identity may assign these and no others.
-ASSIGNABLE_ROLES = (ACR_PULL, STORAGE_BLOB_DATA_CONTRIBUTOR, AKS_RBAC_CLUSTER_ADMIN)
+ASSIGNABLE_ROLES = (
+    ACR_PULL,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    AKS_RBAC_CLUSTER_ADMIN,
+    NETWORK_CONTRIBUTOR,  # the AKS control plane on its node subnet
+    KEY_VAULT_SECRETS_USER,  # the Key Vault CSI add-on on the endpoint's certificate
+)
 
 # Invokes of the main program (pulumi preview/up/refresh call them) and the actions each needs.
 INVOKE_ACTIONS: dict[str, tuple[str, ...]] = {
     "azure-native:authorization:getClientConfig": (),
     "azure-native:operationalinsights:getSharedKeys": ("Microsoft.OperationalInsights/workspaces/sharedKeys/action",),
+    "azure-native:storage:listStorageAccountKeys": ("Microsoft.Storage/storageAccounts/listkeys/action",),
     "azure-native:containerservice:listManagedClusterUserCredentials": (
         "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action",
     ),

@@ -183,6 +183,18 @@ class CloudMocks(pulumi.runtime.Mocks):
                     "kubeletidentity": {"objectId": "kubelet-object-id", "clientId": "c", "resourceId": "r"}
                 },
                 "oidcIssuerProfile": {"enabled": True, "issuerURL": "https://oidc.example/issuer/"},
+                # AKS adds an identity to the add-ons that need one.
+                "addonProfiles": {
+                    addon: {
+                        **profile,
+                        **(
+                            {"identity": {"clientId": "csi-client-id", "objectId": "csi-object-id", "resourceId": "r"}}
+                            if addon == "azureKeyvaultSecretsProvider"
+                            else {}
+                        ),
+                    }
+                    for addon, profile in (state.get("addonProfiles") or {}).items()
+                },
             },
             "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": "20.0.0.10"}]}}},
             "azure-native:storage:StorageAccount": {"name": f"{name}store"},

@@ -188,12 +188,28 @@ def _mounts_key_file(deployment: Resource, resources: list[Resource]) -> bool:
     )
 
 
-def load_balancers_need_auth(resources: list[Resource]) -> list[str]:
+def _public_services(resources: list[Resource]) -> list[tuple[Resource, str]]:
+    """Services reachable from outside the cluster: LoadBalancers, and destinations of gateway routes."""
+    services = [r for r in resources if r.type == "kubernetes:core/v1:Service"]
+    public = [(s, "is a public LoadBalancer") for s in services if _get(s.props, "spec", "type") == "LoadBalancer"]
+    routed = {
+        _get(route, "destination", "host")
+        for vs in resources
+        if vs.type == "kubernetes:networking.istio.io/v1:VirtualService" and _get(vs.props, "spec", "gateways")
+        for rule in _get(vs.props, "spec", "http") or []
+        for route in rule.get("route") or []
+    }
+    for service in services:
+        host = f"{_get(service.props, 'metadata', 'name')}.{_get(service.props, 'metadata', 'namespace')}"
+        if any(h == host or (isinstance(h, str) and h.startswith(host + ".svc")) for h in routed):
+            public.append((service, "is routed from the ingress gateway"))
+    return public
+
+
+def public_endpoints_need_auth(resources: list[Resource]) -> list[str]:
     deployments = [r for r in resources if r.type == "kubernetes:apps/v1:Deployment"]
     problems = []
-    for service in (r for r in resources if r.type == "kubernetes:core/v1:Service"):
-        if _get(service.props, "spec", "type") != "LoadBalancer":
-            continue
+    for service, exposure in _public_services(resources):
         selector = _get(service.props, "spec", "selector") or {}
         namespace = _get(service.props, "metadata", "namespace")
         backends = [
@@ -208,12 +224,29 @@ def load_balancers_need_auth(resources: list[Resource]) -> list[str]:
             # Keys come from the environment, or from a file SERVING_API_KEYS in a mounted Secret.
             if "SERVING_API_KEYS" not in variables and not _mounts_key_file(deployment, resources):
                 problems.append(
-                    f"Service {service.name} is a public LoadBalancer in front of {deployment.name}, "
+                    f"Service {service.name} {exposure} in front of {deployment.name}, "
                     "which has no API keys (SERVING_API_KEYS or SERVING_SECRETS_DIR): enable server.authEnabled"
                 )
         if not backends:
-            problems.append(f"Service {service.name} is a public LoadBalancer that selects no known Deployment")
+            problems.append(f"Service {service.name} {exposure} but selects no known Deployment")
     return problems
+
+
+def keys_travel_over_tls(type_: str, props: Mapping[str, Any]) -> list[str]:
+    """Nothing public speaks plain HTTP except to redirect to HTTPS."""
+    if type_ == "azure-native:containerinstance:ContainerGroup" and _get(props, "ipAddress", "type") == "Public":
+        ports = {p.get("port") for p in _get(props, "ipAddress", "ports") or []}
+        if not ports <= {80, 443} or 443 not in ports:
+            return [f"public ports {sorted(ports)}: only the TLS proxy's 443 (and 80 for redirects) may be public"]
+    if type_ == "kubernetes:networking.istio.io/v1:Gateway":
+        return [
+            f"gateway server on port {_get(server, 'port', 'number')} is plain HTTP without httpsRedirect"
+            for server in _get(props, "spec", "servers") or []
+            if _get(server, "port", "protocol") == "HTTP" and _get(server, "tls", "httpsRedirect") is not True
+        ]
+    if type_ == "kubernetes:core/v1:Service" and _get(props, "spec", "type") == "LoadBalancer":
+        return ["a LoadBalancer Service is plain TCP to the pods: route through the TLS gateway instead"]
+    return []
 
 
 RESOURCE_RULES = [
@@ -229,11 +262,14 @@ RESOURCE_RULES = [
         "Deployments with probes, limits, non-root, read-only root",
         deployment_hardened,
     ),
+    ResourceRule(
+        "keys-travel-over-tls", "Public endpoints speak HTTPS (plain HTTP only redirects)", keys_travel_over_tls
+    ),
     ResourceRule("required-tags", "Taggable resources carry project, stack, model and model-version tags", tagged),
 ]
 STACK_RULES = [
     StackRule("ecr-lifecycle-policy", "Every ECR repository has a lifecycle policy", ecr_lifecycle),
-    StackRule("load-balancer-needs-auth", "No public LoadBalancer without API keys", load_balancers_need_auth),
+    StackRule("public-endpoint-needs-auth", "No public endpoint without API keys", public_endpoints_need_auth),
 ]
 
 

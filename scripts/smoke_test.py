@@ -3,7 +3,8 @@
     pulumi stack output --json --show-secrets > outputs.json
     python scripts/smoke_test.py outputs.json
 
-Azure endpoints (scoring_uri) are called over HTTP with the primary key; the SageMaker endpoint
+Azure endpoints (scoring_uri) are called over HTTPS with the primary key (an http:// URI fails: the
+key would travel in clear text), and plain HTTP must redirect to HTTPS; the SageMaker endpoint
 (sagemaker_endpoint_name) through `aws sagemaker-runtime invoke-endpoint` (IAM-signed).
 Exits non-zero, naming what failed, if any check fails.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ROW = [5, 0.95, 10, 180, 3, 995, 2]
 READY_TIMEOUT = float(os.environ.get("SMOKE_READY_TIMEOUT", "300"))
+HTTP_PORT = int(os.environ.get("SMOKE_HTTP_PORT", "80"))  # where plain HTTP is answered (tests use another)
 
 
 def _request(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -33,7 +35,33 @@ def _request(url: str, body: bytes | None = None, headers: dict[str, str] | None
         return error.code, error.read()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Report a redirect as an HTTPError (with its Location) instead of following it."""
+
+    def redirect_request(self, *_: object, **__: object) -> None:
+        return None
+
+
+def check_redirect(base: str) -> None:
+    """Plain HTTP on port 80 answers a redirect to the same path over HTTPS, and nothing else."""
+    host = base.removeprefix("https://").split("/", 1)[0].split(":", 1)[0]
+    plain = f"http://{host}:{HTTP_PORT}/v2/health/ready"
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        opener.open(plain, timeout=10)
+        status, location = 200, ""
+    except urllib.error.HTTPError as error:
+        status, location = error.code, error.headers.get("Location", "")
+    except OSError as error:
+        raise SystemExit(f"FAIL GET {plain}: {error}") from None
+    if status not in (301, 302, 307, 308) or not location.startswith("https://"):
+        raise SystemExit(f"FAIL GET {plain}: answered {status} {location!r}, expected a redirect to https://")
+    print(f"ok {plain}: redirects to {location}")
+
+
 def check_http(scoring_uri: str, key: str | None) -> None:
+    if not scoring_uri.startswith("https://"):
+        raise SystemExit(f"FAIL {scoring_uri}: not HTTPS, so the key would travel in clear text")
     base = scoring_uri.removesuffix("/score")
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
@@ -62,6 +90,7 @@ def check_http(scoring_uri: str, key: str | None) -> None:
         if status != 401:
             raise SystemExit(f"FAIL POST {scoring_uri} without a key answered {status}, expected 401")
     print(f"ok {scoring_uri}: prediction {predictions[0]}")
+    check_redirect(base)
 
 
 def check_sagemaker(endpoint: str, region: str) -> None:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from pulumi_azure_native import containerservice
+from pulumi_azure_native import containerservice, managedidentity
 
-from stacks.azure_roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, grant, propagated
+from stacks.azure_roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, NETWORK_CONTRIBUTOR, grant, propagated
 from stacks.config import AksConfig
 from stacks.protection import stateful
 
+CSI_ADDON = "azureKeyvaultSecretsProvider"
 SYSTEM_POOL = "system"
 USER_POOL = "user"
 
@@ -37,6 +38,7 @@ class AksClusterArgs:
     subscription_id: pulumi.Input[str]
     registry_id: pulumi.Input[str]
     workspace_id: pulumi.Input[str]
+    node_subnet_id: pulumi.Input[str]  # stacks.aks_network: the NSG there holds the endpoint's allow-list
     settings: AksConfig
     rbac_wait_seconds: int  # before the Kubernetes provider relies on the admins' new role
     protect: bool
@@ -60,15 +62,35 @@ class AksCluster(pulumi.ComponentResource):
         super().__init__("mlserve:azure:AksCluster", name, None, opts)
         s = args.settings
         zones = {"availability_zones": list(s.availability_zones)} if s.availability_zones else {}
+        # The nodes join a subnet the cluster does not own: its identity must be allowed to manage load
+        # balancers there before it exists, so it is a user-assigned identity granted up front (AKS,
+        # "Use a managed identity": pre-created identity for a bring-your-own subnet).
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-control-plane",
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        network = grant(
+            f"{name}-subnet-network-contributor",
+            NETWORK_CONTRIBUTOR,
+            identity.principal_id,
+            args.node_subnet_id,
+            args.subscription_id,
+            self,
+        )
+        network_ready = propagated(f"{name}-subnet-propagation", [network], args.rbac_wait_seconds, self)
         cluster_options = stateful(args.protect, self)
         cluster_options.ignore_changes = CLUSTER_IGNORED_CHANGES
+        cluster_options.depends_on = [network_ready]
         self.cluster = containerservice.ManagedCluster(
             f"{name}-cluster",
             resource_group_name=args.resource_group_name,
             location=args.location,
             dns_prefix=name,
             kubernetes_version=s.kubernetes_version,
-            identity={"type": "SystemAssigned"},
+            identity={"type": "UserAssigned", "user_assigned_identities": [identity.id]},
             enable_rbac=True,
             # Entra ID sign-in with Azure RBAC; no local admin account (CKV_AZURE_141).
             disable_local_accounts=True,
@@ -87,6 +109,7 @@ class AksCluster(pulumi.ComponentResource):
                     "min_count": 2 if args.protect else 1,
                     "max_count": 3,
                     "max_pods": 50,
+                    "vnet_subnet_id": args.node_subnet_id,
                     **zones,
                 }
             ],
@@ -102,6 +125,18 @@ class AksCluster(pulumi.ComponentResource):
             addon_profiles={
                 "omsagent": {"enabled": True, "config": {"logAnalyticsWorkspaceResourceID": args.workspace_id}},
                 "azurepolicy": {"enabled": True},
+                # Syncs the endpoint's Key Vault certificate into the gateway's TLS Secret, renewals included.
+                CSI_ADDON: {"enabled": True, "config": {"enableSecretRotation": "true", "rotationPollInterval": "2m"}},
+            },
+            # The managed Istio gateway terminates TLS for the endpoint (stacks/aks_ingress.py). Istio's
+            # own Gateway API support, and application routing's, are not in the API version this
+            # provider uses (2025-09-01); managed NGINX left support in November 2026.
+            service_mesh_profile={
+                "mode": "Istio",
+                "istio": {
+                    "revisions": list(s.istio_revisions),
+                    "components": {"ingress_gateways": [{"enabled": True, "mode": "External"}]},
+                },
             },
             sku={"name": "Base", "tier": "Standard"},
             tags=args.tags,
@@ -121,6 +156,7 @@ class AksCluster(pulumi.ComponentResource):
             min_count=s.min_nodes,
             max_count=s.max_nodes,
             max_pods=50,
+            vnet_subnet_id=args.node_subnet_id,
             **zones,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=POOL_IGNORED_CHANGES),
@@ -149,6 +185,9 @@ class AksCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(
             credentials.kubeconfigs.apply(lambda configs: azure_cli_login(base64.b64decode(configs[0].value).decode()))
         )
+        csi_identity = self.cluster.addon_profiles.apply(lambda addons: (addons or {})[CSI_ADDON].identity)
+        self.csi_identity_client_id = csi_identity.apply(lambda i: i.client_id)
+        self.csi_identity_object_id = csi_identity.apply(lambda i: i.object_id)
         self.oidc_issuer_url = self.cluster.oidc_issuer_profile.apply(lambda p: p.issuer_url if p else "")
         self.provider = k8s.Provider(
             f"{name}-k8s",

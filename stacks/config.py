@@ -12,7 +12,7 @@ from typing import Any
 
 import pulumi
 
-from stacks.versions import DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
+from stacks.versions import DEFAULT_ISTIO_REVISION, DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
 
 NAMESPACE = "mlserve"
 TARGETS = ("aci", "aks", "sagemaker")
@@ -88,6 +88,18 @@ class AksConfig:
     network_policy: str
     authorized_ip_ranges: tuple[str, ...]
     admins: tuple[Principal, ...]  # get AKS RBAC Cluster Admin
+    domain: str  # the endpoint's host name; its DNS points at the managed Istio gateway
+    tls_certificate: KeyVaultCertificate
+    allowed_source_ranges: tuple[str, ...]  # CIDRs that may reach the endpoint; empty: anyone
+    istio_revisions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KeyVaultCertificate:
+    """A Key Vault certificate (RBAC permission model) for the endpoint's domain."""
+
+    key_vault_id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,6 @@ class KubernetesConfig:
     target_cpu_utilization: int
     cpu: str
     memory: str
-    service_type: str
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,35 @@ def _principals(r: _Reader, raw: Any, path: str) -> tuple[Principal, ...]:
     return tuple(principals)
 
 
+CIDR = r"(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}/([12]?\d|3[0-2])"
+KEY_VAULT_ID = (
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[\w.()-]{1,90}"
+    r"/providers/Microsoft\.KeyVault/vaults/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]"
+)
+
+
+def _cidrs(r: _Reader, raw: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) and re.fullmatch(CIDR, x) for x in raw):
+        raise r.fail(path, "expected a list of IPv4 CIDR ranges such as [203.0.113.0/24]")
+    return tuple(raw)
+
+
+def _key_vault_certificate(r: _Reader, raw: Any, path: str) -> KeyVaultCertificate:
+    shape = (
+        "{keyVaultId: /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.KeyVault/vaults/<name>, "
+        "name: <certificate name>}"
+    )
+    if raw is None:
+        raise r.fail(path, f"required: the Key Vault certificate for aks.domain, {shape}")
+    if not isinstance(raw, dict) or set(raw) != {"keyVaultId", "name"}:
+        raise r.fail(path, f"expected {shape}")
+    if not isinstance(raw["keyVaultId"], str) or not re.fullmatch(KEY_VAULT_ID, raw["keyVaultId"], re.IGNORECASE):
+        raise r.fail(f"{path}.keyVaultId", f"{raw['keyVaultId']!r} is not a Key Vault resource id ({shape})")
+    if not isinstance(raw["name"], str) or not re.fullmatch(r"[0-9a-zA-Z-]{1,127}", raw["name"]):
+        raise r.fail(f"{path}.name", f"{raw['name']!r} is not a Key Vault certificate name (letters, digits, -)")
+    return KeyVaultCertificate(raw["keyVaultId"], raw["name"])
+
+
 def _namespace_keys() -> set[str]:
     """Every `mlserve:` key the stack sets (from the engine's config, or the test's set_all_config)."""
     # pulumi.runtime offers no public "list all keys"; CONFIG and get_config_env hold what the engine passed.
@@ -421,13 +461,31 @@ def load_config() -> StackConfig:
                 "admins",
                 "availabilityZones",
                 "systemNodeVmSize",
+                "domain",
+                "tlsCertificate",
+                "allowedSourceRanges",
+                "istioRevisions",
             },
         )
-        ranges = k.get("authorizedIpRanges", [])
-        if not isinstance(ranges, list) or not all(
-            isinstance(x, str) and re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}", x) for x in ranges
+        ranges = _cidrs(r, k.get("authorizedIpRanges", []), "aks.authorizedIpRanges")
+        sources = _cidrs(r, k.get("allowedSourceRanges", []), "aks.allowedSourceRanges")
+        if "domain" not in k:
+            raise r.fail(
+                "aks.domain",
+                "required: the endpoint's host name (e.g. rain.example.com); clients reach it over HTTPS through "
+                "the cluster's Istio gateway, with the certificate in aks.tlsCertificate",
+            )
+        revisions = k.get("istioRevisions", [DEFAULT_ISTIO_REVISION])
+        if (
+            not isinstance(revisions, list)
+            or not 1 <= len(revisions) <= 2
+            or not all(isinstance(x, str) and re.fullmatch(r"asm-1-\d+", x) for x in revisions)
         ):
-            raise r.fail("aks.authorizedIpRanges", "expected a list of CIDR ranges such as 203.0.113.0/24")
+            raise r.fail(
+                "aks.istioRevisions",
+                f"expected one revision such as [{DEFAULT_ISTIO_REVISION}], or two consecutive ones during a canary "
+                "upgrade (see `az aks mesh get-revisions`)",
+            )
         zones = k.get("availabilityZones", ["1", "2", "3"] if protect else [])
         if not isinstance(zones, list) or not all(z in ("1", "2", "3") for z in zones) or len(set(zones)) != len(zones):
             raise r.fail("aks.availabilityZones", 'expected a list of distinct zones from "1", "2", "3" (quoted)')
@@ -446,6 +504,10 @@ def load_config() -> StackConfig:
             network_policy=r.text(k, "networkPolicy", "aks.networkPolicy", "azure", r"azure|calico|cilium"),
             authorized_ip_ranges=tuple(ranges),
             admins=_principals(r, k.get("admins"), "aks.admins"),
+            domain=r.text(k, "domain", "aks.domain", None, DOMAIN).lower(),
+            tls_certificate=_key_vault_certificate(r, k.get("tlsCertificate"), "aks.tlsCertificate"),
+            allowed_source_ranges=sources,
+            istio_revisions=tuple(revisions),
         )
         problem = kubernetes_version_problem(aks.kubernetes_version)
         if problem:
@@ -463,6 +525,12 @@ def load_config() -> StackConfig:
             "kubernetes",
             {"namespace", "minReplicas", "maxReplicas", "targetCpuUtilization", "cpu", "memory", "serviceType"},
         )
+        if "serviceType" in w:
+            raise r.fail(
+                "kubernetes.serviceType",
+                "no longer a setting: the serving Service is internal (ClusterIP) and clients reach it over HTTPS "
+                "through the Istio gateway (aks.domain); remove the key",
+            )
         kubernetes = KubernetesConfig(
             namespace=r.text(w, "namespace", "kubernetes.namespace", "mlserve", NAME),
             min_replicas=r.integer(w, "minReplicas", "kubernetes.minReplicas", 1, 1, 100),
@@ -470,9 +538,6 @@ def load_config() -> StackConfig:
             target_cpu_utilization=r.integer(w, "targetCpuUtilization", "kubernetes.targetCpuUtilization", 70, 10, 95),
             cpu=r.text(w, "cpu", "kubernetes.cpu", "1", K8S_QUANTITY_CPU),
             memory=r.text(w, "memory", "kubernetes.memory", "1Gi", K8S_QUANTITY_MEMORY),
-            service_type=r.text(
-                w, "serviceType", "kubernetes.serviceType", "LoadBalancer", r"LoadBalancer|ClusterIP|NodePort"
-            ),
         )
         if kubernetes.cpu in ("0", "0m") or re.fullmatch(r"0+(\.0+)?", kubernetes.cpu):
             raise r.fail("kubernetes.cpu", "must be more than 0")

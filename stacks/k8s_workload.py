@@ -1,4 +1,8 @@
-"""The serving workload on Kubernetes: namespace, key Secret, Deployment, Service, HPA, PDB, NetworkPolicy."""
+"""The serving workload on Kubernetes: namespace, key Secret, Deployment, Service, HPA, PDB, NetworkPolicy.
+
+The Service is internal; clients come in over HTTPS through the TLS gateway (stacks/aks_ingress.py),
+and the NetworkPolicy admits only the gateway's namespace (and kube-system, for metrics scraping).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ class ServingWorkloadArgs:
     api_keys: pulumi.Input[str] | None  # secret "primary,secondary"; None: auth off
     monitoring_connection_string: pulumi.Input[str] | None  # secret; the server sends telemetry when set
     drain_seconds: int  # how long the server may take after SIGTERM
+    ingress_namespaces: list[str]  # where traffic to the pods may come from: the TLS gateway's namespace
     labels: dict[str, str]
 
 
@@ -168,7 +173,7 @@ class ServingWorkload(pulumi.ComponentResource):
             f"{name}-service",
             metadata={**meta, "name": "mlserve"},
             spec={
-                "type": s.service_type,
+                "type": "ClusterIP",
                 "selector": selector,
                 "ports": [{"name": "http", "port": 80, "target_port": "http", "protocol": "TCP"}],
             },
@@ -209,12 +214,16 @@ class ServingWorkload(pulumi.ComponentResource):
             spec={
                 "pod_selector": {"match_labels": selector},
                 "policy_types": ["Ingress"],
-                "ingress": [{"ports": [{"port": PORT, "protocol": "TCP"}]}],
+                "ingress": [
+                    {
+                        "from": [
+                            {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": namespace}}}
+                            for namespace in [*args.ingress_namespaces, "kube-system"]
+                        ],
+                        "ports": [{"port": PORT, "protocol": "TCP"}],
+                    }
+                ],
             },
             opts=child,
         )
-        ingress = self.service.status.apply(
-            lambda status: (status.load_balancer.ingress or [None])[0] if status and status.load_balancer else None
-        )
-        self.endpoint = ingress.apply(lambda i: f"http://{(i.hostname or i.ip) if i else 'pending'}")
-        self.register_outputs({"endpoint": self.endpoint})
+        self.register_outputs({"service": self.service.metadata.name})

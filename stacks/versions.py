@@ -18,6 +18,11 @@ AKS_END_OF_LIFE: dict[str, datetime.date] = {
 DEFAULT_KUBERNETES_VERSION = "1.35"
 MINIMUM_KUBERNETES_VERSION = min(AKS_END_OF_LIFE, key=lambda v: tuple(map(int, v.split("."))))
 
+# The Istio service mesh add-on's revision a new cluster gets (its managed gateway terminates TLS).
+# AKS upgrades patches itself; a minor upgrade is a canary: list both revisions, then only the new one.
+# Which revisions a region and Kubernetes version support: `az aks mesh get-revisions -l <region>`.
+DEFAULT_ISTIO_REVISION = "asm-1-30"
+
 # kubelogin signs the Kubernetes provider in through the Azure CLI on AKS (workflows install it).
 KUBELOGIN_VERSION = "v0.2.9"
 

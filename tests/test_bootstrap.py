@@ -59,6 +59,7 @@ def test_the_preview_role_grants_what_the_programs_invokes_need(
     assert needed == {
         "Microsoft.OperationalInsights/workspaces/sharedKeys/action",
         "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action",
+        "Microsoft.Storage/storageAccounts/listkeys/action",
     }
     for action in needed:
         assert _granted(action, permissions["actions"]), action

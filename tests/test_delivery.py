@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from stacks.versions import KUBELOGIN_VERSION
 from tests.checkov import run_checkov
 from tests.conftest import PRIMARY_KEY
 from tests.serving.server import RunningServer
+from tests.tls import Proxy, needs_caddy, tls_proxy
 
 WORKFLOWS = REPO / ".github" / "workflows"
 # checkov GitHub Actions checks that do not apply, and why.
@@ -129,20 +131,41 @@ def run_smoke(outputs: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_smoke_test_passes_against_a_healthy_endpoint(server: RunningServer, tmp_path: Path) -> None:
-    result = run_smoke(_outputs(tmp_path, scoring_uri=server.url + "/score", primary_key=PRIMARY_KEY))
+@pytest.fixture(scope="module")
+def https(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """The keyed server behind the ACI TLS proxy, as a deployed dev stack answers."""
+    with tls_proxy(tmp_path_factory.mktemp("smoke-tls"), server.port) as proxy:
+        yield proxy
+
+
+def run_https_smoke(proxy: Proxy, outputs: Path) -> subprocess.CompletedProcess[str]:
+    return run_smoke(outputs, SSL_CERT_FILE=str(proxy.root_ca), SMOKE_HTTP_PORT=str(proxy.http_port))
+
+
+@needs_caddy
+def test_smoke_test_passes_against_a_healthy_endpoint(https: Proxy, tmp_path: Path) -> None:
+    result = run_https_smoke(https, _outputs(tmp_path, scoring_uri=https.url + "/score", primary_key=PRIMARY_KEY))
     assert result.returncode == 0, result.stderr
-    assert f"ok {server.url}/score: prediction 1" in result.stdout
+    assert f"ok {https.url}/score: prediction 1" in result.stdout
+    assert "redirects to https://localhost/v2/health/ready" in result.stdout
 
 
-def test_smoke_test_fails_with_a_wrong_key(server: RunningServer, tmp_path: Path) -> None:
-    result = run_smoke(_outputs(tmp_path, scoring_uri=server.url + "/score", primary_key="wrong-key-0123456789abcdef"))
+@needs_caddy
+def test_smoke_test_fails_with_a_wrong_key(https: Proxy, tmp_path: Path) -> None:
+    outputs = _outputs(tmp_path, scoring_uri=https.url + "/score", primary_key="wrong-key-0123456789abcdef")
+    result = run_https_smoke(https, outputs)
     assert result.returncode != 0
     assert "HTTP 401" in result.stderr
 
 
+def test_smoke_test_refuses_to_send_a_key_over_plain_http(server: RunningServer, tmp_path: Path) -> None:
+    result = run_smoke(_outputs(tmp_path, scoring_uri=server.url + "/score", primary_key=PRIMARY_KEY))
+    assert result.returncode != 0
+    assert "not HTTPS, so the key would travel in clear text" in result.stderr
+
+
 def test_smoke_test_fails_when_nothing_answers(tmp_path: Path) -> None:
-    result = run_smoke(_outputs(tmp_path, scoring_uri="http://127.0.0.1:9/score", primary_key=PRIMARY_KEY))
+    result = run_smoke(_outputs(tmp_path, scoring_uri="https://127.0.0.1:9/score", primary_key=PRIMARY_KEY))
     assert result.returncode != 0
     assert "not ready" in result.stderr
 

@@ -37,6 +37,27 @@ def rule(name: str):  # type: ignore[no-untyped-def]
 # (rule, resource type, passing props, failing props, expected message part)
 RESOURCE_CASES = [
     (
+        "keys-travel-over-tls",
+        "azure-native:containerinstance:ContainerGroup",
+        {"ipAddress": {"type": "Public", "ports": [{"port": 443}, {"port": 80}]}},
+        {"ipAddress": {"type": "Public", "ports": [{"port": 8080}]}},
+        "only the TLS proxy's 443",
+    ),
+    (
+        "keys-travel-over-tls",
+        "kubernetes:networking.istio.io/v1:Gateway",
+        {"spec": {"servers": [{"port": {"number": 80, "protocol": "HTTP"}, "tls": {"httpsRedirect": True}}]}},
+        {"spec": {"servers": [{"port": {"number": 80, "protocol": "HTTP"}}]}},
+        "plain HTTP without httpsRedirect",
+    ),
+    (
+        "keys-travel-over-tls",
+        "kubernetes:core/v1:Service",
+        {"spec": {"type": "ClusterIP"}},
+        {"spec": {"type": "LoadBalancer"}},
+        "route through the TLS gateway",
+    ),
+    (
         "acr-admin-user-disabled",
         "azure-native:containerregistry:Registry",
         {"adminUserEnabled": False},
@@ -108,7 +129,7 @@ def test_resource_rule(name: str, type_: str, good: dict, bad: dict, message: st
 
 
 def test_every_rule_has_a_case() -> None:
-    covered = {c[0] for c in RESOURCE_CASES} | {"ecr-lifecycle-policy", "load-balancer-needs-auth"}
+    covered = {c[0] for c in RESOURCE_CASES} | {"ecr-lifecycle-policy", "public-endpoint-needs-auth"}
     assert covered == {r.name for r in RESOURCE_RULES + STACK_RULES}
 
 
@@ -134,7 +155,7 @@ def test_public_load_balancer_needs_keys() -> None:
     keyed = Resource("kubernetes:apps/v1:Deployment", "dep", deployment(HARDENED_CONTAINER))
     open_container = {**HARDENED_CONTAINER, "env": []}
     unkeyed = Resource("kubernetes:apps/v1:Deployment", "dep", deployment(open_container))
-    check_fn = rule("load-balancer-needs-auth").check
+    check_fn = rule("public-endpoint-needs-auth").check
     assert check_fn([service, keyed]) == []
     assert "has no API keys" in check_fn([service, unkeyed])[0]
     files = {**HARDENED_CONTAINER, "env": [{"name": "SERVING_SECRETS_DIR", "value": "/run/secrets/mlserve"}]}
@@ -156,6 +177,21 @@ def test_public_load_balancer_needs_keys() -> None:
         {"metadata": {"namespace": "ns"}, "spec": {"type": "ClusterIP", "selector": {"app": "m"}}},
     )
     assert check_fn([internal, unkeyed]) == []
+    routed = Resource(
+        "kubernetes:networking.istio.io/v1:VirtualService",
+        "vs",
+        {
+            "spec": {
+                "gateways": ["aks-istio-ingress/mlserve"],
+                "http": [{"route": [{"destination": {"host": "svc.ns.svc.cluster.local"}}]}],
+            }
+        },
+    )
+    named = Resource(
+        "kubernetes:core/v1:Service", "svc", {**internal.props, "metadata": {"name": "svc", "namespace": "ns"}}
+    )
+    assert "is routed from the ingress gateway" in check_fn([named, unkeyed, routed])[0]
+    assert check_fn([named, keyed, routed]) == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -170,7 +206,8 @@ def test_turning_auth_off_on_prod_is_caught() -> None:
     os.chdir(REPO)
     evaluation = evaluate("prod", {"mlserve:server": {"authEnabled": False}})
     violations = check(Resource(r.type, r.name, r.inputs) for r in evaluation.resources if r.custom)
-    assert [v[0] for v in violations] == ["load-balancer-needs-auth"]
+    assert [v[0] for v in violations] == ["public-endpoint-needs-auth"]
+    assert "is routed from the ingress gateway" in violations[0][2]
 
 
 def test_the_pack_loads_with_pulumi_policy() -> None:

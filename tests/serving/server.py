@@ -37,6 +37,10 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVING_", "SM_", "AZUREML_"))}

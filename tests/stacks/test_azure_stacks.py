@@ -19,6 +19,7 @@ UNTAGGED = {  # Azure resource types that take no tags
     "azure-native:authorization:RoleAssignment",
     "azure-native:storage:BlobContainer",
     "azure-native:storage:FileShare",
+    "azure-native:network:Subnet",
     "azure-native:managedidentity:FederatedIdentityCredential",
     "aws:iam/rolePolicy:RolePolicy",
     "aws:ecr/lifecyclePolicy:LifecyclePolicy",
@@ -236,7 +237,10 @@ def test_protect_option_comes_from_one_function() -> None:
 
 def test_aks_cluster(prod: Evaluation) -> None:
     cluster = prod.one("azure-native:containerservice:ManagedCluster").inputs
-    assert cluster["identity"] == {"type": "SystemAssigned"}
+    assert cluster["identity"] == {
+        "type": "UserAssigned",
+        "userAssignedIdentities": ["mlserve-prod-aks-control-plane-id"],
+    }
     assert cluster["enableRBAC"] is True
     assert cluster["disableLocalAccounts"] is True
     assert cluster["aadProfile"] == {"managed": True, "enableAzureRBAC": True}
@@ -294,7 +298,8 @@ def test_kubeconfig_is_secret_and_signs_in_with_the_azure_cli(prod: Evaluation) 
 
 
 def _deployment(prod: Evaluation) -> Recorded:
-    return prod.one("kubernetes:apps/v1:Deployment")
+    (serving,) = [d for d in prod.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == "mlserve"]
+    return serving
 
 
 def test_deployment_runs_the_pinned_image_hardened(prod: Evaluation) -> None:
@@ -359,12 +364,109 @@ def test_disruption_budget_selects_serving_pods_only(prod: Evaluation) -> None:
     assert _deployment(prod).inputs["spec"]["selector"]["matchLabels"] == selector
 
 
-def test_service_is_a_load_balancer_on_port_80(prod: Evaluation) -> None:
+def test_the_serving_service_is_internal_and_reached_over_https_through_the_gateway(prod: Evaluation) -> None:
     service = prod.one("kubernetes:core/v1:Service").inputs["spec"]
-    assert service["type"] == "LoadBalancer"
+    assert service["type"] == "ClusterIP"
     assert service["ports"][0]["port"] == 80
-    assert prod.outputs["aks_endpoint"] == "http://20.0.0.10"
-    assert prod.outputs["scoring_uri"] == "http://20.0.0.10/score"
+    assert prod.outputs["aks_endpoint"] == "https://rain.example.com"
+    assert prod.outputs["scoring_uri"] == "https://rain.example.com/score"
+    (policy,) = [
+        p
+        for p in prod.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p.inputs["metadata"]["name"] == "mlserve-ingress"
+    ]
+    sources = [f["namespaceSelector"]["matchLabels"] for f in policy.inputs["spec"]["ingress"][0]["from"]]
+    assert sources == [
+        {"kubernetes.io/metadata.name": "aks-istio-ingress"},
+        {"kubernetes.io/metadata.name": "kube-system"},
+    ]
+
+
+def _custom(prod: Evaluation, kind: str) -> dict:
+    (resource,) = [r for r in prod.resources if r.type.endswith(f":{kind}") and r.type.startswith("kubernetes:")]
+    return resource.inputs
+
+
+def test_aks_tls_terminates_at_the_managed_istio_gateway(prod: Evaluation) -> None:
+    cluster = prod.one("azure-native:containerservice:ManagedCluster").inputs
+    assert cluster["serviceMeshProfile"] == {
+        "mode": "Istio",
+        "istio": {
+            "revisions": ["asm-1-30"],
+            "components": {"ingressGateways": [{"enabled": True, "mode": "External"}]},
+        },
+    }
+    gateway = _custom(prod, "Gateway")
+    assert gateway["apiVersion"] == "networking.istio.io/v1"
+    assert gateway["metadata"]["namespace"] == "aks-istio-ingress"
+    assert gateway["spec"]["selector"] == {"istio": "aks-istio-ingressgateway-external"}
+    https, http = gateway["spec"]["servers"]
+    assert https["port"]["number"] == 443
+    assert https["hosts"] == ["rain.example.com"]
+    assert https["tls"] == {"mode": "SIMPLE", "credentialName": "mlserve-tls", "minProtocolVersion": "TLSV1_2"}
+    assert http["port"]["number"] == 80
+    assert http["tls"] == {"httpsRedirect": True}
+    route = _custom(prod, "VirtualService")
+    assert route["spec"]["gateways"] == ["aks-istio-ingress/mlserve"]
+    (rule,) = route["spec"]["http"]
+    assert rule["route"][0]["destination"]["host"] == "mlserve.mlserve.svc.cluster.local"
+    assert rule["headers"]["response"]["set"]["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_aks_certificate_comes_from_key_vault_and_renews(prod: Evaluation) -> None:
+    cluster = prod.one("azure-native:containerservice:ManagedCluster").inputs
+    csi = cluster["addonProfiles"]["azureKeyvaultSecretsProvider"]
+    assert csi == {"enabled": True, "config": {"enableSecretRotation": "true", "rotationPollInterval": "2m"}}
+    spc = _custom(prod, "SecretProviderClass")
+    assert spc["metadata"]["namespace"] == "aks-istio-ingress"
+    assert spc["spec"]["parameters"]["keyvaultName"] == "mlserve-certs"
+    assert spc["spec"]["parameters"]["userAssignedIdentityID"] == "csi-client-id"
+    assert spc["spec"]["secretObjects"][0]["type"] == "kubernetes.io/tls"
+    assert "objectName: rain-example-com" in spc["spec"]["parameters"]["objects"]
+    # The add-on's identity may read this certificate's secret only.
+    roles = {r.name: r.inputs for r in prod.of_type("azure-native:authorization:RoleAssignment")}
+    reader = roles["mlserve-prod-tls-certificate-reader"]
+    assert reader["principalId"] == "csi-object-id"
+    assert reader["roleDefinitionId"].endswith("4633458b-17de-408a-b874-0445c86b69e6")  # Key Vault Secrets User
+    assert reader["scope"].endswith("/vaults/mlserve-certs/secrets/rain-example-com")
+    # The CSI driver writes the TLS Secret only while a pod mounts the class: the sync Deployment.
+    (sync,) = [
+        d for d in prod.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == "mlserve-tls-sync"
+    ]
+    volume = sync.inputs["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["csi"]["volumeAttributes"] == {"secretProviderClass": "mlserve-tls"}
+
+
+def test_aks_allow_list_is_enforced_on_the_node_subnet() -> None:
+    evaluation = evaluate(
+        "prod", {"mlserve:aks": merged("prod", "mlserve:aks", {"allowedSourceRanges": ["203.0.113.0/24"]})}
+    )
+    nsg = evaluation.one("azure-native:network:NetworkSecurityGroup").inputs
+    allow, probes, deny = nsg["securityRules"]
+    assert allow["sourceAddressPrefixes"] == ["203.0.113.0/24"]
+    assert allow["destinationPortRanges"] == ["80", "443"]
+    assert probes["sourceAddressPrefix"] == "AzureLoadBalancer"
+    assert (deny["access"], deny["sourceAddressPrefix"]) == ("Deny", "Internet")
+    subnet = evaluation.one("azure-native:network:Subnet").inputs
+    assert subnet["networkSecurityGroup"] == {"id": "mlserve-prod-network-nsg-id"}
+    cluster = evaluation.one("azure-native:containerservice:ManagedCluster")
+    assert cluster.inputs["agentPoolProfiles"][0]["vnetSubnetID"] == "mlserve-prod-network-nodes-id"
+    assert evaluation.one("azure-native:containerservice:AgentPool").inputs["vnetSubnetID"].endswith("nodes-id")
+    # The control-plane identity manages load balancers in that subnet before the cluster exists.
+    roles = {r.name: r for r in evaluation.of_type("azure-native:authorization:RoleAssignment")}
+    network = roles["mlserve-prod-aks-subnet-network-contributor"]
+    assert network.inputs["scope"] == "mlserve-prod-network-nodes-id"
+    (wait,) = [
+        r for r in evaluation.of_type("time:index/sleep:Sleep") if r.name == "mlserve-prod-aks-subnet-propagation"
+    ]
+    assert network.urn in wait.dependencies
+    assert wait.urn in cluster.dependencies
+
+
+def test_without_an_allow_list_anyone_may_reach_https_and_nothing_else(prod: Evaluation) -> None:
+    allow, _, _ = prod.one("azure-native:network:NetworkSecurityGroup").inputs["securityRules"]
+    assert allow["sourceAddressPrefix"] == "Internet"
+    assert "sourceAddressPrefixes" not in allow
 
 
 def test_batch_job_uses_workload_identity_and_no_account_keys(prod: Evaluation) -> None:
@@ -427,6 +529,7 @@ def test_every_target_reports_the_stacks_model_name_and_version(stack: str, requ
             c
             for d in evaluation.of_type("kubernetes:apps/v1:Deployment")
             for c in d.inputs["spec"]["template"]["spec"]["containers"]
+            if c["name"] == "serving"
         ),
     ]
     assert containers

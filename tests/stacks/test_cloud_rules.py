@@ -225,6 +225,9 @@ NAME_RULES = [
     NameRule(
         "azure-native:storage:BlobContainer", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "containerName"
     ),
+    NameRule("azure-native:network:NetworkSecurityGroup", r"[a-zA-Z0-9]([\w.-]*\w)?", 80, True),
+    NameRule("azure-native:network:VirtualNetwork", r"[a-zA-Z0-9][\w.-]*\w", 64, True),
+    NameRule("azure-native:network:Subnet", r"[a-zA-Z0-9]([\w.-]*\w)?", 80, False, "subnetName"),
     NameRule("azure-native:storage:FileShare", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "shareName"),
     NameRule("azure-native:containerservice:AgentPool", r"[a-z][a-z0-9]{0,11}", 12, False, "agentPoolName"),
 ]

@@ -12,7 +12,64 @@ from stacks.config import ConfigError
 KMS = "arn:aws:kms:eu-west-1:123456789012:key/0000"
 GUID = "5f0c6a4e-8d2b-4b8e-9a51-3c7f2e1d0b9a"
 
+
+def without(stack: str, key: str, *names: str) -> dict[str, Any]:
+    return {k: v for k, v in merged(stack, key, {}).items() if k not in names}
+
+
+VAULT = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/certs/providers/Microsoft.KeyVault/vaults/kv1"
+)
+
 CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    (
+        "dev",
+        {"mlserve:aci": {"domain": "not a domain"}},
+        (),
+        "mlserve:aci.domain in Pulumi.dev.yaml: 'not a domain' does not match",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": without("prod", "mlserve:aks", "domain")},
+        (),
+        "mlserve:aks.domain in Pulumi.prod.yaml: required: the endpoint's host name",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": without("prod", "mlserve:aks", "tlsCertificate")},
+        (),
+        "mlserve:aks.tlsCertificate in Pulumi.prod.yaml: required: the Key Vault certificate",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"tlsCertificate": {"keyVaultId": "kv1", "name": "c"}})},
+        (),
+        "mlserve:aks.tlsCertificate.keyVaultId in Pulumi.prod.yaml: 'kv1' is not a Key Vault resource id",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"tlsCertificate": {"keyVaultId": VAULT, "name": "a.b"}})},
+        (),
+        "mlserve:aks.tlsCertificate.name in Pulumi.prod.yaml: 'a.b' is not a Key Vault certificate name",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"allowedSourceRanges": ["203.0.113.0/33"]})},
+        (),
+        "mlserve:aks.allowedSourceRanges in Pulumi.prod.yaml: expected a list of IPv4 CIDR ranges",
+    ),
+    (
+        "prod",
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"istioRevisions": ["1.30"]})},
+        (),
+        "mlserve:aks.istioRevisions in Pulumi.prod.yaml: expected one revision such as [asm-1-30]",
+    ),
+    (
+        "prod",
+        {"mlserve:kubernetes": merged("prod", "mlserve:kubernetes", {"serviceType": "LoadBalancer"})},
+        (),
+        "mlserve:kubernetes.serviceType in Pulumi.prod.yaml: no longer a setting: the serving Service is internal",
+    ),
     ("dev", {"mlserve:replicas": 3}, (), "mlserve:replicas in Pulumi.dev.yaml: unknown key"),
     ("dev", {"mlserve:targets": ["aci", "gke"]}, (), "mlserve:targets in Pulumi.dev.yaml: unknown target 'gke'"),
     ("dev", {"mlserve:targets": []}, (), "mlserve:targets in Pulumi.dev.yaml: expected a non-empty list"),
