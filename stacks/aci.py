@@ -76,20 +76,21 @@ class AciService(pulumi.ComponentResource):
                 {
                     "name": "serving",
                     "image": args.image_ref,
-                    "command": ["python", "-m", "serving", "serve"],
+                    # Loopback only: the group's containers share it, nothing outside the group reaches it.
+                    "command": ["python", "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(PORT)],
                     "resources": {"requests": {"cpu": args.cpu, "memory_in_gb": args.memory_gb}},
-                    "ports": [{"port": PORT, "protocol": "TCP"}],
                     "environment_variables": [
                         {"name": key, "value": value} for key, value in sorted(args.environment.items())
                     ]
                     + secure,
+                    # Probes run inside the container (an HTTP probe would come from outside the group).
                     "liveness_probe": {
-                        "http_get": {"path": "/v2/health/live", "port": PORT, "scheme": "http"},
+                        "exec": loopback_probe("/v2/health/live"),
                         "initial_delay_seconds": 10,
                         **probe_timing,
                     },
                     "readiness_probe": {
-                        "http_get": {"path": "/v2/health/ready", "port": PORT, "scheme": "http"},
+                        "exec": loopback_probe("/v2/health/ready"),
                         "initial_delay_seconds": 5,
                         **probe_timing,
                     },
@@ -145,6 +146,12 @@ class AciService(pulumi.ComponentResource):
         host = args.custom_domain or self.fqdn
         self.endpoint = pulumi.Output.concat("https://", host)
         self.register_outputs({"endpoint": self.endpoint, "fqdn": self.fqdn})
+
+
+def loopback_probe(path: str) -> dict:
+    """A probe command: GET the server's health route on loopback; non-2xx or no answer fails it."""
+    check = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{path}', timeout=2)"
+    return {"command": ["python", "-c", check]}
 
 
 class CertificateShare(pulumi.ComponentResource):
