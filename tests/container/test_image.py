@@ -1,0 +1,207 @@
+"""The real image, run the three ways the clouds run it, configured as the stacks configure it.
+
+Each container's command, environment and restrictions are read from the program's own offline
+evaluation (the resources `pulumi up` would create), not restated here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from offline.mocks import Evaluation, evaluate
+from stacks.proxy import aci_hosts_pattern
+from tests.conftest import PRIMARY_KEY, SECONDARY_KEY
+from tests.container.podman import Images, address, build_images, logs, missing, podman, running
+from tests.serving.models import linear_regressor
+from tests.serving.server import REPO, free_port
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+ROW = [5, 0.95, 10, 180, 3, 995, 2]
+
+
+@pytest.fixture(scope="module")
+def images() -> Images:
+    return build_images()
+
+
+def wait_ready(url: str, name: str, timeout: float = 60, **client: object) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, **client).status_code == 200:  # type: ignore[arg-type]
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{name} not ready at {url}:\n{logs(name)}")
+
+
+def plain_environment(container: dict) -> list[str]:
+    """`-e` options for the settings a deployed container gets (secrets are the test's own)."""
+    options = []
+    for variable in container.get("environmentVariables", container.get("env", [])):
+        value = variable.get("value")
+        if value is not None:
+            options += ["-e", f"{variable['name']}={value}"]
+    return options
+
+
+# ACI: the container group
+
+
+@pytest.fixture(scope="module")
+def dev() -> Evaluation:
+    return evaluate("dev")
+
+
+def test_aci_group_serves_https_through_its_proxy_only(images: Images, dev: Evaluation, tmp_path: Path) -> None:
+    serving, proxy = dev.one("azure-native:containerinstance:ContainerGroup").inputs["containers"]
+    https_port, http_port = free_port(), free_port()
+    data = tmp_path / "proxy-data"  # the Azure Files share
+    data.mkdir()
+    group = f"mlserve-test-aci-{os.getpid()}"
+    # A group shares one network namespace: the proxy joins the server's; only the group's
+    # public ports (443, 80) are published, as ACI exposes only ipAddress.ports.
+    server_options = ["-p", f"{https_port}:443", "-p", f"{http_port}:80", "--entrypoint", serving["command"][0]]
+    server_options += [*plain_environment(serving), "-e", f"SERVING_API_KEYS={PRIMARY_KEY},{SECONDARY_KEY}"]
+    # The stack's proxy settings, with the name it may certify and Caddy's local CA for this test.
+    proxy_env = {v["name"]: v["value"] for v in proxy["environmentVariables"]}
+    proxy_env |= {"MLSERVE_TLS_HOSTS": aci_hosts_pattern("", "", "localhost"), "MLSERVE_LOCAL_CERTS": "local_certs"}
+    proxy_options = ["--network", f"container:{group}", "-v", f"{data}:/data"]
+    proxy_options += [o for k, v in proxy_env.items() for o in ("-e", f"{k}={v}")]
+    with (
+        running(group, images.serving, serving["command"][1:], server_options),
+        running(f"{group}-proxy", images.proxy, (), proxy_options) as proxy_name,
+    ):
+        root = data / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        deadline = time.monotonic() + 60
+        while not root.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert root.exists(), logs(proxy_name)
+        wait_ready(f"https://localhost:{https_port}/v2/health/ready", group, verify=_context(root))
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(
+            json.dumps({"scoring_uri": f"https://localhost:{https_port}/score", "primary_key": PRIMARY_KEY})
+        )
+        smoke = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "smoke_test.py"), str(outputs)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "SSL_CERT_FILE": str(root), "SMOKE_HTTP_PORT": str(http_port)},
+        )
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr + logs(group)
+        assert "redirects to https://localhost/v2/health/ready" in smoke.stdout
+        # From elsewhere on the network the group takes connections on 443 only: the server listens
+        # on the group's loopback.
+        ip = address(group)
+        socket.create_connection((ip, 443), timeout=5).close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((ip, 8080), timeout=5)
+
+
+def _context(root: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(root))
+
+
+# Kubernetes: the Deployment's pod
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    return evaluate("prod")
+
+
+def test_kubernetes_pod_runs_read_only_as_its_user_with_keys_from_files(
+    images: Images, prod: Evaluation, tmp_path: Path
+) -> None:
+    (deployment,) = [
+        d for d in prod.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == "mlserve"
+    ]
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    mount = next(m for m in container["volumeMounts"] if m.get("readOnly"))
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "SERVING_API_KEYS").write_text(f"{PRIMARY_KEY},{SECONDARY_KEY}")
+    port = free_port()
+    name = f"mlserve-test-pod-{os.getpid()}"
+    options = ["-p", f"{port}:8080", "--user", f"{security['runAsUser']}:{security['runAsGroup']}"]
+    options += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    # Read-only root; the pod's emptyDir /tmp is its only writable path.
+    options += ["--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=256m,mode=1777"]
+    options += ["-v", f"{secrets}:{mount['mountPath']}:ro", *plain_environment(container)]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    with running(name, images.serving, container["args"], options):
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/v2/health/ready", name)
+        row = {"data": [ROW]}
+        assert httpx.post(base + "/score", json=row, timeout=10).status_code == 401
+        answer = httpx.post(base + "/score", json=row, headers={"Authorization": f"Bearer {PRIMARY_KEY}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        metadata = httpx.get(base + "/v2/models/weather-rain", headers={"Authorization": f"Bearer {PRIMARY_KEY}"})
+        assert metadata.json()["versions"] == ["1"], "the stack's model version, from SERVING_MODEL_VERSION"
+        # Rotation: the Secret's file changes, the running server takes the new keys.
+        rotated = "rotated-key-0123456789abcdef"
+        (secrets / "SERVING_API_KEYS").write_text(f"{rotated},{SECONDARY_KEY}")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = httpx.post(base + "/score", json=row, headers={"Authorization": f"Bearer {rotated}"}).status_code
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200, logs(name)
+        # SIGTERM, as Kubernetes stops a pod: the server drains and exits 0.
+        podman("stop", "-t", "30", name)
+        exit_code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
+        assert exit_code == "0", logs(name)
+
+
+# SageMaker: `serve`, port 8080, the model artifact unpacked into /opt/ml/model
+
+
+@pytest.fixture
+def user_model(tmp_path: Path) -> Path:
+    """A user's model as SageMaker gets it: model.tar.gz from S3, unpacked into /opt/ml/model."""
+    source = tmp_path / "source"
+    linear_regressor(source / "model.onnx", [1.0, 2.0, 3.0], 0.5, {"name": "tariff", "version": "7"})
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "model.onnx", arcname="model.onnx")
+    unpacked = tmp_path / "opt-ml-model"
+    unpacked.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    unpacked.chmod(0o755)
+    (unpacked / "model.onnx").chmod(0o644)
+    return unpacked
+
+
+def test_sagemaker_serves_a_user_model_from_its_artifact(images: Images, dev: Evaluation, user_model: Path) -> None:
+    environment = dev.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
+    port = free_port()
+    name = f"mlserve-test-sagemaker-{os.getpid()}"
+    options = ["-p", f"{port}:8080", "-v", f"{user_model}:/opt/ml/model:ro"]
+    options += [o for k, v in environment.items() for o in ("-e", f"{k}={v}")]
+    with running(name, images.serving, ["serve"], options):  # SageMaker runs `docker run <image> serve`
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/ping", name)
+        csv = {"Content-Type": "text/csv", "Accept": "text/csv"}
+        answer = httpx.post(base + "/invocations", content=b"1,1,1\n2,0,1\n", headers=csv)
+        assert answer.status_code == 200, answer.text
+        assert [float(v) for v in answer.text.split()] == [6.5, 5.5], "the user's model, not the demo"
+        metadata = httpx.get(base + f"/v2/models/{environment['SERVING_MODEL_NAME']}").json()
+        assert metadata["name"] == environment["SERVING_MODEL_NAME"], "the stack's name, not the file's"
