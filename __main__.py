@@ -18,6 +18,7 @@ from stacks.image import ServingImage, ServingImageArgs
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys
 from stacks.kms import StackKey
+from stacks.model_source import resolve
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.proxy import ProxyImage, ProxyImageArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
@@ -239,6 +240,7 @@ def deploy_sagemaker(
 
 def main() -> None:
     config = load_config()
+    model = resolve(config.model, config.stack)  # fetched and checked before anything is declared
     name = f"{config.project}-{config.stack}"
     keys = ApiKeys(f"{name}-keys") if config.server.auth_enabled and config.uses_azure else None
     if keys is not None:
@@ -274,9 +276,13 @@ def main() -> None:
         ServingImageArgs(
             targets=list(registries.values()),
             tag_prefix=f"{config.model.name}-{config.model.version}",
-            model_directory=config.model.directory,
+            model_directory=model.directory if model else None,
             batch_extras=config.batch.enabled,
-            labels={"mlserve.model": config.model.name, "mlserve.model-version": config.model.version},
+            labels={
+                "mlserve.model": config.model.name,
+                "mlserve.model-version": config.model.version,
+                **({"mlserve.model-sha256": model.sha256} if model else {}),
+            },
         ),
     )
     refs = dict(zip(registries, image.refs, strict=True))  # cloud -> <repository>@<digest>

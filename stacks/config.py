@@ -27,7 +27,8 @@ class ConfigError(pulumi.RunError):
 class ModelConfig:
     name: str
     version: str
-    directory: str | None  # a directory with the ONNX file; None: the bundled demo model
+    source: str | None  # path, https://, s3://, az://, abfs:// or models:/ (stacks.model_source); None: the demo
+    sha256: str | None  # of the model.onnx that ships; required in protected stacks
 
 
 @dataclass(frozen=True)
@@ -370,16 +371,27 @@ def load_config() -> StackConfig:
     except Exception:
         raise r.fail("protect", "expected true or false") from None
 
-    m = r.section("model", {"name", "version", "directory"})
-    if isinstance(m.get("version"), int) and not isinstance(m.get("version"), bool):
+    m = r.section("model", {"name", "version", "source", "sha256", "directory"})
+    if "directory" in m:
+        raise r.fail(
+            "model.directory", "renamed: set mlserve:model.source (a path, https://, s3://, az:// or models:/)"
+        )
+    if isinstance(m.get("version"), (int, float)) and not isinstance(m.get("version"), bool):
         m["version"] = str(m["version"])  # `pulumi config set --path mlserve:model.version 2` stores a number
     model = ModelConfig(
         name=r.text(m, "name", "model.name", "weather-rain", NAME),
         version=r.text(m, "version", "model.version", "1", r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"),
-        directory=m.get("directory"),
+        source=r.text(m, "source", "model.source", None, r"\S.*") if "source" in m else None,
+        sha256=r.text(m, "sha256", "model.sha256", None, r"[0-9a-f]{64}") if "sha256" in m else None,
     )
-    if model.directory is not None and not isinstance(model.directory, str):
-        raise r.fail("model.directory", "expected a path to a directory holding the ONNX model")
+    if model.sha256 is not None and model.source is None:
+        raise r.fail("model.sha256", "set, but there is no mlserve:model.source to check it against")
+    if protect and model.source is not None and model.sha256 is None:
+        raise r.fail(
+            "model.sha256",
+            "required in a protected stack: the sha256 of the model.onnx that ships (`sha256sum model.onnx`, or the "
+            "digest `pulumi preview` reports), so the reviewed change pins exactly those bytes",
+        )
 
     s = r.section(
         "server",

@@ -1,0 +1,227 @@
+"""The stack's model: fetched from `mlserve:model.source`, pinned by `mlserve:model.sha256`, cached.
+
+Runs when the program runs (preview and up), before any resource is declared: an unreachable
+source, a digest mismatch or a file that is not an ONNX model stops the program with one message.
+The result is a directory holding exactly `model.onnx`, what the image bakes in, kept in a
+content-addressed cache (`~/.cache/mlserve/models/<sha256>/`, or $MLSERVE_MODEL_CACHE), so a pinned
+model is fetched once and a preview needs no network.
+
+Sources: a local file or directory, `https://…`, `s3://…`, `az://…` / `abfs://…` (fsspec with s3fs
+or adlfs; the cloud SDKs' usual credentials), `models:/<name>/<version>` (MLflow's registry; the
+tracking URI from MLFLOW_TRACKING_URI, as MLflow does). A `.tar.gz` (a SageMaker `model.tar.gz`) is
+unpacked; a directory may be an MLflow model (MLmodel: its onnx flavor as is, its sklearn flavor
+converted by `python -m importer`'s converter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import yaml
+
+from stacks.config import ConfigError, ModelConfig
+
+MODEL_FILE = "model.onnx"
+DOWNLOAD_TIMEOUT_SECONDS = 60
+
+
+class ModelSourceError(Exception):
+    """What is wrong with the source, in words; the caller names the key."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    directory: str  # holds exactly model.onnx
+    sha256: str  # of model.onnx: the bytes that ship
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("MLSERVE_MODEL_CACHE") or Path.home() / ".cache" / "mlserve" / "models")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_model(source: str, expected_sha256: str | None, cache: Path | None = None) -> ModelArtifact:
+    cache = cache or default_cache()
+    if expected_sha256 and (cache / expected_sha256 / MODEL_FILE).is_file():
+        return ModelArtifact(str(cache / expected_sha256), expected_sha256)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
+        work = Path(tmp)
+        fetched = _download(source, work / "download")
+        onnx_file = _onnx_in(_unpacked(fetched, work / "unpacked"), work / "converted")
+        _check_onnx(onnx_file)
+        actual = sha256_of(onnx_file)
+        if expected_sha256 and actual != expected_sha256:
+            raise ModelSourceError(
+                f"the model's sha256 is {actual}, not the pinned {expected_sha256}: the source changed since it "
+                "was reviewed; check it, then pin the new digest"
+            )
+        target = cache / actual
+        if not (target / MODEL_FILE).is_file():
+            staged = work / "staged"
+            staged.mkdir()
+            shutil.copyfile(onnx_file, staged / MODEL_FILE)
+            (staged / MODEL_FILE).chmod(0o644)
+            staged.chmod(0o755)
+            shutil.rmtree(target, ignore_errors=True)
+            staged.rename(target)
+    return ModelArtifact(str(target), actual)
+
+
+def resolve(model: ModelConfig, stack: str) -> ModelArtifact | None:
+    """The stack's model fetched and checked, or None for the bundled demo; errors name the key."""
+    if model.source is None:
+        return None
+    try:
+        artifact = fetch_model(model.source, model.sha256)
+    except ModelSourceError as error:
+        raise ConfigError(f"mlserve:model.source in Pulumi.{stack}.yaml: {error}") from None
+    if model.sha256 is None:
+        pulumi.log.warn(f"mlserve:model.source is not pinned; its model.onnx has sha256 {artifact.sha256}")
+    return artifact
+
+
+def _download(source: str, destination: Path) -> Path:
+    scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+    fetchers: dict[str, Callable[[str, Path], Path]] = {
+        "https": _https,
+        "s3": _fsspec,
+        "az": _fsspec,
+        "abfs": _fsspec,
+        "abfss": _fsspec,
+    }
+    if source.startswith("models:/"):
+        return _mlflow(source, destination)
+    if scheme == "http":
+        raise ModelSourceError(f"{source}: plain http is not accepted; use https://")
+    if scheme in fetchers:
+        return fetchers[scheme](source, destination)
+    if scheme:
+        raise ModelSourceError(
+            f"{source}: unknown scheme {scheme}://; "
+            "use a path, https://, s3://, az://, abfs:// or models:/<name>/<version>"
+        )
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ModelSourceError(f"{source}: no such file or directory (relative paths are from the project directory)")
+    return path
+
+
+def _https(url: str, destination: Path) -> Path:
+    destination.mkdir(parents=True)
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or MODEL_FILE
+    target = destination / name
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, target.open("wb") as file:  # noqa: S310 (https only)
+            shutil.copyfileobj(response, file, 1 << 20)
+    except urllib.error.HTTPError as error:
+        raise ModelSourceError(f"{url}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ModelSourceError(f"{url}: unreachable ({reason})") from None
+    return target
+
+
+def _fsspec(url: str, destination: Path) -> Path:
+    try:
+        import fsspec
+    except ImportError:
+        raise ModelSourceError("fsspec is not installed: pip install -r requirements-dev.txt") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except ImportError as error:
+        raise ModelSourceError(
+            f"{url}: {error.name or 'the filesystem package'} is not installed (pip install -r requirements-dev.txt)"
+        ) from None
+    try:
+        if fs.isdir(path):
+            fs.get(path, str(destination), recursive=True)
+            return destination
+        destination.mkdir(parents=True)
+        target = destination / path.rstrip("/").rsplit("/", 1)[-1]
+        fs.get(path, str(target))
+        return target
+    except FileNotFoundError:
+        raise ModelSourceError(f"{url}: not found") from None
+    except Exception as error:  # the cloud SDKs raise many kinds; say which and why
+        raise ModelSourceError(f"{url}: unreachable ({type(error).__name__}: {error})") from None
+
+
+def _mlflow(uri: str, destination: Path) -> Path:
+    try:
+        import mlflow.artifacts
+    except ImportError:
+        raise ModelSourceError("mlflow is not installed: pip install -r requirements-dev.txt") from None
+    destination.mkdir(parents=True)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+    except Exception as error:  # MlflowException, connection errors
+        tracking = os.environ.get("MLFLOW_TRACKING_URI", "(MLFLOW_TRACKING_URI not set)")
+        raise ModelSourceError(f"{uri}: not fetched from {tracking} ({type(error).__name__}: {error})") from None
+
+
+def _unpacked(path: Path, destination: Path) -> Path:
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        destination.mkdir(parents=True)
+        try:
+            with tarfile.open(path) as archive:
+                archive.extractall(destination, filter="data")
+        except (tarfile.TarError, OSError) as error:
+            raise ModelSourceError(f"{path.name}: not a readable archive ({error})") from None
+        return destination
+    return path
+
+
+def _onnx_in(path: Path, work: Path) -> Path:
+    """The one ONNX file a file, a directory or an MLflow model directory holds."""
+    if path.is_file():
+        return path
+    mlmodel = path / "MLmodel"
+    if mlmodel.is_file():
+        return _from_mlflow_model(path, yaml.safe_load(mlmodel.read_text()) or {}, work)
+    found = sorted(p for p in path.rglob("*.onnx") if p.is_file())
+    if len(found) != 1:
+        names = ", ".join(str(p.relative_to(path)) for p in found) or "none"
+        raise ModelSourceError(f"expected exactly one .onnx file in the source, found {names}")
+    return found[0]
+
+
+def _from_mlflow_model(directory: Path, mlmodel: dict, work: Path) -> Path:
+    flavors = mlmodel.get("flavors") or {}
+    if "onnx" in flavors:
+        return directory / flavors["onnx"].get("data", MODEL_FILE)
+    if "sklearn" in flavors:
+        from importer.convert import convert_mlflow_sklearn
+
+        work.mkdir(parents=True, exist_ok=True)
+        return convert_mlflow_sklearn(directory, work / MODEL_FILE)
+    raise ModelSourceError(
+        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx and sklearn models are served"
+    )
+
+
+def _check_onnx(path: Path) -> None:
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises DecodeError, ValidationError, ...
+        raise ModelSourceError(f"{path.name} is not a valid ONNX model ({type(error).__name__}: {error})") from None

@@ -1,0 +1,214 @@
+"""mlserve:model.source: fetched, pinned by sha256, cached, baked into the image; bad sources stop the program."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import http.server
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from offline.mocks import evaluate, merged
+from stacks.config import ConfigError
+from stacks.model_source import ModelSourceError, fetch_model
+from tests.serving.models import linear_regressor
+
+DEMO = Path(__file__).resolve().parents[2] / "serving" / "model" / "model.onnx"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return linear_regressor(tmp_path / "user" / "tariff.onnx", [1.0, 2.0, 3.0], 0.5, {"name": "tariff"})
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def test_a_local_file_lands_in_the_content_addressed_cache(model: Path, cache: Path) -> None:
+    artifact = fetch_model(str(model), sha(model), cache)
+    assert artifact.sha256 == sha(model)
+    assert Path(artifact.directory) == cache / sha(model)
+    assert [p.name for p in Path(artifact.directory).iterdir()] == ["model.onnx"]
+    # Pinned and cached: the source is not needed again (a preview without network).
+    model.unlink()
+    assert fetch_model(str(model), artifact.sha256, cache) == artifact
+
+
+def test_a_directory_and_a_sagemaker_tarball(model: Path, cache: Path, tmp_path: Path) -> None:
+    assert fetch_model(str(model.parent), None, cache).sha256 == sha(model)
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(model, arcname="model.onnx")
+    assert fetch_model(str(archive), sha(model), tmp_path / "cache2").sha256 == sha(model)
+
+
+def test_an_mlflow_onnx_model_directory(model: Path, cache: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "mlflow"
+    directory.mkdir()
+    shutil.copy(model, directory / "weights.onnx")
+    (directory / "MLmodel").write_text("flavors:\n  onnx:\n    data: weights.onnx\n")
+    assert fetch_model(str(directory), None, cache).sha256 == sha(model)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("http://models.example/m.onnx", "plain http is not accepted; use https://"),
+        ("ftp://models.example/m.onnx", "unknown scheme ftp://"),
+        ("no/such/model.onnx", "no such file or directory"),
+    ],
+)
+def test_sources_that_cannot_be_used(source: str, message: str, cache: Path) -> None:
+    with pytest.raises(ModelSourceError, match=message):
+        fetch_model(source, None, cache)
+
+
+def test_a_digest_mismatch_and_a_file_that_is_not_onnx(model: Path, cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match=f"the model's sha256 is {sha(model)}, not the pinned 0{{63}}"):
+        fetch_model(str(model), "0" * 64, cache)
+    (tmp_path / "fake.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelSourceError, match=re.escape("fake.onnx is not a valid ONNX model")):
+        fetch_model(str(tmp_path / "fake.onnx"), None, cache)
+    two = tmp_path / "two"
+    two.mkdir()
+    shutil.copy(model, two / "a.onnx")
+    shutil.copy(model, two / "b.onnx")
+    with pytest.raises(
+        ModelSourceError, match=re.escape("expected exactly one .onnx file in the source, found a.onnx, b.onnx")
+    ):
+        fetch_model(str(two), None, cache)
+    assert list(cache.iterdir()) == [], "nothing half-fetched is left in the cache"
+
+
+@pytest.fixture
+def https_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """A loopback HTTPS file server with its own CA, trusted through SSL_CERT_FILE."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    try:
+        yield f"https://localhost:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+
+
+def test_https_sources(https_files: tuple[str, Path], model: Path, cache: Path) -> None:
+    base, root = https_files
+    shutil.copy(model, root / "tariff.onnx")
+    assert fetch_model(f"{base}/tariff.onnx", sha(model), cache).sha256 == sha(model)
+    with pytest.raises(ModelSourceError, match="HTTP 404"):
+        fetch_model(f"{base}/missing.onnx", None, cache)
+    with pytest.raises(ModelSourceError, match="unreachable"):
+        fetch_model("https://localhost:9/m.onnx", None, cache)
+
+
+def test_an_mlflow_registry_version(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """models:/<name>/<version> from a real (file-backed) MLflow registry; the tracking URI from the environment."""
+    tracking = f"file://{tmp_path / 'mlruns'}"
+    registered = tmp_path / "logged"
+    registered.mkdir()
+    shutil.copy(model, registered / "model.onnx")
+    (registered / "MLmodel").write_text("flavors:\n  onnx:\n    data: model.onnx\n")
+    script = (
+        "import mlflow, sys; mlflow.set_tracking_uri(sys.argv[1]); run = mlflow.start_run(); "
+        "mlflow.log_artifacts(sys.argv[2], 'model'); mlflow.end_run(); "
+        "mlflow.register_model(f'runs:/{run.info.run_id}/model', 'tariff')"
+    )
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}
+    subprocess.run([sys.executable, "-c", script, tracking, str(registered)], check=True, env=env, capture_output=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert fetch_model("models:/tariff/1", sha(model), tmp_path / "cache").sha256 == sha(model)
+    with pytest.raises(ModelSourceError, match=f"models:/tariff/9: not fetched from {tracking}"):
+        fetch_model("models:/tariff/9", None, tmp_path / "cache")
+
+
+# The program
+
+
+def test_the_image_bakes_the_pinned_model_and_labels_its_digest(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSERVE_MODEL_CACHE", str(tmp_path / "cache"))
+    settings = {"name": "tariff", "version": "7", "source": str(model), "sha256": sha(model)}
+    evaluation = evaluate("dev", {"mlserve:model": settings})
+    image = evaluation.serving_image().inputs
+    assert image["context"]["named"]["model"]["location"] == str(tmp_path / "cache" / sha(model))
+    assert image["labels"]["mlserve.model-sha256"] == sha(model)
+    assert image["labels"]["mlserve.model-version"] == "7"
+    demo = evaluate("dev").serving_image().inputs
+    assert image["tags"][0].split(":")[-1] != demo["tags"][0].split(":")[-1], "a new model, a new tag"
+
+
+def test_a_bad_source_stops_the_program_naming_the_key(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLSERVE_MODEL_CACHE", str(tmp_path / "cache"))
+    wrong = {"name": "tariff", "version": "7", "source": str(model), "sha256": "f" * 64}
+    with pytest.raises(
+        ConfigError, match=r"mlserve:model.source in Pulumi.dev.yaml: the model's sha256 is [0-9a-f]{64}"
+    ):
+        evaluate("dev", {"mlserve:model": wrong})
+    unpinned = merged("prod", "mlserve:model", {"source": str(model)})
+    with pytest.raises(
+        ConfigError, match=re.escape("mlserve:model.sha256 in Pulumi.prod.yaml: required in a protected")
+    ):
+        evaluate("prod", {"mlserve:model": unpinned})
+    with pytest.raises(
+        ConfigError, match=re.escape("mlserve:model.directory in Pulumi.dev.yaml: renamed: set mlserve:model.source")
+    ):
+        evaluate("dev", {"mlserve:model": {"name": "m", "directory": str(model.parent)}})
+    assert DEMO.is_file()

@@ -1,0 +1,120 @@
+"""python -m importer: users' models become the server's one-graph ONNX, checked against the original."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import onnx
+import pytest
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from serving.runtime import ModelRuntime
+from tests.serving.server import REPO
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(120, 4)).astype(np.float32)
+LABELS = np.where(X[:, 0] + X[:, 1] > 0, "rain", "dry")
+
+
+def run_import(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "importer", *map(str, args)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_a_pickled_pipeline_with_string_labels_is_served_as_trained(tmp_path: Path) -> None:
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, LABELS)
+    joblib.dump(pipeline, tmp_path / "model.pkl")
+    result = run_import(tmp_path / "model.pkl", "-o", tmp_path / "model.onnx", "--name", "rain", "--version", "3",
+                        "--features", "t,h,w,p")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "unpickling runs the code in the file" in result.stderr
+    assert "max difference from the original" in result.stdout
+    digest = result.stdout.split("sha256 ")[1].split()[0]
+    assert f"pulumi config set --path 'mlserve:model.sha256' {digest}" in result.stdout
+    info = metadata(tmp_path / "model.onnx")
+    assert (info["name"], info["version"]) == ("rain", "3")
+    assert json.loads(info["feature_names"]) == ["t", "h", "w", "p"]
+    assert json.loads(info["class_labels"]) == ["dry", "rain"]
+    assert len(json.loads(info["sample_input"])) == 4
+    served = ModelRuntime(tmp_path / "model.onnx").predict(X[:10], probabilities=True)
+    assert list(served.labels) == list(pipeline.predict(X[:10]))
+    np.testing.assert_allclose(served.probabilities, pipeline.predict_proba(X[:10]), atol=1e-5)
+
+
+def test_the_seeds_scaler_and_onnx_pair_become_one_graph(tmp_path: Path) -> None:
+    scaler = StandardScaler().fit(X)
+    svc = SVC(probability=True, random_state=0).fit(scaler.transform(X), LABELS)
+    joblib.dump(scaler, tmp_path / "scaler.pkl")
+    exported = to_onnx(svc, initial_types=[("float_input", FloatTensorType([None, 4]))],
+                       options={id(svc): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})  # fmt: skip
+    (tmp_path / "svc.onnx").write_bytes(exported.SerializeToString())
+    np.savetxt(tmp_path / "rows.csv", X[:8], delimiter=",", header="a,b,c,d", comments="")
+    result = run_import(tmp_path / "svc.onnx", "--scaler", tmp_path / "scaler.pkl", "-o", tmp_path / "merged.onnx",
+                        "--name", "weather-rain", "--version", "2", "--sample", tmp_path / "rows.csv")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "on 8 rows" in result.stdout
+    merged = onnx.load(str(tmp_path / "merged.onnx"))
+    assert len(merged.graph.input) == 1, "one input: the server's shape"
+    assert json.loads(metadata(tmp_path / "merged.onnx")["class_labels"]) == ["dry", "rain"]
+    served = ModelRuntime(tmp_path / "merged.onnx").predict(X[:20], probabilities=True)
+    assert list(served.labels) == list(svc.predict(scaler.transform(X[:20])))
+    np.testing.assert_allclose(served.probabilities, svc.predict_proba(scaler.transform(X[:20])), atol=1e-4)
+
+
+def test_an_mlflow_sklearn_model_directory(tmp_path: Path) -> None:
+    model_dir = tmp_path / "mlflow-model"
+    model_dir.mkdir()
+    regressor = LinearRegression().fit(X, X @ np.array([1.0, 2.0, 0.5, -1.0]))
+    joblib.dump(regressor, model_dir / "model.pkl")
+    signature = json.dumps([{"name": n, "type": "float"} for n in ("a", "b", "c", "d")])
+    (model_dir / "MLmodel").write_text(
+        "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    serialization_format: cloudpickle\n"
+        f"signature:\n  inputs: '{signature}'\n"
+    )
+    result = run_import(model_dir, "-o", tmp_path / "model.onnx", "--name", "lin", "--version", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(metadata(tmp_path / "model.onnx")["feature_names"]) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d / "m.pkl").write_bytes(b"not a pickle"), "not a joblib or pickle file"),
+        (lambda d: joblib.dump({"weights": [1, 2]}, d / "m.pkl"), "a dict is not a fitted estimator"),
+        (lambda d: (d / "m.txt").write_text("x"), "expected .pkl, .joblib, .onnx or an MLflow model directory"),
+        (lambda d: (d / "m.onnx").write_bytes(b"\x00garbage"), "not a valid ONNX model"),
+    ],
+)
+def test_what_cannot_be_imported_is_said_in_one_line(tmp_path: Path, make: object, message: str) -> None:
+    make(tmp_path)  # type: ignore[operator]
+    (source,) = [p for p in tmp_path.iterdir() if p.name.startswith("m.")]
+    result = run_import(source, "-o", tmp_path / "out.onnx", "--name", "m", "--version", "1")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_scaler_of_another_width_is_not_a_pair(tmp_path: Path) -> None:
+    joblib.dump(StandardScaler().fit(X[:, :3]), tmp_path / "scaler.pkl")
+    svc = LogisticRegression().fit(X, LABELS)
+    exported = to_onnx(svc, initial_types=[("x", FloatTensorType([None, 4]))], options={id(svc): {"zipmap": False}})
+    (tmp_path / "m.onnx").write_bytes(exported.SerializeToString())
+    result = run_import(tmp_path / "m.onnx", "--scaler", tmp_path / "scaler.pkl", "-o", tmp_path / "o.onnx",
+                        "--name", "m", "--version", "1")  # fmt: skip
+    assert result.returncode == 2
+    assert "the scaler takes 3 features, the model 4: not a pair" in result.stderr
