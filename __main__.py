@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -18,7 +19,7 @@ from stacks.image import ServingImage, ServingImageArgs
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys
 from stacks.kms import StackKey
-from stacks.model_source import resolve
+from stacks.model_source import BUNDLED_MODEL, resolve, sample_row
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.proxy import ProxyImage, ProxyImageArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
@@ -200,6 +201,7 @@ def deploy_sagemaker(
     ecr: EcrRegistry,
     image_ref: pulumi.Output[str],
     kms_key_arn: pulumi.Input[str] | None,
+    sample: list[float],
 ) -> None:
     if config.sagemaker is None:
         raise ValueError("the sagemaker target needs its settings")
@@ -233,7 +235,9 @@ def deploy_sagemaker(
             region.region,
             " --endpoint-name ",
             endpoint.endpoint.name,
-            " --content-type text/csv --body '5,0.95,10,180,3,995,2' --cli-binary-format raw-in-base64-out /dev/stdout",
+            " --content-type text/csv --body '",
+            ",".join(f"{v:g}" for v in sample),
+            "' --cli-binary-format raw-in-base64-out /dev/stdout",
         ),
     )
 
@@ -241,6 +245,10 @@ def deploy_sagemaker(
 def main() -> None:
     config = load_config()
     model = resolve(config.model, config.stack)  # fetched and checked before anything is declared
+    sample = sample_row(Path(model.directory) / "model.onnx" if model else BUNDLED_MODEL)
+    # One row the model takes, for the smoke test and examples (not the demo's weather row).
+    pulumi.export("model_sample", sample)
+    pulumi.export("model_name", config.model.name)
     name = f"{config.project}-{config.stack}"
     keys = ApiKeys(f"{name}-keys") if config.server.auth_enabled and config.uses_azure else None
     if keys is not None:
@@ -292,7 +300,7 @@ def main() -> None:
         pulumi.export("image", refs["azure"])
         endpoints = deploy_azure(config, name, base, refs["azure"], keys.joined if keys else None)
     if ecr is not None:
-        deploy_sagemaker(config, name, ecr, refs["aws"], kms_key_arn)
+        deploy_sagemaker(config, name, ecr, refs["aws"], kms_key_arn, sample)
     for target, endpoint in endpoints.items():
         pulumi.export(f"{target}_endpoint", endpoint)
     # What the seeds printed after Model.deploy: where to score, where the API is described.

@@ -21,7 +21,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROW = [5, 0.95, 10, 180, 3, 995, 2]
 READY_TIMEOUT = float(os.environ.get("SMOKE_READY_TIMEOUT", "300"))
 HTTP_PORT = int(os.environ.get("SMOKE_HTTP_PORT", "80"))  # where plain HTTP is answered (tests use another)
 
@@ -59,7 +58,7 @@ def check_redirect(base: str) -> None:
     print(f"ok {plain}: redirects to {location}")
 
 
-def check_http(scoring_uri: str, key: str | None) -> None:
+def check_http(scoring_uri: str, key: str | None, row: list[float]) -> None:
     if not scoring_uri.startswith("https://"):
         raise SystemExit(f"FAIL {scoring_uri}: not HTTPS, so the key would travel in clear text")
     base = scoring_uri.removesuffix("/score")
@@ -79,21 +78,21 @@ def check_http(scoring_uri: str, key: str | None) -> None:
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    status, body = _request(scoring_uri, json.dumps({"data": [ROW]}).encode(), headers)
+    status, body = _request(scoring_uri, json.dumps({"data": [row]}).encode(), headers)
     if status != 200:
         raise SystemExit(f"FAIL POST {scoring_uri}: HTTP {status}: {body[:200]!r}")
     predictions = json.loads(body).get("predictions")
     if not isinstance(predictions, list) or len(predictions) != 1:
         raise SystemExit(f"FAIL POST {scoring_uri}: unexpected answer {body[:200]!r}")
     if key:
-        status, _ = _request(scoring_uri, json.dumps({"data": [ROW]}).encode(), {"Content-Type": "application/json"})
+        status, _ = _request(scoring_uri, json.dumps({"data": [row]}).encode(), {"Content-Type": "application/json"})
         if status != 401:
             raise SystemExit(f"FAIL POST {scoring_uri} without a key answered {status}, expected 401")
     print(f"ok {scoring_uri}: prediction {predictions[0]}")
     check_redirect(base)
 
 
-def check_sagemaker(endpoint: str, region: str) -> None:
+def check_sagemaker(endpoint: str, region: str, row: list[float]) -> None:
     aws = os.environ.get("AWS_CLI", "aws")
     with tempfile.TemporaryDirectory() as directory:
         answer = Path(directory) / "answer"
@@ -113,7 +112,7 @@ def check_sagemaker(endpoint: str, region: str) -> None:
                 "--cli-binary-format",
                 "raw-in-base64-out",
                 "--body",
-                ",".join(map(str, ROW)),
+                ",".join(f"{v:g}" for v in row),
                 str(answer),
             ],
             capture_output=True,
@@ -133,12 +132,16 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     outputs = json.loads(Path(argv[0]).read_text())
+    # The stack's own model's sample row (`model_sample`: its sample_input metadata, or zeros).
+    row = outputs.get("model_sample")
+    if not isinstance(row, list) or not row:
+        raise SystemExit("FAIL: the outputs have no model_sample (a row the model takes); run `pulumi up` first")
     checked = 0
     if "scoring_uri" in outputs:
-        check_http(outputs["scoring_uri"], outputs.get("primary_key"))
+        check_http(outputs["scoring_uri"], outputs.get("primary_key"), row)
         checked += 1
     if "sagemaker_endpoint_name" in outputs:
-        check_sagemaker(outputs["sagemaker_endpoint_name"], outputs["sagemaker_region"])
+        check_sagemaker(outputs["sagemaker_endpoint_name"], outputs["sagemaker_region"], row)
         checked += 1
     if not checked:
         raise SystemExit("FAIL: the stack has no endpoint outputs (scoring_uri, sagemaker_endpoint_name)")

@@ -217,6 +217,37 @@ def _from_mlflow_model(directory: Path, mlmodel: dict, work: Path) -> Path:
     )
 
 
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "serving" / "model" / MODEL_FILE
+
+
+def sample_row(path: Path) -> list[float]:
+    """One input row for smoke tests and examples: the model's `sample_input` metadata (written by
+    `python -m importer`), else zeros of the input's width (any model answers those)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    (graph_input,) = [i for i in model.graph.input if i.name not in initializers][:1] or [None]
+    dims = graph_input.type.tensor_type.shape.dim if graph_input is not None else []
+    metadata = {p.key: p.value for p in model.metadata_props}
+    width = int(dims[1].dim_value) if len(dims) == 2 and dims[1].HasField("dim_value") else None
+    try:
+        sample = json.loads(metadata.get("sample_input", "null"))
+    except ValueError:
+        sample = None
+    numbers = isinstance(sample, list) and sample and all(isinstance(v, (int, float)) for v in sample)
+    if numbers and (width is None or len(sample) == width):
+        return [float(v) for v in sample]
+    if width is None:
+        try:
+            width = len(json.loads(metadata.get("feature_names", "[]"))) or 1
+        except ValueError:
+            width = 1
+    return [0.0] * width
+
+
 def _check_onnx(path: Path) -> None:
     import onnx
 

@@ -13,10 +13,12 @@ import pytest
 import yaml
 
 from offline.mocks import REPO
+from stacks.model_source import BUNDLED_MODEL, sample_row
 from stacks.versions import KUBELOGIN_VERSION
 from tests.checkov import run_checkov
 from tests.conftest import PRIMARY_KEY
-from tests.serving.server import RunningServer
+from tests.serving.models import linear_regressor
+from tests.serving.server import RunningServer, running_server
 from tests.tls import Proxy, needs_caddy, tls_proxy
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -115,9 +117,13 @@ def test_every_workflow_installs_the_kubelogin_the_program_expects() -> None:
     assert found >= 3  # preview, deploy, drift
 
 
-def _outputs(tmp_path: Path, **values: str) -> Path:
+DEMO_SAMPLE = sample_row(BUNDLED_MODEL)
+
+
+def _outputs(tmp_path: Path, **values: object) -> Path:
+    """Stack outputs as `pulumi stack output --json` writes them; the demo model's sample row unless given."""
     path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(values))
+    path.write_text(json.dumps({"model_sample": DEMO_SAMPLE, **values}))
     return path
 
 
@@ -158,6 +164,22 @@ def test_smoke_test_fails_with_a_wrong_key(https: Proxy, tmp_path: Path) -> None
     assert "HTTP 401" in result.stderr
 
 
+@needs_caddy
+def test_smoke_test_takes_its_row_from_the_stacks_model(tmp_path: Path) -> None:
+    """Any model: the row comes from the model (sample_input metadata, or zeros of its width)."""
+    model = linear_regressor(tmp_path / "m" / "model.onnx", [1.0, 2.0, 3.0], 0.5)
+    assert sample_row(model) == [0.0, 0.0, 0.0]
+    env = {"SERVING_API_KEYS": PRIMARY_KEY}
+    with (
+        running_server(tmp_path, env=env, args=["--model", str(model)]) as server,
+        tls_proxy(tmp_path, server.port) as proxy,
+    ):
+        outputs = _outputs(tmp_path, scoring_uri=proxy.url + "/score", primary_key=PRIMARY_KEY, model_sample=[1, 1, 1])
+        result = run_https_smoke(proxy, outputs)
+    assert result.returncode == 0, result.stderr
+    assert f"ok {proxy.url}/score: prediction 6.5" in result.stdout
+
+
 def test_smoke_test_refuses_to_send_a_key_over_plain_http(server: RunningServer, tmp_path: Path) -> None:
     result = run_smoke(_outputs(tmp_path, scoring_uri=server.url + "/score", primary_key=PRIMARY_KEY))
     assert result.returncode != 0
@@ -179,7 +201,9 @@ def test_smoke_test_invokes_sagemaker_with_the_aws_cli(tmp_path: Path, answer: s
         f"open(sys.argv[-1], 'w').write({answer!r})\n"
     )
     fake_aws.chmod(0o755)
-    outputs = _outputs(tmp_path, sagemaker_endpoint_name="mlserve-prod", sagemaker_region="eu-west-1")
+    outputs = _outputs(
+        tmp_path, sagemaker_endpoint_name="mlserve-prod", sagemaker_region="eu-west-1", model_sample=[1.5, 0, 2]
+    )
     result = run_smoke(outputs, AWS_CLI=str(fake_aws))
     assert (result.returncode == 0) is ok, result.stderr
     args = json.loads((tmp_path / "args.json").read_text())

@@ -27,7 +27,6 @@ from tests.serving.models import linear_regressor
 from tests.serving.server import REPO, free_port
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
-ROW = [5, 0.95, 10, 180, 3, 995, 2]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +147,7 @@ def test_kubernetes_pod_runs_read_only_as_its_user_with_keys_from_files(
     with running(name, images.serving, container["args"], options):
         base = f"http://127.0.0.1:{port}"
         wait_ready(base + "/v2/health/ready", name)
-        row = {"data": [ROW]}
+        row = {"data": [prod.outputs["model_sample"]]}
         assert httpx.post(base + "/score", json=row, timeout=10).status_code == 401
         answer = httpx.post(base + "/score", json=row, headers={"Authorization": f"Bearer {PRIMARY_KEY}"}, timeout=10)
         assert answer.status_code == 200, answer.text
