@@ -90,9 +90,9 @@ def test_aci_group_serves_https_through_its_proxy_only(images: Images, dev: Eval
         assert root.exists(), logs(proxy_name)
         wait_ready(f"https://localhost:{https_port}/v2/health/ready", group, verify=_context(root))
         outputs = tmp_path / "outputs.json"
-        outputs.write_text(
-            json.dumps({"scoring_uri": f"https://localhost:{https_port}/score", "primary_key": PRIMARY_KEY})
-        )
+        scoring_uri = f"https://localhost:{https_port}/score"
+        sample = dev.outputs["model_sample"]
+        outputs.write_text(json.dumps({"scoring_uri": scoring_uri, "primary_key": PRIMARY_KEY, "model_sample": sample}))
         smoke = subprocess.run(
             [sys.executable, str(REPO / "scripts" / "smoke_test.py"), str(outputs)],
             capture_output=True,
