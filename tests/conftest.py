@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.https_files import https_files  # noqa: F401 - a fixture for every test module
 from tests.serving.server import REPO, RunningServer, running_server
 
 DEMO_MODEL = REPO / "serving" / "model" / "model.onnx"

@@ -215,3 +215,24 @@ def test_smoke_test_invokes_sagemaker_with_the_aws_cli(tmp_path: Path, answer: s
         "--endpoint-name",
         "mlserve-prod",
     ]
+
+
+def test_model_release_ships_source_version_and_digest_weekly_or_on_demand() -> None:
+    release = workflows()["model-release.yml"]
+    triggers = release[True]  # YAML 1.1 reads the key `on` as True
+    assert set(triggers["workflow_dispatch"]["inputs"]) == {"source", "version", "sha256"}
+    assert triggers["repository_dispatch"] == {"types": ["model-registered"]}
+    assert triggers["schedule"] == [{"cron": "0 11 * * 1"}]  # Monday 11:00 UTC
+    record = release["jobs"]["record"]
+    step = next(s for s in record["steps"] if s.get("name", "").startswith("Write source, version and sha256"))
+    assert "${{" not in step["run"], "inputs reach the script through the environment only"
+    assert {"SOURCE", "VERSION", "SHA256"} <= set(step["env"])
+    assert "scripts/release_model.py record" in step["run"]
+    assert release["jobs"]["prod"]["needs"] == ["record", "dev"]
+
+
+def test_develop_deploys_dev_and_only_main_reaches_prod() -> None:
+    main = workflows()["main.yml"]
+    assert main[True]["push"]["branches"] == ["main", "develop"]
+    assert main["jobs"]["prod"]["if"] == "github.ref == 'refs/heads/main'"
+    assert "if" not in main["jobs"]["dev"]
