@@ -24,9 +24,9 @@ from tests.tls import Proxy, needs_caddy, tls_proxy
 WORKFLOWS = REPO / ".github" / "workflows"
 # checkov GitHub Actions checks that do not apply, and why.
 SKIPPED_CHECKS = {
-    "CKV_GHA_7": "model-release.yml takes the model version as its one input by design (the seeds' artifact "
-    "trigger); it is checked against a strict pattern, passed through the environment, and recorded as a "
-    "commit on main, which is what gets deployed",
+    "CKV_GHA_7": "model-release.yml takes the model's source, version and sha256 as inputs by design (the seeds' "
+    "artifact trigger); they pass through the environment, scripts/release_model.py validates them and fetches the "
+    "source to check the digest, and they are recorded as a commit on main, which is what gets deployed",
 }
 
 
