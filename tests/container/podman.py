@@ -109,9 +109,24 @@ class Images:
     proxy: str
 
 
+def base_image() -> str:
+    return os.environ.get("MLSERVE_TEST_BASE_IMAGE") or stand_in_base()
+
+
+def build_as_declared(tag: str, image: dict) -> str:
+    """Build serving/ as the program's docker-build Image declares it: build args, labels, the model."""
+    options = ["--build-arg", f"BASE_IMAGE={base_image()}"]
+    options += [o for k, v in (image.get("buildArgs") or {}).items() for o in ("--build-arg", f"{k}={v}")]
+    options += [o for k, v in (image.get("labels") or {}).items() for o in ("--label", f"{k}={v}")]
+    for name, context in ((image.get("context") or {}).get("named") or {}).items():
+        options += ["--build-context", f"{name}={context['location']}"]
+    podman("build", *ULIMITS, "--network=host", *options, "-t", tag, str(REPO / image["context"]["location"]))
+    return tag
+
+
 def build_images() -> Images:
     """The real serving/ and proxy/ Dockerfiles; rebuilt only when their inputs change."""
-    base = os.environ.get("MLSERVE_TEST_BASE_IMAGE") or stand_in_base()
+    base = base_image()
     serving_tag = hashlib.sha256((base + source_fingerprint("serving")).encode()).hexdigest()[:16]
     serving = _build(f"localhost/mlserve-test:{serving_tag}", REPO / "serving", "--build-arg", f"BASE_IMAGE={base}")
     caddy = os.environ.get("MLSERVE_TEST_CADDY_IMAGE") or stand_in_caddy(base)

@@ -17,12 +17,18 @@ import time
 from pathlib import Path
 
 import httpx
+import joblib
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from offline.mocks import Evaluation, evaluate
+from offline.plan import render
 from stacks.proxy import aci_hosts_pattern
 from tests.conftest import PRIMARY_KEY, SECONDARY_KEY
-from tests.container.podman import Images, address, build_images, logs, missing, podman, running
+from tests.container.podman import Images, address, build_as_declared, build_images, logs, missing, podman, running
 from tests.serving.models import linear_regressor
 from tests.serving.server import REPO, free_port
 
@@ -204,3 +210,51 @@ def test_sagemaker_serves_a_user_model_from_its_artifact(images: Images, dev: Ev
         assert [float(v) for v in answer.text.split()] == [6.5, 5.5], "the user's model, not the demo"
         metadata = httpx.get(base + f"/v2/models/{environment['SERVING_MODEL_NAME']}").json()
         assert metadata["name"] == environment["SERVING_MODEL_NAME"], "the stack's name, not the file's"
+
+
+# The journey: a user's model, from a pickle to a container serving it
+
+
+def test_from_a_pickle_to_the_container_serving_it(
+    images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(100, 3)).astype(np.float32)
+    labels = np.where(features[:, 0] > features[:, 2], "churn", "stay")
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, labels)
+    joblib.dump(pipeline, tmp_path / "model.pkl")
+    # 1. Import it.
+    imported = subprocess.run(
+        [sys.executable, "-m", "importer", str(tmp_path / "model.pkl"), "-o", str(tmp_path / "model.onnx"),
+         "--name", "churn", "--version", "3", "--features", "age,tenure,spend"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    digest = imported.stdout.split("sha256 ")[1].split()[0]
+    # 2. Make it the stack's source; 3. the offline plan shows its digest on the image.
+    monkeypatch.setenv("MLSERVE_MODEL_CACHE", str(tmp_path / "cache"))
+    settings = {"name": "churn", "version": "3", "source": str(tmp_path / "model.onnx"), "sha256": digest}
+    evaluation = evaluate("dev", {"mlserve:model": settings})
+    assert f'labels.mlserve.model-sha256: "{digest}"' in render("dev", evaluation)
+    # 4. Rebuild the image as the program declares it; 5. the container serves the new version.
+    declared = evaluation.serving_image().inputs
+    tag = build_as_declared(f"localhost/mlserve-test-journey:{digest[:12]}", declared)
+    try:
+        found = json.loads(podman("image", "inspect", tag, "--format", "{{json .Labels}}").stdout)
+        assert found["mlserve.model-sha256"] == digest
+        assert (found["mlserve.model"], found["mlserve.model-version"]) == ("churn", "3")
+        environment = evaluation.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
+        port = free_port()
+        options = ["-p", f"{port}:8080", *(o for k, v in environment.items() for o in ("-e", f"{k}={v}"))]
+        name = f"mlserve-test-journey-{os.getpid()}"
+        with running(name, tag, ["serve"], options):
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base + "/ping", name)
+            metadata = httpx.get(base + "/v2/models/churn").json()
+            assert (metadata["name"], metadata["versions"]) == ("churn", ["3"])
+            rows = {"data": features[:5].tolist(), "method": "predict_proba"}
+            answer = httpx.post(base + "/score", json=rows, timeout=10).json()
+            assert answer["classes"] == ["churn", "stay"]
+            np.testing.assert_allclose(answer["predictions"], pipeline.predict_proba(features[:5]), atol=1e-5)
+    finally:
+        podman("rmi", "-f", tag, check=False)
