@@ -283,7 +283,8 @@ def main() -> None:
         f"{name}-image",
         ServingImageArgs(
             targets=list(registries.values()),
-            tag_prefix=f"{config.model.name}-{config.model.version}",
+            # <model>-<version>[-<model sha256, 12>]; the build's fingerprint is appended.
+            tag_prefix="-".join([config.model.name, config.model.version, *([model.sha256[:12]] if model else [])]),
             model_directory=model.directory if model else None,
             batch_extras=config.batch.enabled,
             labels={

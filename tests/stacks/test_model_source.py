@@ -53,6 +53,25 @@ def test_a_directory_and_a_sagemaker_tarball(model: Path, cache: Path, tmp_path:
     assert fetch_model(str(archive), sha(model), tmp_path / "cache2").sha256 == sha(model)
 
 
+def test_an_mlflow_sklearn_model_is_converted(cache: Path, tmp_path: Path) -> None:
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    directory = tmp_path / "mlflow-sklearn"
+    directory.mkdir()
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    joblib.dump(LinearRegression().fit(rows, rows.sum(axis=1)), directory / "model.pkl")
+    (directory / "MLmodel").write_text("flavors:\n  sklearn:\n    pickled_model: model.pkl\n")
+    with pytest.warns(UserWarning, match="unpickling runs the code in the file"):
+        artifact = fetch_model(str(directory), None, cache)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(Path(artifact.directory) / "model.onnx"), providers=["CPUExecutionProvider"])
+    (answer,) = session.run(None, {session.get_inputs()[0].name: rows})
+    np.testing.assert_allclose(answer.reshape(-1), rows.sum(axis=1), rtol=1e-4)
+
+
 def test_an_mlflow_onnx_model_directory(model: Path, cache: Path, tmp_path: Path) -> None:
     directory = tmp_path / "mlflow"
     directory.mkdir()
@@ -136,6 +155,7 @@ def test_the_image_bakes_the_pinned_model_and_labels_its_digest(
     assert image["labels"]["mlserve.model-sha256"] == sha(model)
     assert image["labels"]["mlserve.model-version"] == "7"
     demo = evaluate("dev").serving_image().inputs
+    assert image["tags"][0].split(":")[-1].startswith(f"tariff-7-{sha(model)[:12]}-"), "the tag names the model digest"
     assert image["tags"][0].split(":")[-1] != demo["tags"][0].split(":")[-1], "a new model, a new tag"
 
 
