@@ -53,6 +53,7 @@ def main() -> None:
                 "AWS_REGION": region,
                 "AWS_DEPLOY_ROLE_ARN": aws_roles.role_arns["deploy"],
                 "AWS_PREVIEW_ROLE_ARN": aws_roles.role_arns["read"],
+                **({"MLFLOW_TRACKING_URI": config.mlflow_tracking_uri} if config.mlflow_tracking_uri else {}),
             },
             azure_client_ids=azure.client_ids,
             pulumi_access_token=config.pulumi_access_token,

@@ -22,6 +22,7 @@ class BootstrapConfig:
     production_reviewers: tuple[int, ...]  # GitHub user ids
     cluster_admins: tuple[str, ...]  # Entra ID object ids (people), besides the deploy identity
     pulumi_access_token: pulumi.Output[str]  # secret
+    mlflow_tracking_uri: str | None  # for models:/ model sources; becomes the MLFLOW_TRACKING_URI variable
 
     @property
     def full_name(self) -> str:
@@ -57,7 +58,11 @@ def load() -> BootstrapConfig:
     token = config.get_secret("pulumiAccessToken") if config.get("pulumiAccessToken") else None
     if token is None:
         raise fail("bootstrap:pulumiAccessToken", "required: `pulumi config set --secret bootstrap:pulumiAccessToken`")
+    mlflow = config.get("mlflowTrackingUri")
+    if mlflow is not None and not re.fullmatch(r"(https|databricks)(://\S+)?", mlflow):
+        raise fail("bootstrap:mlflowTrackingUri", f"{mlflow!r}: expected the registry's https:// URL, or databricks")
     return BootstrapConfig(
+        mlflow_tracking_uri=mlflow,
         owner=owner,
         repository=repository,
         pulumi_org=pulumi_org,

@@ -187,6 +187,10 @@ def test_github_gets_environments_variables_and_the_token(bootstrap: Evaluation)
         for v in bootstrap.of_type("github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
     }
     assert used <= variables | per_environment, used - variables - per_environment
+    mlflow = bootstrap.of_type("github:index/actionsVariable:ActionsVariable")
+    assert {v.inputs["value"] for v in mlflow if v.inputs["variableName"] == "MLFLOW_TRACKING_URI"} == {
+        "https://mlflow.example.com"
+    }
     secret = bootstrap.one("github:index/actionsSecret:ActionsSecret")
     assert secret.inputs["secretName"] == "PULUMI_ACCESS_TOKEN"
     assert "plaintextValue" in secret.secret_paths
