@@ -160,10 +160,12 @@ def deploy_azure(
                 rbac_wait_seconds=azure.rbac_wait_seconds,
                 sync_image_ref=image_ref,
                 labels=kubernetes_labels(config),
+                kubeconfig=cluster.kubeconfig,
+                dns_zone_id=config.aks.dns_zone_id,
             ),
         )
         endpoints["aks"] = ingress.endpoint
-        # Point the domain's DNS (an A record) at the gateway's address:
+        # Without aks.dnsZoneId, point the domain's A record at the gateway's address:
         pulumi.export(
             "aks_gateway_address_command",
             f"kubectl get service aks-istio-ingressgateway-external -n {GATEWAY_NAMESPACE} "

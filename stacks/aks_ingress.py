@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
+from pulumi_azure_native import dns
 
 from stacks.azure_roles import KEY_VAULT_SECRETS_USER, grant, propagated
 from stacks.k8s_workload import restricted_container_security, restricted_pod_security
@@ -39,6 +41,40 @@ class TlsIngressArgs:
     rbac_wait_seconds: int
     sync_image_ref: pulumi.Input[str]  # any image with Python; the serving image, already pulled
     labels: dict[str, str]
+    kubeconfig: pulumi.Input[str] | None = None  # secret; with dns_zone_id, to read the gateway's address
+    dns_zone_id: str | None = None  # an Azure DNS zone holding `domain`: the A record is made here
+
+
+GATEWAY_SERVICE = "aks-istio-ingressgateway-external"
+
+
+def gateway_address_script() -> str:
+    """Print the managed gateway's public IP, waiting for it (the add-on creates its Service
+    asynchronously, then Azure assigns the address); fail after about 15 minutes."""
+    lookup = (
+        f'kubectl --kubeconfig "$config" get service {GATEWAY_SERVICE} -n {GATEWAY_NAMESPACE} '
+        "-o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null || true"
+    )
+    lines = [
+        "set -eu",
+        "config=$(mktemp); trap 'rm -f \"$config\"' EXIT",
+        'printf \'%s\' "$KUBECONFIG_CONTENT" > "$config"',
+        "for attempt in $(seq 1 90); do",
+        f"  ip=$({lookup})",
+        '  if [ -n "$ip" ]; then printf \'%s\' "$ip"; exit 0; fi',
+        '  sleep "${POLL_SECONDS:-10}"',
+        "done",
+        f'echo "the Istio gateway ({GATEWAY_SERVICE}) got no public address within 15 minutes" >&2; exit 1',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def zone_parts(zone_id: str, domain: str) -> tuple[str, str, str]:
+    """(resource group, zone name, record name) of `domain` in the zone `zone_id`."""
+    parts = zone_id.strip("/").split("/")
+    group, zone = parts[3], parts[-1].lower()
+    record = "@" if domain == zone else domain.removesuffix("." + zone)
+    return group, zone, record
 
 
 def vault_name(key_vault_id: str) -> str:
@@ -191,6 +227,25 @@ class TlsIngress(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[gateway]),
         )
+        if args.dns_zone_id is not None and args.kubeconfig is not None:
+            address = command.local.Command(
+                f"{name}-gateway-address",
+                create=gateway_address_script(),
+                environment={"KUBECONFIG_CONTENT": args.kubeconfig},
+                triggers=[args.domain],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+            )
+            group, zone, record = zone_parts(args.dns_zone_id, args.domain)
+            dns.RecordSet(
+                f"{name}-a-record",
+                resource_group_name=group,
+                zone_name=zone,
+                relative_record_set_name=record,
+                record_type="A",
+                ttl=300,
+                a_records=[{"ipv4_address": address.stdout}],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.endpoint = pulumi.Output.from_input(f"https://{args.domain}")
         self.register_outputs({"endpoint": self.endpoint})
 

@@ -93,6 +93,7 @@ class AksConfig:
     tls_certificate: KeyVaultCertificate
     allowed_source_ranges: tuple[str, ...]  # CIDRs that may reach the endpoint; empty: anyone
     istio_revisions: tuple[str, ...]
+    dns_zone_id: str | None  # an Azure DNS zone for `domain`: the program keeps its A record
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,12 @@ KEY_VAULT_ID = (
 )
 
 
+DNS_ZONE_ID = (
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[\w.()-]{1,90}/providers/Microsoft\.Network/"
+    r"(?i:dnszones)/[A-Za-z0-9.-]{1,253}"
+)
+
+
 def _cidrs(r: _Reader, raw: Any, path: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(x, str) and re.fullmatch(CIDR, x) for x in raw):
         raise r.fail(path, "expected a list of IPv4 CIDR ranges such as [203.0.113.0/24]")
@@ -477,6 +484,7 @@ def load_config() -> StackConfig:
                 "tlsCertificate",
                 "allowedSourceRanges",
                 "istioRevisions",
+                "dnsZoneId",
             },
         )
         ranges = _cidrs(r, k.get("authorizedIpRanges", []), "aks.authorizedIpRanges")
@@ -520,7 +528,12 @@ def load_config() -> StackConfig:
             tls_certificate=_key_vault_certificate(r, k.get("tlsCertificate"), "aks.tlsCertificate"),
             allowed_source_ranges=sources,
             istio_revisions=tuple(revisions),
+            dns_zone_id=r.text(k, "dnsZoneId", "aks.dnsZoneId", None, DNS_ZONE_ID) if "dnsZoneId" in k else None,
         )
+        if aks.dns_zone_id is not None:
+            zone = aks.dns_zone_id.rstrip("/").rsplit("/", 1)[-1].lower()
+            if aks.domain != zone and not aks.domain.endswith("." + zone):
+                raise r.fail("aks.dnsZoneId", f"the zone {zone} does not hold aks.domain ({aks.domain})")
         problem = kubernetes_version_problem(aks.kubernetes_version)
         if problem:
             raise r.fail("aks.kubernetesVersion", problem)

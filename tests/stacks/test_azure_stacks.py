@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pulumi
 import pytest
 import yaml
 
 from offline.mocks import DEPLOYER, Evaluation, Recorded, evaluate, merged
+from stacks.aks_ingress import gateway_address_script
+from stacks.config import ConfigError
 from stacks.protection import stateful
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
@@ -549,3 +553,56 @@ def test_entra_id_tokens_are_configured_for_azure_targets_only() -> None:
     assert env["SERVING_ENTRA_AUDIENCE"] == "api://mlserve"
     sagemaker = evaluation.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
     assert "SERVING_ENTRA_TENANT_ID" not in sagemaker, "SageMaker callers authenticate with IAM"
+
+
+ZONE = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/dns/providers/Microsoft.Network/"
+    "dnszones/example.com"
+)
+
+
+def test_with_a_dns_zone_the_program_keeps_the_domains_a_record() -> None:
+    evaluation = evaluate("prod", {"mlserve:aks": merged("prod", "mlserve:aks", {"dnsZoneId": ZONE})})
+    (address,) = [c for c in evaluation.of_type("command:local:Command") if c.name.endswith("gateway-address")]
+    assert "kubectl" in address.inputs["create"]
+    assert "environment.KUBECONFIG_CONTENT" in address.secret_paths
+    record = evaluation.one("azure-native:dns:RecordSet").inputs
+    assert (record["resourceGroupName"], record["zoneName"], record["relativeRecordSetName"]) == (
+        "dns",
+        "example.com",
+        "rain",
+    )
+    assert record["recordType"] == "A"
+    gateway = next(r for r in evaluation.resources if r.type.endswith(":Gateway") and r.type.startswith("kubernetes"))
+    assert gateway.urn in address.dependencies
+    with pytest.raises(ConfigError, match=re.escape("the zone example.org does not hold aks.domain")):
+        evaluate("prod", {"mlserve:aks": merged("prod", "mlserve:aks", {"dnsZoneId": ZONE.replace(".com", ".org")})})
+
+
+def test_the_gateway_address_script_waits_for_the_address(tmp_path: Path) -> None:
+    """The add-on creates the gateway's Service on its own schedule: the script polls, then prints the IP."""
+    counter = tmp_path / "calls"
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        f"#!/bin/sh\necho x >> {counter}\nn=$(wc -l < {counter})\n"
+        'if [ "$n" -ge "$READY_AFTER" ]; then printf 20.1.2.3; fi\n'
+    )
+    fake.chmod(0o755)
+
+    def run(ready_after: str) -> subprocess.CompletedProcess[str]:
+        counter.write_text("")
+        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "KUBECONFIG_CONTENT": "apiVersion: v1", "POLL_SECONDS": "0"}
+        return subprocess.run(
+            ["sh", "-c", gateway_address_script()],
+            env={**env, "READY_AFTER": ready_after},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    answered = run("3")
+    assert (answered.returncode, answered.stdout) == (0, "20.1.2.3")
+    assert len(counter.read_text().split()) == 3
+    never = run("1000")
+    assert never.returncode != 0
+    assert "got no public address" in never.stderr
