@@ -43,7 +43,8 @@ serve: $(SERVE_STAMP)
 
 ## test: build the environment, lint everything, run every test
 test: lint $(CHECKOV_STAMP) $(POLICY_STAMP)
-	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest -n 2 -m "not serial"
+	$(PY) -m pytest -m serial
 
 ## test-container: build the real serving/ and proxy/ images with podman, run them as ACI, Kubernetes and
 ## SageMaker run them (part of `make test`; skipped, saying why, where podman is missing)

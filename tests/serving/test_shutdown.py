@@ -19,6 +19,10 @@ import pytest
 from tests.conftest import PRIMARY_KEY, SAMPLE_ROWS
 from tests.serving.server import running_server
 
+# Timing-sensitive: `make test` runs these alone, after the parallel run.
+pytestmark = pytest.mark.serial
+
+
 BODY = ('{"data": [' + ",".join(str(v) for v in SAMPLE_ROWS[0]) + "]}").encode()
 
 

@@ -15,6 +15,10 @@ import pytest
 from tests.serving.models import slow_regressor
 from tests.serving.server import RunningServer, running_server
 
+# Timing-sensitive: `make test` runs these alone, after the parallel run.
+pytestmark = pytest.mark.serial
+
+
 SLOW_ROWS = 4000  # about 2 s on one thread with the slow model
 ONE_ROW = [[0.1] * 7]
 
@@ -36,11 +40,22 @@ def slow_server(tmp_path: Path, slow_model: Path) -> Iterator[RunningServer]:
         "SERVING_MAX_CONCURRENT_REQUESTS": "1",
         "SERVING_MAX_QUEUE_SIZE": "2",
         "SERVING_MAX_QUEUE_WAIT_MS": "800",
-        "SERVING_SCORING_TIMEOUT_MS": "5000",
+        # Far above the slow model's run even on a loaded machine: these tests are about admission.
+        "SERVING_SCORING_TIMEOUT_MS": "30000",
         "SERVING_MAX_BODY_BYTES": "1000000",
     }
     with running_server(tmp_path, env=env) as server:
         yield server
+
+
+def wait_until_scoring(server: RunningServer, timeout: float = 10) -> None:
+    """Until the server reports a request being scored (the slow one holds the only thread)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "mlserve_inflight_requests 1.0" in httpx.get(server.url + "/metrics", timeout=5).text:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the slow request never started scoring")
 
 
 def test_overload_answers_503_with_retry_after_and_no_other_5xx(slow_server: RunningServer) -> None:
@@ -65,8 +80,8 @@ def test_overload_answers_503_with_retry_after_and_no_other_5xx(slow_server: Run
 
 def test_queue_wait_runs_out_with_503(slow_server: RunningServer) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
-        busy = pool.submit(httpx.post, slow_server.url + "/score", json=rows(SLOW_ROWS), timeout=30)
-        time.sleep(0.3)  # let the slow request take the only thread
+        busy = pool.submit(httpx.post, slow_server.url + "/score", json=rows(SLOW_ROWS), timeout=60)
+        wait_until_scoring(slow_server)
         waiting = httpx.post(slow_server.url + "/score", json={"data": ONE_ROW}, timeout=30)
         assert waiting.status_code == 503
         assert "800 ms" in waiting.json()["error"]
