@@ -31,6 +31,7 @@ from tests.conftest import PRIMARY_KEY, SECONDARY_KEY
 from tests.container.podman import Images, address, build_as_declared, build_images, logs, missing, podman, running
 from tests.serving.models import linear_regressor
 from tests.serving.server import REPO, free_port
+from tests.tls import tls_proxy
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 
@@ -60,6 +61,19 @@ def plain_environment(container: dict) -> list[str]:
         if value is not None:
             options += ["-e", f"{variable['name']}={value}"]
     return options
+
+
+def smoke(tmp_path: Path, outputs: dict, **env: str) -> subprocess.CompletedProcess[str]:
+    """scripts/smoke_test.py, as deploy.yml runs it after `pulumi up`."""
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "smoke_test.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 # ACI: the container group
@@ -95,19 +109,14 @@ def test_aci_group_serves_https_through_its_proxy_only(images: Images, dev: Eval
             time.sleep(0.2)
         assert root.exists(), logs(proxy_name)
         wait_ready(f"https://localhost:{https_port}/v2/health/ready", group, verify=_context(root))
-        outputs = tmp_path / "outputs.json"
-        scoring_uri = f"https://localhost:{https_port}/score"
-        sample = dev.outputs["model_sample"]
-        outputs.write_text(json.dumps({"scoring_uri": scoring_uri, "primary_key": PRIMARY_KEY, "model_sample": sample}))
-        smoke = subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "smoke_test.py"), str(outputs)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "SSL_CERT_FILE": str(root), "SMOKE_HTTP_PORT": str(http_port)},
-        )
-        assert smoke.returncode == 0, smoke.stdout + smoke.stderr + logs(group)
-        assert "redirects to https://localhost/v2/health/ready" in smoke.stdout
+        outputs = {
+            "scoring_uri": f"https://localhost:{https_port}/score",
+            "primary_key": PRIMARY_KEY,
+            "model_sample": dev.outputs["model_sample"],
+        }
+        checked = smoke(tmp_path, outputs, SSL_CERT_FILE=str(root), SMOKE_HTTP_PORT=str(http_port))
+        assert checked.returncode == 0, checked.stdout + checked.stderr + logs(group)
+        assert "redirects to https://localhost/v2/health/ready" in checked.stdout
         # From elsewhere on the network the group takes connections on 443 only: the server listens
         # on the group's loopback.
         ip = address(group)
@@ -159,6 +168,16 @@ def test_kubernetes_pod_runs_read_only_as_its_user_with_keys_from_files(
         assert answer.status_code == 200, answer.text
         metadata = httpx.get(base + "/v2/models/weather-rain", headers={"Authorization": f"Bearer {PRIMARY_KEY}"})
         assert metadata.json()["versions"] == ["1"], "the stack's model version, from SERVING_MODEL_VERSION"
+        # The smoke test, through a TLS front standing in for the cluster's gateway.
+        with tls_proxy(tmp_path, port) as front:
+            outputs = {"scoring_uri": front.url + "/score", "primary_key": PRIMARY_KEY}
+            result = smoke(
+                tmp_path,
+                {**outputs, "model_sample": prod.outputs["model_sample"]},
+                SSL_CERT_FILE=str(front.root_ca),
+                SMOKE_HTTP_PORT=str(front.http_port),
+            )
+        assert result.returncode == 0, result.stdout + result.stderr
         # Rotation: the Secret's file changes, the running server takes the new keys.
         rotated = "rotated-key-0123456789abcdef"
         (secrets / "SERVING_API_KEYS").write_text(f"{rotated},{SECONDARY_KEY}")
@@ -210,6 +229,20 @@ def test_sagemaker_serves_a_user_model_from_its_artifact(images: Images, dev: Ev
         assert [float(v) for v in answer.text.split()] == [6.5, 5.5], "the user's model, not the demo"
         metadata = httpx.get(base + f"/v2/models/{environment['SERVING_MODEL_NAME']}").json()
         assert metadata["name"] == environment["SERVING_MODEL_NAME"], "the stack's name, not the file's"
+        # The smoke test's invoke-endpoint, answered as SageMaker's runtime does: POST /invocations.
+        runtime = user_model.parent / "aws"
+        runtime.write_text(
+            f"#!{sys.executable}\nimport sys, urllib.request\nargs = sys.argv[1:]\n"
+            "value = lambda flag: args[args.index(flag) + 1]\n"
+            f"request = urllib.request.Request({base + '/invocations'!r}, data=value('--body').encode(), "
+            "headers={'Content-Type': value('--content-type'), 'Accept': value('--accept')})\n"
+            "open(args[-1], 'wb').write(urllib.request.urlopen(request, timeout=30).read())\n"
+        )
+        runtime.chmod(0o755)
+        outputs = {"sagemaker_endpoint_name": "mlserve-dev", "sagemaker_region": "eu-west-1", "model_sample": [1, 1, 1]}
+        result = smoke(user_model.parent, outputs, AWS_CLI=str(runtime))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok sagemaker mlserve-dev: prediction 6.5" in result.stdout
 
 
 # The journey: a user's model, from a pickle to a container serving it
