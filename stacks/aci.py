@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import containerinstance, managedidentity, storage
 
-from stacks.azure_batch import storage_account_prefix
 from stacks.azure_roles import ACR_PULL, grant, propagated
+from stacks.azure_storage import secure_account
 from stacks.proxy import DATA_DIR, HTTP_PORT, HTTPS_PORT, aci_hosts_pattern, proxy_environment
 
 PORT = 8080
@@ -164,15 +164,12 @@ class CertificateShare(pulumi.ComponentResource):
     def __init__(self, name: str, args: AciServiceArgs, parent: pulumi.Resource) -> None:
         super().__init__("mlserve:azure:CertificateShare", name, None, pulumi.ResourceOptions(parent=parent))
         child = pulumi.ResourceOptions(parent=self)
-        self.account = storage.StorageAccount(
-            storage_account_prefix(name),
+        self.account = secure_account(
+            name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            kind="StorageV2",
-            sku={"name": "Standard_LRS"},
-            allow_blob_public_access=False,
-            enable_https_traffic_only=True,
-            minimum_tls_version="TLS1_2",
+            sku="Standard_LRS",
+            shared_keys=True,
             tags=args.tags,
             opts=child,
         )

@@ -6,7 +6,6 @@ shared-key access is disabled on the account.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pulumi
@@ -14,11 +13,11 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import managedidentity, storage
 
 from stacks.azure_roles import STORAGE_BLOB_DATA_CONTRIBUTOR, grant
+from stacks.azure_storage import secure_account
 from stacks.config import BatchConfig
 from stacks.k8s_workload import restricted_container_security, restricted_pod_security
 
 CONTAINER = "batch"
-STORAGE_PREFIX_LENGTH = 14  # + the 8-character auto-name suffix = 22, within the 24 Azure allows
 SERVICE_ACCOUNT = "mlserve-batch"
 
 
@@ -37,25 +36,16 @@ class AzureBatchJobArgs:
     labels: dict[str, str]
 
 
-def storage_account_prefix(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())[:STORAGE_PREFIX_LENGTH]
-
-
 class AzureBatchJob(pulumi.ComponentResource):
     def __init__(self, name: str, args: AzureBatchJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:azure:BatchJob", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.account = storage.StorageAccount(
-            # 3-24 lowercase letters and digits, globally unique; Pulumi appends 8 random characters.
-            storage_account_prefix(name),
+        self.account = secure_account(
+            name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            kind="StorageV2",
-            sku={"name": "Standard_ZRS"},
-            allow_blob_public_access=False,
-            allow_shared_key_access=False,
-            enable_https_traffic_only=True,
-            minimum_tls_version="TLS1_2",
+            sku="Standard_ZRS",
+            shared_keys=False,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )

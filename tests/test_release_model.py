@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from offline.mocks import evaluate
+from tests.mlflow_registry import ALLOW_FILE_STORE, register
 from tests.serving.models import linear_regressor
 from tests.serving.server import REPO
 
@@ -104,24 +105,8 @@ def test_newest_from_a_latest_pointer_next_to_the_artifacts(
 
 
 def test_newest_from_the_mlflow_registry(stacks: list[Path], model: Path, tmp_path: Path) -> None:
-    tracking = f"file://{tmp_path / 'mlruns'}"
-    logged = tmp_path / "logged"
-    logged.mkdir()
-    shutil.copy(model, logged / "model.onnx")
-    (logged / "MLmodel").write_text("flavors:\n  onnx:\n    data: model.onnx\n")
-    script = (
-        "import mlflow, sys; mlflow.set_tracking_uri(sys.argv[1])\n"
-        "for _ in range(2):\n"
-        "    run = mlflow.start_run(); mlflow.log_artifacts(sys.argv[2], 'model'); mlflow.end_run()\n"
-        "    mlflow.register_model(f'runs:/{run.info.run_id}/model', 'tariff')\n"
-    )
-    env = {"MLFLOW_TRACKING_URI": tracking, "MLFLOW_ALLOW_FILE_STORE": "true"}
-    subprocess.run(
-        [sys.executable, "-c", script, tracking, str(logged)],
-        check=True,
-        capture_output=True,
-        env={**os.environ, **env},
-    )
+    tracking = register(tmp_path, model, "tariff", versions=2)
+    env = {"MLFLOW_TRACKING_URI": tracking, **ALLOW_FILE_STORE}
     dev = stacks[0]
     dev.write_text(dev.read_text().replace('    version: "1"\n', '    version: "1"\n    source: "models:/tariff/1"\n'))
     lines = release("newest", dev, env=env).stdout.splitlines()

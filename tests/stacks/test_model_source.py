@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 from offline.mocks import evaluate, merged
 from stacks.config import ConfigError
 from stacks.model_source import ModelSourceError, fetch_model
+from tests.mlflow_registry import register
 from tests.serving.models import linear_regressor
 
 DEMO = Path(__file__).resolve().parents[2] / "serving" / "model" / "model.onnx"
@@ -122,18 +120,7 @@ def test_https_sources(https_files: tuple[str, Path], model: Path, cache: Path) 
 
 def test_an_mlflow_registry_version(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """models:/<name>/<version> from a real (file-backed) MLflow registry; the tracking URI from the environment."""
-    tracking = f"file://{tmp_path / 'mlruns'}"
-    registered = tmp_path / "logged"
-    registered.mkdir()
-    shutil.copy(model, registered / "model.onnx")
-    (registered / "MLmodel").write_text("flavors:\n  onnx:\n    data: model.onnx\n")
-    script = (
-        "import mlflow, sys; mlflow.set_tracking_uri(sys.argv[1]); run = mlflow.start_run(); "
-        "mlflow.log_artifacts(sys.argv[2], 'model'); mlflow.end_run(); "
-        "mlflow.register_model(f'runs:/{run.info.run_id}/model', 'tariff')"
-    )
-    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}
-    subprocess.run([sys.executable, "-c", script, tracking, str(registered)], check=True, env=env, capture_output=True)
+    tracking = register(tmp_path, model, "tariff")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     assert fetch_model("models:/tariff/1", sha(model), tmp_path / "cache").sha256 == sha(model)
