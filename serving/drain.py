@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
+import select
 import signal
 import socket
+import tempfile
+import time
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -21,6 +26,7 @@ import uvicorn
 from serving.front import ServerState
 
 log = logging.getLogger("serving")
+PLUG_WAIT_SECONDS = 2.0  # longest the drain waits for its plug connection (the initial SYN retransmit is 1 s)
 
 
 def install_drain_handler(state: ServerState, shutdown_delay: float) -> bool:
@@ -71,7 +77,11 @@ def stop_listening(server: uvicorn.Server, loop: asyncio.AbstractEventLoop) -> i
         sockets = [socket.socket(fileno=os.dup(s.fileno())) for s in listening.sockets or ()]
         listening.close()
         for sock in sockets:
-            taken += _drain(sock, loop, protocol)
+            with _one_drainer(sock):
+                # Workers share the listening socket: the first one shuts it down for all; the
+                # others find it no longer listening (listen() again would reopen it).
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    taken += _drain(sock, loop, protocol)
             sock.close()
     if taken:
         log.info("took over %d queued connection(s) before closing the port", taken)
@@ -81,36 +91,78 @@ def stop_listening(server: uvicorn.Server, loop: asyncio.AbstractEventLoop) -> i
 def _drain(sock: socket.socket, loop: asyncio.AbstractEventLoop, protocol: functools.partial) -> int:
     """Serve what is queued on a listening socket, then shut it down for everyone.
 
-    With the accept queue shrunk to one and a connection of our own in it (the plug), the kernel
-    drops new SYNs (the client retries and then meets the closed port) instead of completing
-    handshakes that the shutdown would reset. Everything queued before the plug is served.
+    Shutting a listening socket down resets the connections still in its accept queue. So the queue
+    is shrunk to one entry and filled with a connection of our own (the plug): once the plug's
+    handshake is complete, the queue holds the plug and nothing else, the kernel drops new SYNs
+    (those clients retry and meet the closed port: refused, never sent), and the shutdown resets
+    only the plug. Clients that got in before the plug are accepted and served; after each one a
+    new plug is sent, so it wins the freed entry. Bounded by PLUG_WAIT_SECONDS.
     """
     sock.setblocking(False)
-    plug = None
-    with contextlib.suppress(OSError):
-        sock.listen(0)
-        plug = socket.socket(sock.family, socket.SOCK_STREAM)
-        plug.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            plug.connect(_loopback(sock))
-    plug_address = plug.getsockname() if plug is not None else None
     taken = 0
-    while True:
+    try:
+        sock.listen(0)
+        plug = _plug(sock)
+    except OSError:
+        plug = None
+    deadline = time.monotonic() + PLUG_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if plug is not None and _connected(plug):
+            break  # the queue is full with the plug alone
         try:
             connection, peer = sock.accept()
+        except BlockingIOError:
+            if plug is None:
+                break  # no plug: what was queued is served
+            select.select([sock], [plug], [], 0.01)
+            continue
         except OSError:
             break
-        if peer == plug_address:
-            connection.close()
-            break
-        connection.setblocking(False)
-        loop.create_task(loop.connect_accepted_socket(protocol, connection))
-        taken += 1
+        if plug is not None and peer == plug.getsockname():
+            connection.close()  # the plug came out of the queue: send another
+        else:
+            connection.setblocking(False)
+            loop.create_task(loop.connect_accepted_socket(protocol, connection))
+            taken += 1
+        if plug is not None:
+            plug.close()
+            plug = _plug(sock)
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RD)  # Linux: stops listening in every process holding the socket
     if plug is not None:
         plug.close()
     return taken
+
+
+@contextlib.contextmanager
+def _one_drainer(sock: socket.socket) -> Iterator[None]:
+    """Serialise the workers' drains of one shared socket: two plugs in one queue would be accepted
+    by the wrong worker. A lock file per port in the temporary directory; without one, no lock."""
+    port = sock.getsockname()[1] if sock.family in (socket.AF_INET, socket.AF_INET6) else 0
+    path = os.path.join(tempfile.gettempdir(), f"mlserve-drain-{os.getppid()}-{port}.lock")
+    try:
+        lock = open(path, "a")  # noqa: SIM115 - held across the drain
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _plug(sock: socket.socket) -> socket.socket:
+    plug = socket.socket(sock.family, socket.SOCK_STREAM)
+    plug.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        plug.connect(_loopback(sock))
+    return plug
+
+
+def _connected(plug: socket.socket) -> bool:
+    """The plug's handshake is complete (so it sits in the accept queue)."""
+    if not select.select([], [plug], [], 0)[1]:
+        return False
+    return plug.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
 
 
 def _loopback(sock: socket.socket) -> tuple[str, int]:

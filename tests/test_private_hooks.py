@@ -1,0 +1,72 @@
+"""The four places that lean on a library's private parts (kept because the benchmark or the API
+leaves no public way), each checked against the pinned version so an upgrade that breaks one fails
+here, loudly, instead of silently changing behaviour:
+
+- serving/runtime.py calls `InferenceSession._sess.run` (skips per-call feed checks: single-row latency);
+- serving/transport.py subclasses uvicorn's `HttpToolsProtocol` (deadlines, connection cap, one write);
+- serving/drain.py finds uvicorn's `Server` behind its SIGTERM handler (`__self__` of the bound method);
+- stacks/config.py lists the engine's config through `pulumi.runtime.config.CONFIG` (unknown keys).
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pulumi
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from serving.runtime import ModelRuntime
+from serving.transport import CoalescingHttpToolsProtocol
+
+DEMO = Path(__file__).resolve().parents[1] / "serving" / "model" / "model.onnx"
+
+
+def test_the_runtime_uses_onnxruntimes_binding_and_it_answers_like_the_public_run() -> None:
+    runtime = ModelRuntime(DEMO)
+    session = ort.InferenceSession(str(DEMO), providers=["CPUExecutionProvider"])
+    binding = getattr(getattr(session, "_sess", None), "run", None)
+    assert binding is not None, "onnxruntime dropped InferenceSession._sess.run: serving/runtime.py falls back"
+    assert runtime._run.__self__ is not runtime._session, "the runtime fell back to the public run"  # type: ignore[attr-defined]
+    rows = np.zeros((2, runtime.n_features), dtype=np.float32)
+    names = [o.name for o in session.get_outputs()]
+    feed = {session.get_inputs()[0].name: rows}
+    public = session.run(names, feed)
+    private = binding(names, feed, None)
+    for a, b in zip(public, private, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_uvicorns_protocol_still_has_what_the_transport_overrides_and_reads() -> None:
+    for method in ("connection_made", "connection_lost", "on_message_begin", "on_headers_complete",
+                   "on_message_complete", "on_response_complete", "shutdown"):  # fmt: skip
+        assert callable(getattr(HttpToolsProtocol, method, None)), f"uvicorn's HttpToolsProtocol lost {method}"
+        assert method in vars(CoalescingHttpToolsProtocol), f"serving/transport.py no longer overrides {method}"
+    source = inspect.getsource(HttpToolsProtocol.__init__)
+    for attribute in ("self.connections", "self.transport", "self.loop", "self.cycle"):
+        assert attribute in source + inspect.getsource(HttpToolsProtocol.connection_made), (
+            f"uvicorn's HttpToolsProtocol no longer sets {attribute}, which serving/transport.py reads"
+        )
+
+
+def test_uvicorns_sigterm_handler_is_a_method_of_its_server() -> None:
+    server = uvicorn.Server(uvicorn.Config(app=lambda scope, receive, send: None))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with server.capture_signals():
+            handler = signal.getsignal(signal.SIGTERM)
+            assert getattr(handler, "__self__", None) is server, "serving/drain.py cannot find uvicorn's Server"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_pulumis_config_holds_what_set_all_config_sets() -> None:
+    pulumi.runtime.set_all_config({"mlserve:probe": "1"})
+    try:
+        assert "mlserve:probe" in pulumi.runtime.config.CONFIG.get(), "stacks/config.py cannot list the stack's keys"
+    finally:
+        pulumi.runtime.set_all_config({})
