@@ -33,7 +33,12 @@ from tests.serving.models import linear_regressor
 from tests.serving.server import REPO, free_port
 from tests.tls import tls_proxy
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+pytestmark = [
+    pytest.mark.skipif(missing() is not None, reason=missing() or ""),
+    # Alone: published container ports are host ports podman forwards, which a parallel test could
+    # be handed again by the kernel; and the images are built once.
+    pytest.mark.serial,
+]
 
 
 @pytest.fixture(scope="module")

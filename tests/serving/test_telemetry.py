@@ -69,7 +69,9 @@ def test_requests_reach_application_insights(tmp_path: Path, sink: tuple[Sink, s
         assert httpx.post(server.url + "/score", json={"data": [[1]]}, headers=headers).status_code == 400
         assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 401
         wait_for(lambda: len(received.of("Request")) >= 3)
-    requests = {r["data"]["baseData"]["responseCode"]: r for r in received.of("Request")}
+    # Health probes (GET /ping while the server starts) are requests too: pick the scoring ones.
+    scoring = [r for r in received.of("Request") if r["data"]["baseData"]["name"] == "POST /score"]
+    requests = {r["data"]["baseData"]["responseCode"]: r for r in scoring}
     scored = requests["200"]
     assert scored["iKey"] == IKEY
     base = scored["data"]["baseData"]
