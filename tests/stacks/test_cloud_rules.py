@@ -8,6 +8,7 @@ option). A change that breaks a rule fails here instead of in a user's `pulumi u
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -22,6 +23,13 @@ from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, minor
 
 AUTONAME_SUFFIX = 8  # Pulumi appends 8 random characters to a logical name (`name` + suffix)
 KMS = "arn:aws:kms:eu-west-1:123456789012:key/0000"
+ZONE = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/dns/providers/Microsoft.Network/"
+    "dnszones/example.com"
+)
+# AKS defaults the program does not set: Service CIDR and the overlay's pod CIDR.
+AKS_SERVICE_CIDR = "10.0.0.0/16"
+AKS_POD_CIDR = "10.244.0.0/16"
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +65,21 @@ VARIANTS = [
         "realtime, all at once",
         "prod",
         _sagemaker("prod", rollout={"type": "ALL_AT_ONCE"}, instanceType="ml.c5.xlarge"),
+    ),
+    Variant(
+        "prod, allow-list, DNS zone",
+        "prod",
+        (
+            (
+                "mlserve:aks",
+                merged("prod", "mlserve:aks", {"allowedSourceRanges": ["203.0.113.0/24"], "dnsZoneId": ZONE}),
+            ),
+        ),
+    ),
+    Variant(
+        "dev, largest ACI group, custom domain",
+        "dev",
+        (("mlserve:aci", {"cpu": 3.5, "memoryGb": 15.5, "domain": "rain.example.com"}),),
     ),
 ]
 
@@ -228,6 +251,13 @@ NAME_RULES = [
     NameRule("azure-native:network:NetworkSecurityGroup", r"[a-zA-Z0-9]([\w.-]*\w)?", 80, True),
     NameRule("azure-native:network:VirtualNetwork", r"[a-zA-Z0-9][\w.-]*\w", 64, True),
     NameRule("azure-native:network:Subnet", r"[a-zA-Z0-9]([\w.-]*\w)?", 80, False, "subnetName"),
+    NameRule(
+        "azure-native:dns:RecordSet",
+        r"@|[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9_-]{1,63})*",
+        253,
+        False,
+        "relativeRecordSetName",
+    ),
     NameRule("azure-native:storage:FileShare", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "shareName"),
     NameRule("azure-native:containerservice:AgentPool", r"[a-z][a-z0-9]{0,11}", 12, False, "agentPoolName"),
 ]
@@ -317,6 +347,49 @@ def aks_network(e: Evaluation, _: Variant) -> list[str]:
     return problems
 
 
+def aks_subnet_fits_the_cluster(e: Evaluation, _: Variant) -> list[str]:
+    # AKS, "Configure Azure CNI Overlay" / "bring your own subnet": the node subnet lies in its VNet and
+    # overlaps neither the Service CIDR nor the pod CIDR; NSG rules are evaluated by priority, so the
+    # load balancer's probes are allowed before the deny of other internet traffic.
+    problems = []
+    spaces = [ipaddress.ip_network(p) for v in e.of_type("azure-native:network:VirtualNetwork")
+              for p in v.inputs["addressSpace"]["addressPrefixes"]]  # fmt: skip
+    for subnet in e.of_type("azure-native:network:Subnet"):
+        network = ipaddress.ip_network(subnet.inputs["addressPrefix"])
+        if not any(network.subnet_of(space) for space in spaces):
+            problems.append(f"subnet {network} is outside its VNet {spaces}")
+        for reserved in (AKS_SERVICE_CIDR, AKS_POD_CIDR):
+            if network.overlaps(ipaddress.ip_network(reserved)):
+                problems.append(f"subnet {network} overlaps AKS's {reserved}")
+    for group in e.of_type("azure-native:network:NetworkSecurityGroup"):
+        rules = sorted(group.inputs["securityRules"], key=lambda r: r["priority"])
+        order = [(r["access"], r.get("sourceAddressPrefix")) for r in rules]
+        if ("Allow", "AzureLoadBalancer") not in order or order.index(("Allow", "AzureLoadBalancer")) > min(
+            (i for i, (access, _) in enumerate(order) if access == "Deny"), default=len(order)
+        ):
+            problems.append(f"{group.name}: load balancer probes are denied before they are allowed")
+        if len({r["priority"] for r in rules}) != len(rules):
+            problems.append(f"{group.name}: two rules share a priority")
+    return problems
+
+
+def aci_group_fits_and_exposes_its_ports(e: Evaluation, _: Variant) -> list[str]:
+    # ACI, "Resource availability": a Linux container group gets at most 4 CPUs and 16 GB in most
+    # regions; the group's public ports must be ports its containers expose.
+    problems = []
+    for group in e.of_type("azure-native:containerinstance:ContainerGroup"):
+        containers = group.inputs["containers"]
+        cpu = sum(c["resources"]["requests"]["cpu"] for c in containers)
+        memory = sum(c["resources"]["requests"]["memoryInGB"] for c in containers)
+        if cpu > 4 or memory > 16:
+            problems.append(f"{group.name}: {cpu} CPUs and {memory} GB requested")
+        exposed = {p["port"] for c in containers for p in c.get("ports", [])}
+        public = {p["port"] for p in group.inputs["ipAddress"]["ports"]}
+        if not public <= exposed:
+            problems.append(f"{group.name}: public ports {sorted(public - exposed)} are no container's")
+    return problems
+
+
 def aks_availability(e: Evaluation, v: Variant) -> list[str]:
     # AKS best practices: system pods on a system pool, workloads on user pools; production spread over zones.
     problems = []
@@ -399,6 +472,8 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     names_are_valid,
     aks_version_and_upgrades,
     aks_network,
+    aks_subnet_fits_the_cluster,
+    aci_group_fits_and_exposes_its_ports,
     aks_availability,
     disruption_budgets_select_only_serving_pods,
     registry_sku_matches_use,
@@ -430,6 +505,8 @@ def test_variants_cover_what_the_rules_are_about() -> None:
     assert kinds["dev"]["aci"]
     assert kinds["prod"]["autoscaled"]
     assert kinds["prod"]["aks"]
+    assert kinds["dev, largest ACI group, custom domain"]["aci"]
+    assert kinds["prod, allow-list, DNS zone"]["aks"]
     assert kinds["realtime, own KMS key"]["autoscaled"]
     assert "kmsKeyArn" in next(_endpoint_configs(evaluated(VARIANTS[5])))
 
@@ -455,6 +532,15 @@ def test_the_rules_catch_what_they_are_about() -> None:
     assert role_assignment_principal_types(as_user, VARIANTS[1])
     assert aks_version_and_upgrades(
         _with(prod, "azure-native:containerservice:ManagedCluster", kubernetesVersion="1.33"), VARIANTS[1]
+    )
+    assert aks_subnet_fits_the_cluster(
+        _with(prod, "azure-native:network:Subnet", addressPrefix="10.244.0.0/16"), VARIANTS[1]
+    )
+    dev = evaluated(VARIANTS[0])
+    (group,) = dev.of_type("azure-native:containerinstance:ContainerGroup")
+    unexposed = {**group.inputs["ipAddress"], "ports": [{"port": 8080, "protocol": "TCP"}]}
+    assert aci_group_fits_and_exposes_its_ports(
+        _with(dev, "azure-native:containerinstance:ContainerGroup", ipAddress=unexposed), VARIANTS[0]
     )
     too_long = _renamed(prod, "azure-native:storage:StorageAccount", "mlserveprodbatchx")
     assert names_are_valid(too_long, VARIANTS[1])
