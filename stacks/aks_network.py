@@ -19,50 +19,27 @@ NODE_SUBNET = "10.224.0.0/16"
 PUBLIC_PORTS = ["80", "443"]
 
 
+def inbound(name: str, priority: int, access: str, protocol: str, source: dict, ports: dict) -> dict:
+    """One inbound NSG rule: `source` and `ports` hold the address-prefix and port-range keys."""
+    common = {"direction": "Inbound", "source_port_range": "*", "destination_address_prefix": "*"}
+    return {"name": name, "priority": priority, "access": access, "protocol": protocol, **common, **source, **ports}
+
+
 def security_rules(allowed_sources: Sequence[str]) -> list[dict]:
     """Public HTTP(S) from the allow-list (anyone when empty); nothing else from the internet."""
-    rules: list[dict] = [
-        {
-            "name": "allow-https-clients",
-            "priority": 100,
-            "direction": "Inbound",
-            "access": "Allow",
-            "protocol": "Tcp",
-            "source_port_range": "*",
-            "destination_address_prefix": "*",
-            "destination_port_ranges": PUBLIC_PORTS,
-            **(
-                {"source_address_prefixes": list(allowed_sources)}
-                if allowed_sources
-                else {"source_address_prefix": "Internet"}
-            ),
-        },
-        {
-            # The load balancer's health probes (Azure's default rule allows them too; explicit here
-            # because the deny below must not catch them).
-            "name": "allow-load-balancer-probes",
-            "priority": 110,
-            "direction": "Inbound",
-            "access": "Allow",
-            "protocol": "*",
-            "source_address_prefix": "AzureLoadBalancer",
-            "source_port_range": "*",
-            "destination_address_prefix": "*",
-            "destination_port_range": "*",
-        },
-        {
-            "name": "deny-other-internet",
-            "priority": 4000,
-            "direction": "Inbound",
-            "access": "Deny",
-            "protocol": "*",
-            "source_address_prefix": "Internet",
-            "source_port_range": "*",
-            "destination_address_prefix": "*",
-            "destination_port_range": "*",
-        },
+    clients = (
+        {"source_address_prefixes": list(allowed_sources)} if allowed_sources else {"source_address_prefix": "Internet"}
+    )
+    every_port = {"destination_port_range": "*"}
+    return [
+        inbound("allow-https-clients", 100, "Allow", "Tcp", clients, {"destination_port_ranges": PUBLIC_PORTS}),
+        # The load balancer's health probes (Azure's default rule allows them too; explicit here
+        # because the deny below must not catch them).
+        inbound(
+            "allow-load-balancer-probes", 110, "Allow", "*", {"source_address_prefix": "AzureLoadBalancer"}, every_port
+        ),
+        inbound("deny-other-internet", 4000, "Deny", "*", {"source_address_prefix": "Internet"}, every_port),
     ]
-    return rules
 
 
 @dataclass

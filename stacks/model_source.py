@@ -16,6 +16,7 @@ converted by `python -m importer`'s converter).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -223,8 +224,6 @@ BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "serving" / "model" / MODE
 def sample_row(path: Path) -> list[float]:
     """One input row for smoke tests and examples: the model's `sample_input` metadata (written by
     `python -m importer`), else zeros of the input's width (any model answers those)."""
-    import json
-
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
