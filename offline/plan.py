@@ -17,7 +17,10 @@ import contextlib
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
+
+import pulumi
 
 from offline.mocks import REPO, Evaluation, Recorded, evaluate
 
@@ -95,8 +98,8 @@ def render(stack: str, evaluation: Evaluation) -> str:
     return text
 
 
-def plan(stack: str) -> str:
-    return render(stack, evaluate(stack))
+def plan(stack: str, project_dir: Path = REPO) -> str:
+    return render(stack, evaluate(stack, project_dir=project_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write plans/<stack>.txt")
     mode.add_argument("--check", action="store_true", help="fail if plans/<stack>.txt is out of date")
+    parser.add_argument("--project-dir", type=Path, default=REPO, help="where Pulumi.yaml and the stack file are")
     args = parser.parse_args(argv)
-    if not (REPO / f"Pulumi.{args.stack}.yaml").is_file():
-        print(f"error: no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)
+    if not (args.project_dir / f"Pulumi.{args.stack}.yaml").is_file():
+        print(f"error: no stack file Pulumi.{args.stack}.yaml in {args.project_dir}", file=sys.stderr)
         return 2
-    text = plan(args.stack)
+    try:
+        text = plan(args.stack, args.project_dir)
+    except pulumi.RunError as error:  # as `pulumi preview` shows it: the message, no traceback
+        print(error, file=sys.stderr)
+        return 2
     target = PLANS / f"{args.stack}.txt"
     if args.write:
         PLANS.mkdir(exist_ok=True)

@@ -14,6 +14,10 @@ SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 SAGEMAKER_REALTIME_PAYLOAD_LIMIT = 6 * 1024 * 1024
 
 
+# A model's name or version, in URLs and metadata (the stack's mlserve:model.version too).
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
 def default_model_location() -> Path:
     """Where the platforms put the model: SageMaker, then Azure ML, then the bundled demo."""
     if sm_dir := os.environ.get("SM_MODEL_DIR"):
@@ -36,12 +40,12 @@ class Settings(BaseSettings):
     )
     model_name: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        pattern=MODEL_ID_PATTERN,
         description="Name in URLs and metadata; default: the model's metadata, else the file name.",
     )
     model_version: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        pattern=MODEL_ID_PATTERN,
         description="Version in metadata; default: the model's metadata, else '1'.",
     )
     host: str = "0.0.0.0"

@@ -5,7 +5,7 @@ here, loudly, instead of silently changing behaviour:
 - serving/runtime.py calls `InferenceSession._sess.run` (skips per-call feed checks: single-row latency);
 - serving/transport.py subclasses uvicorn's `HttpToolsProtocol` (deadlines, connection cap, one write);
 - serving/drain.py finds uvicorn's `Server` behind its SIGTERM handler (`__self__` of the bound method);
-- stacks/config.py lists the engine's config through `pulumi.runtime.config.CONFIG` (unknown keys).
+- stacks/engine_config.py lists the engine's config through `pulumi.runtime.config.CONFIG` (unknown keys).
 """
 
 from __future__ import annotations
@@ -67,6 +67,6 @@ def test_uvicorns_sigterm_handler_is_a_method_of_its_server() -> None:
 def test_pulumis_config_holds_what_set_all_config_sets() -> None:
     pulumi.runtime.set_all_config({"mlserve:probe": "1"})
     try:
-        assert "mlserve:probe" in pulumi.runtime.config.CONFIG.get(), "stacks/config.py cannot list the stack's keys"
+        assert "mlserve:probe" in pulumi.runtime.config.CONFIG.get(), "stacks/engine_config.py cannot list the stack's keys"
     finally:
         pulumi.runtime.set_all_config({})

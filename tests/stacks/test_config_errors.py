@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+import yaml
 
-from offline.mocks import evaluate, merged
-from stacks.config import ConfigError
+from offline.mocks import REPO, evaluate, merged, stack_config
+from serving.settings import Settings
+from stacks.config import ConfigError, parse
 
 KMS = "arn:aws:kms:eu-west-1:123456789012:key/0000"
 GUID = "5f0c6a4e-8d2b-4b8e-9a51-3c7f2e1d0b9a"
@@ -26,7 +32,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "dev",
         {"mlserve:aci": {"domain": "not a domain"}},
         (),
-        "mlserve:aci.domain in Pulumi.dev.yaml: 'not a domain' does not match",
+        "mlserve:aci.domain in Pulumi.dev.yaml: 'not a domain' is not a DNS name such as rain.example.com",
     ),
     (
         "prod",
@@ -56,7 +62,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "prod",
         {"mlserve:aks": merged("prod", "mlserve:aks", {"allowedSourceRanges": ["203.0.113.0/33"]})},
         (),
-        "mlserve:aks.allowedSourceRanges in Pulumi.prod.yaml: expected a list of IPv4 CIDR ranges",
+        "mlserve:aks.allowedSourceRanges[0] in Pulumi.prod.yaml: '203.0.113.0/33' is not an IPv4 CIDR range",
     ),
     (
         "prod",
@@ -148,7 +154,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
             )
         },
         (),
-        "mlserve:aks.authorizedIpRanges in Pulumi.prod.yaml",
+        "mlserve:aks.authorizedIpRanges[0] in Pulumi.prod.yaml: 'everyone' is not an IPv4 CIDR range",
     ),
     # What the clouds reject, stopped before anything is created (issue: deployable on the first up).
     (
@@ -206,7 +212,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "prod",
         {"mlserve:aks": merged("prod", "mlserve:aks", {"admins": [{"objectId": GUID, "type": "Robot"}]})},
         (),
-        "mlserve:aks.admins[0].type in Pulumi.prod.yaml: 'Robot'; choose from Group, User, ServicePrincipal",
+        "mlserve:aks.admins[0].type in Pulumi.prod.yaml: 'Robot'; choose from 'Group', 'User' or 'ServicePrincipal'",
     ),
     (
         "prod",
@@ -216,9 +222,9 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ),
     (
         "prod",
-        {"mlserve:aks": merged("prod", "mlserve:aks", {"availabilityZones": [1, 2]})},
+        {"mlserve:aks": merged("prod", "mlserve:aks", {"availabilityZones": ["1", "4"]})},
         (),
-        "mlserve:aks.availabilityZones in Pulumi.prod.yaml",
+        "mlserve:aks.availabilityZones[1] in Pulumi.prod.yaml: '4'; choose from '1', '2' or '3'",
     ),
     (
         "prod",
@@ -275,3 +281,116 @@ def test_auth_can_be_turned_off(tmp_path) -> None:
     ]
     assert "SERVING_API_KEYS" not in env
     assert "primary_key" not in open_dev.outputs
+
+
+def stack_values(stack: str, **changes: Any) -> dict[str, Any]:
+    """The `mlserve:` values of a stack file, as the program reads them, with sections replaced."""
+    values = {k.split(":", 1)[1]: json.loads(v) for k, v in stack_config(stack).items() if k.startswith("mlserve:")}
+    return {**values, **changes}
+
+
+def problems_of(values: dict[str, Any], stack: str = "dev") -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        parse(values, stack)
+    return str(raised.value).splitlines()
+
+
+def test_a_typo_is_named_with_the_key_it_probably_meant() -> None:
+    values = stack_values("prod", sagemaker={**stack_values("prod")["sagemaker"], "memorySizeMB": 2048})
+    assert problems_of(values, "prod") == [
+        "mlserve:sagemaker.memorySizeMB in Pulumi.prod.yaml: unknown setting; did you mean memorySizeMb?"
+    ]
+    assert problems_of(stack_values("dev", target=["aci"]))[0] == (
+        "mlserve:target in Pulumi.dev.yaml: unknown key; did you mean targets?"
+    )
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    values = stack_values(
+        "dev",
+        aci={"cpu": 9, "memoryGb": "lots", "gpu": 1},
+        server={"maxConcurrentRequests": 0},
+        observability={"alertEmail": "nobody"},
+    )
+    assert problems_of(values) == [
+        "mlserve:server.maxConcurrentRequests in Pulumi.dev.yaml: 0 is out of range 1..256",
+        "mlserve:aci.cpu in Pulumi.dev.yaml: 9 is out of range 0.1..3.5",
+        "mlserve:aci.memoryGb in Pulumi.dev.yaml: expected a number, got 'lots'",
+        "mlserve:aci.gpu in Pulumi.dev.yaml: unknown setting; known: cpu, dnsLabel, domain, memoryGb",
+        "mlserve:observability.alertEmail in Pulumi.dev.yaml: 'nobody' is not an e-mail address",
+    ]
+
+
+def test_a_missing_section_names_its_required_key_in_words() -> None:
+    values = {k: v for k, v in stack_values("dev").items() if k != "azure"}
+    assert problems_of(values) == [
+        "mlserve:azure.location in Pulumi.dev.yaml: required: the Azure region, e.g. westeurope "
+        "(the same as azure-native:location)"
+    ]
+
+
+def test_quoted_booleans_and_numbers_are_read_as_meant() -> None:
+    # `pulumi config set --path mlserve:server.authEnabled false` stores the string "false".
+    config = parse(stack_values("dev", server={"authEnabled": "false"}, protect="true", model={"version": 3}), "dev")
+    assert config.server.auth_enabled is False
+    assert config.protect is True
+    assert config.model.version == "3"
+    assert problems_of(stack_values("dev", server={"authEnabled": "yes"})) == [
+        "mlserve:server.authEnabled in Pulumi.dev.yaml: expected true or false, got 'yes'"
+    ]
+    assert problems_of(stack_values("dev", aci={"cpu": True})) == [
+        "mlserve:aci.cpu in Pulumi.dev.yaml: expected a number, got true"
+    ]
+
+
+def prod_with_batch(schedule: str) -> dict[str, Any]:
+    return stack_values("prod", batch={"enabled": True, "schedule": schedule})
+
+
+@pytest.mark.parametrize("schedule", ["@daily", "@hourly", "0 2 * * *", "*/15 8-18 * * 1-5", "30 4 1 JAN,JUL SUN"])
+def test_a_schedule_kubernetes_takes_is_taken(schedule: str) -> None:
+    config = parse(prod_with_batch(schedule), "prod")
+    assert config.batch.schedule == schedule
+
+
+@pytest.mark.parametrize(
+    "schedule", ["0 25 * * *", "0 2 * * 7", "0 0 2 * * *", "@every 1h", "TZ=UTC 0 2 * * *", "daily"]
+)
+def test_a_schedule_kubernetes_refuses_is_refused_in_words(schedule: str) -> None:
+    (problem,) = problems_of(prod_with_batch(schedule), "prod")
+    assert problem.startswith(f"mlserve:batch.schedule in Pulumi.prod.yaml: {schedule!r} is not a schedule Kubernetes")
+    assert "minute 0-59, hour 0-23" in problem
+
+
+def test_the_server_limits_are_the_servers_own() -> None:
+    """The stack cannot allow a limit the container's settings refuse (they would crash it at start)."""
+    for key, setting in (
+        ("maxConcurrentRequests", "max_concurrent_requests"),
+        ("maxQueueWaitMs", "max_queue_wait_ms"),
+        ("scoringTimeoutMs", "scoring_timeout_ms"),
+    ):
+        limits = {type(m).__name__: m for m in Settings.model_fields[setting].metadata}
+        high = limits["Le"].le
+        (problem,) = problems_of(stack_values("dev", server={key: high + 1}))
+        assert problem.endswith(f"{high + 1} is out of range {limits['Ge'].ge}..{high}")
+        assert parse(stack_values("dev", server={key: high}), "dev").server.environment()
+
+
+def test_the_offline_plan_prints_one_line_per_problem_and_no_traceback(tmp_path) -> None:
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    document = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
+    document["config"]["mlserve:aci"] = {"cpu": 0, "memorySizeGB": 2}
+    (tmp_path / "Pulumi.typo.yaml").write_text(yaml.safe_dump(document))
+    finished = subprocess.run(
+        [sys.executable, "-m", "offline.plan", "--stack", "typo", "--project-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stderr.splitlines() == [
+        "mlserve:aci.cpu in Pulumi.typo.yaml: 0 is out of range 0.1..3.5",
+        "mlserve:aci.memorySizeGB in Pulumi.typo.yaml: unknown setting; did you mean memoryGb?",
+    ]
