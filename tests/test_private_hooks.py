@@ -65,8 +65,11 @@ def test_uvicorns_sigterm_handler_is_a_method_of_its_server() -> None:
 
 
 def test_pulumis_config_holds_what_set_all_config_sets() -> None:
-    pulumi.runtime.set_all_config({"mlserve:probe": "1"})
+    from stacks.engine_config import namespace_values
+
+    pulumi.runtime.set_all_config({"mlserve:probe": "1", "mlserve:where": "westeurope", "aws:region": "eu-west-1"})
     try:
-        assert "mlserve:probe" in pulumi.runtime.config.CONFIG.get(), "stacks/engine_config.py cannot list the stack's keys"
+        listed = namespace_values("mlserve")
+        assert listed == {"probe": 1, "where": "westeurope"}, "stacks/engine_config.py cannot list the stack's keys"
     finally:
         pulumi.runtime.set_all_config({})
