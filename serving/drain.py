@@ -23,7 +23,7 @@ from types import FrameType
 
 import uvicorn
 
-from serving.front import ServerState
+from serving.state import ServerState
 
 log = logging.getLogger("serving")
 PLUG_WAIT_SECONDS = 2.0  # longest the drain waits for its plug connection (the initial SYN retransmit is 1 s)

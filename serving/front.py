@@ -8,30 +8,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
 import onnxruntime as ort
 
-from serving import handlers
 from serving.auth import KeyCheck
 from serving.errors import (
     MethodNotAllowed,
-    NotReady,
     Overloaded,
     PayloadTooLarge,
     RequestError,
     ScoringTimeout,
 )
-from serving.handlers import JSON, Call, Handler, Plan, Reply
+from serving.handlers import JSON, Call, Plan, Reply
 from serving.journal import RequestJournal
 from serving.logs import AccessLog, RequestIds
 from serving.metrics import Metrics
 from serving.pool import InferencePool
 from serving.protocols import jsonbody
-from serving.runtime import ModelRuntime
+from serving.routes import TABLE
 from serving.settings import Settings, inline_scoring_budget_us
+from serving.state import ServerState
 from serving.tokens import TokenCheck, TokenPolicy
 
 log = logging.getLogger("serving")
@@ -41,69 +39,16 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-EXACT_ROUTES: dict[str, Handler] = {"/score": handlers.score, "/invocations": handlers.invocations}
-
-# Routes anyone may call, also when keys are configured: health probes, metrics and the API description.
-OPEN_PATHS = frozenset(
-    {
-        "/",
-        "/ping",
-        "/metrics",
-        "/v2",
-        "/v2/health/live",
-        "/v2/health/ready",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/openapi.json",
-        "/swagger.json",
-    }
-)
-V2_MODELS = "/v2/models/"
-
-
-def is_open_path(path: str) -> bool:
-    return path in OPEN_PATHS or (path.startswith(V2_MODELS) and path.endswith("/ready"))
-
-
-def route_label(path: str) -> str:
-    """A bounded set of metric labels: fixed paths as they are, model paths as templates."""
-    if path in OPEN_PATHS or path in ("/score", "/invocations"):
-        return path
-    if path.startswith(V2_MODELS):
-        rest = path[len(V2_MODELS) :].split("/")
-        template = "/v2/models/{name}" + ("/versions/{version}" if len(rest) >= 3 and rest[1] == "versions" else "")
-        tail = rest[-1] if len(rest) in (2, 4) else ""
-        return template + (f"/{tail}" if tail in ("infer", "ready") else "")
-    return "other"
-
-
-@dataclass
-class ServerState:
-    """What the running server knows; `runtime` is set once the model is loaded and warm."""
-
-    runtime: ModelRuntime | None = None
-    draining: bool = False
-
-    @property
-    def ready(self) -> bool:
-        return self.runtime is not None and not self.draining
-
-    def require_runtime(self) -> ModelRuntime:
-        if self.runtime is None:
-            raise NotReady("model is still loading; retry shortly")
-        return self.runtime
-
 
 class InferenceFront:
-    """ASGI app serving the inference routes itself and delegating the rest to `fallback`."""
+    """ASGI app serving the inference routes itself and delegating the rest to `fallback` (FastAPI, which
+    `serving.app` mounts once its endpoints, which use this front, exist)."""
 
-    def __init__(
-        self, settings: Settings, state: ServerState, fallback: ASGIApp, metrics: Metrics, access_log: AccessLog
-    ) -> None:
+    fallback: ASGIApp
+
+    def __init__(self, settings: Settings, state: ServerState, metrics: Metrics, access_log: AccessLog) -> None:
         self.settings = settings
         self.state = state
-        self.fallback = fallback
         self.metrics = metrics
         self.journal = RequestJournal(metrics, access_log)
         tokens = None
@@ -136,19 +81,20 @@ class InferenceFront:
         headers = dict(scope["headers"])
         request_id = self.request_ids.next(headers.get(b"x-request-id"))
         path: str = scope["path"]
-        route = path if path in EXACT_ROUTES else route_label(path)
+        found = TABLE.match(path)
+        route = found[0].template if found else "other"
         # The inference path is written out flat, without helper coroutines: at over ten thousand
         # requests a second, every frame and await on the way shows in the throughput.
         try:
-            if self.keys.enabled and not is_open_path(path):
+            if self.keys.enabled and not (found and found[0].open):
                 self.keys.verify(headers.get(b"authorization"))
-            handler = EXACT_ROUTES.get(path) or self._v2_infer_route(path)
-            if handler is None:
+            if found is None or found[0].infer is None:
                 status = await self._delegate(scope, receive, send, request_id)
                 self.journal.note((request_id, scope["method"], route, path, status, started, perf_counter(), 0, None))
                 return
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
+            handler = found[0].infer(found[1])
             runtime = self.state.require_runtime()
             limit = self.settings.max_body_bytes
             declared = headers.get(b"content-length")
@@ -233,16 +179,6 @@ class InferenceFront:
             return 307
         await self.fallback(scope, receive, send_with_id)
         return status
-
-    @staticmethod
-    def _v2_infer_route(path: str) -> Handler | None:
-        if path.startswith(V2_MODELS) and path.endswith("/infer"):
-            parts = path[len(V2_MODELS) : -len("/infer")].split("/")
-            if len(parts) == 1 and parts[0]:
-                return handlers.v2_infer(parts[0], None)
-            if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-                return handlers.v2_infer(parts[0], parts[2])
-        return None
 
     def settle(self) -> None:
         """Bring the metrics up to date (finished requests, in-flight and queued gauges)."""

@@ -1,0 +1,187 @@
+"""Every route the server answers, in one table.
+
+From it come the front's lookup (which inference handler, with which path parameters), which paths
+anyone may call without a key, the bounded metric labels, the FastAPI routes and the OpenAPI
+document. Adding a route is adding a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from serving import handlers
+from serving.handlers import Handler
+from serving.openapi_models import (
+    InferRequest,
+    InferResponse,
+    MlflowRequest,
+    PredictionsResponse,
+    ScoreRequest,
+)
+
+PROBE = ("GET", "HEAD")  # probes may use HEAD: the same answer without a body
+TEXT = None  # a body documented as plain text (CSV)
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str  # `/v2/models/{name}/infer`: a `{...}` segment matches any one non-empty segment
+    open: bool  # callable without a key: health probes, metrics, the API description
+    summary: str
+    tag: str
+    methods: tuple[str, ...] = ("GET",)
+    # Served by the front: the handler for the path's parameters. Else FastAPI serves `endpoint`
+    # (a name in serving/endpoints.py), or FastAPI itself (its documentation pages) when both are None.
+    infer: Callable[[dict[str, str]], Handler] | None = None
+    endpoint: str | None = None
+    request: dict[str, type[BaseModel] | None] = field(default_factory=dict)  # media type -> body model
+    response: dict[str, type[BaseModel] | None] = field(default_factory=dict)
+    headers: tuple[dict[str, object], ...] = ()  # OpenAPI header parameters
+    errors: tuple[int, ...] = ()  # answers besides 200 (and 401 where keyed)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.template.split("/"))
+
+
+def _v2_infer(params: dict[str, str]) -> Handler:
+    return handlers.v2_infer(params["name"], params.get("version"))
+
+
+INFER_ERRORS = (400, 413, 503)
+V2_INFER = {"application/json": InferRequest}
+V2_INFERRED = {"application/json": InferResponse}
+MODEL_ERRORS = (404, 503)
+
+ROUTES: tuple[Route, ...] = (
+    # Inference, on the front.
+    Route(
+        "/score",
+        False,
+        "Score rows (Azure ML style)",
+        "azureml",
+        ("POST",),
+        infer=lambda _: handlers.score,
+        request={"application/json": ScoreRequest},
+        response={"application/json": PredictionsResponse},
+        errors=(*INFER_ERRORS, 406, 415),
+    ),
+    Route(
+        "/invocations",
+        False,
+        "Score rows (SageMaker / MLflow)",
+        "sagemaker",
+        ("POST",),
+        infer=lambda _: handlers.invocations,
+        request={"application/json": MlflowRequest, "text/csv": TEXT},
+        response={"application/json": PredictionsResponse, "text/csv": TEXT},
+        headers=(
+            {
+                "name": "X-Amzn-SageMaker-Custom-Attributes",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "example": "method=predict_proba"},
+            },
+        ),
+        errors=(*INFER_ERRORS, 406, 415),
+    ),
+    Route(
+        "/v2/models/{name}/infer",
+        False,
+        "Infer (Open Inference Protocol)",
+        "v2",
+        ("POST",),
+        infer=_v2_infer,
+        request=V2_INFER,
+        response=V2_INFERRED,
+        errors=(*INFER_ERRORS, 404, 406, 415),
+    ),
+    Route(
+        "/v2/models/{name}/versions/{version}/infer",
+        False,
+        "Infer a version (Open Inference Protocol)",
+        "v2",
+        ("POST",),
+        infer=_v2_infer,
+        request=V2_INFER,
+        response=V2_INFERRED,
+        errors=(*INFER_ERRORS, 404, 406, 415),
+    ),
+    # Health and metadata, on FastAPI.
+    Route("/", True, "Liveness (Azure ML convention)", "health", PROBE, endpoint="live"),
+    Route(
+        "/ping",
+        True,
+        "SageMaker health check: 200 once the model is ready",
+        "health",
+        PROBE,
+        endpoint="ready",
+        errors=(503,),
+    ),
+    Route("/metrics", True, "Prometheus metrics", "health", endpoint="metrics"),
+    Route("/v2", True, "Server metadata", "v2", endpoint="server_metadata"),
+    Route("/v2/health/live", True, "Liveness", "v2", PROBE, endpoint="v2_live"),
+    Route(
+        "/v2/health/ready", True, "Readiness: model loaded and warmed up", "v2", PROBE, endpoint="ready", errors=(503,)
+    ),
+    Route("/v2/models/{name}", False, "Model metadata", "v2", endpoint="model_metadata", errors=MODEL_ERRORS),
+    Route(
+        "/v2/models/{name}/versions/{version}",
+        False,
+        "Model metadata",
+        "v2",
+        endpoint="model_metadata",
+        errors=MODEL_ERRORS,
+    ),
+    Route("/v2/models/{name}/ready", True, "Model readiness", "v2", endpoint="model_ready", errors=MODEL_ERRORS),
+    Route(
+        "/v2/models/{name}/versions/{version}/ready",
+        True,
+        "Model readiness",
+        "v2",
+        endpoint="model_ready",
+        errors=MODEL_ERRORS,
+    ),
+    # The API description: FastAPI's pages, and the document under the name Azure ML clients look for.
+    Route("/swagger.json", True, "OpenAPI document (Azure ML name)", "docs", endpoint="swagger"),
+    Route("/openapi.json", True, "OpenAPI document", "docs"),
+    Route("/docs", True, "Swagger UI", "docs"),
+    Route("/docs/oauth2-redirect", True, "Swagger UI sign-in", "docs"),
+    Route("/redoc", True, "ReDoc", "docs"),
+)
+
+
+class RouteTable:
+    """Path -> route and its parameters: a dict for fixed paths, segment matching for templates."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+        self.fixed = {r.template: r for r in routes if "{" not in r.template}
+        self.templated = [(r, r.segments) for r in routes if "{" in r.template]
+
+    def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        route = self.fixed.get(path)
+        if route is not None:
+            return route, {}
+        parts = path.split("/")
+        for route, segments in self.templated:
+            if len(segments) == len(parts) and all(
+                part if segment[:1] == "{" else segment == part for segment, part in zip(segments, parts, strict=True)
+            ):
+                return route, {s[1:-1]: p for s, p in zip(segments, parts, strict=True) if s[:1] == "{"}
+        return None
+
+    def label(self, path: str) -> str:
+        """A bounded set of metric labels: the route's template, or `other`."""
+        found = self.match(path)
+        return found[0].template if found else "other"
+
+    def is_open(self, path: str) -> bool:
+        found = self.match(path)
+        return found is not None and found[0].open
+
+
+TABLE = RouteTable(ROUTES)
