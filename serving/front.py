@@ -22,7 +22,7 @@ from serving.errors import (
     ScoringTimeout,
 )
 from serving.handlers import JSON, Call, Plan, Reply
-from serving.journal import RequestJournal
+from serving.journal import Finished, RequestJournal
 from serving.logs import AccessLog, RequestIds
 from serving.metrics import Metrics
 from serving.pool import InferencePool
@@ -90,7 +90,9 @@ class InferenceFront:
                 self.keys.verify(headers.get(b"authorization"))
             if found is None or found[0].infer is None:
                 status = await self._delegate(scope, receive, send, request_id)
-                self.journal.note((request_id, scope["method"], route, path, status, started, perf_counter(), 0, None))
+                self.journal.note(
+                    Finished(request_id, scope["method"], route, path, status, started, perf_counter(), 0, None)
+                )
                 return
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
@@ -140,7 +142,7 @@ class InferenceFront:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.journal.note(
-            (
+            Finished(
                 request_id,
                 scope["method"],
                 route,

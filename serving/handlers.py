@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import onnxruntime as ort
 
-from serving.errors import NotAcceptable, NotFound, UnsupportedMediaType
+from serving.errors import InvalidInput, NotAcceptable, NotFound, UnsupportedMediaType
 from serving.protocols import azureml, jsonbody, sagemaker, v2
-from serving.runtime import ModelRuntime
+from serving.runtime import ModelRuntime, Prediction, UnsupportedMethod
 
 JSON = b"application/json"
 CSV = b"text/csv"
@@ -48,6 +49,13 @@ class Plan:
 Handler = Callable[[Call], Plan]
 
 
+def _predict(runtime: ModelRuntime, rows: np.ndarray, method: str, run_options: ort.RunOptions | None) -> Prediction:
+    try:
+        return runtime.predict(rows, probabilities=method == "predict_proba", run_options=run_options)
+    except UnsupportedMethod as error:
+        raise InvalidInput(str(error)) from None
+
+
 def json_only(headers: dict[bytes, bytes], route: str) -> None:
     """/score and v2 infer speak JSON only: say so (415/406) instead of failing to parse something else."""
     content_type = headers.get(b"content-type")
@@ -74,7 +82,7 @@ def score(call: Call) -> Plan:
     rows, method = azureml.parse_score(call.body, runtime, call.max_rows)
 
     def finish(run_options: ort.RunOptions | None) -> Reply:
-        prediction = jsonbody.predict(runtime, rows, method, run_options)
+        prediction = _predict(runtime, rows, method, run_options)
         return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows))
 
     return Plan(len(rows), finish)
@@ -92,7 +100,7 @@ def invocations(call: Call) -> Plan:
     )
 
     def finish(run_options: ort.RunOptions | None) -> Reply:
-        prediction = jsonbody.predict(runtime, rows, method, run_options)
+        prediction = _predict(runtime, rows, method, run_options)
         if as_csv:
             return Reply(200, sagemaker.csv_body(prediction, method), CSV, rows=len(rows))
         return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows))

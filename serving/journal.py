@@ -11,27 +11,41 @@ the event loop, so nothing needs a lock.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 from serving.logs import AccessLog
 from serving.metrics import Metrics
-
-if TYPE_CHECKING:
-    from serving.telemetry import Telemetry
 
 # Paths in access lines are cut here: a client must not be able to write arbitrarily long lines.
 MAX_LOGGED_PATH = 200
 
 
-# What one finished request leaves behind, as a plain tuple (cheaper to make than a named one):
-# (request_id, method, route label, path, status, started and finished by time.perf_counter(),
-#  rows, seconds scoring or None when the request was not scored)
-Finished = tuple[str, str, str, str, int, float, float, int, float | None]
+class Finished(NamedTuple):
+    """What one finished request leaves behind."""
+
+    request_id: str
+    method: str
+    route: str  # the route table's template, or `other`
+    path: str
+    status: int
+    started: float  # by time.perf_counter()
+    finished: float
+    rows: int
+    scoring_seconds: float | None  # None when the request was not scored
+
+
+class RequestSink(Protocol):
+    """Where settled requests go besides metrics and access lines (Application Insights: serving/telemetry.py)."""
+
+    def record(self, requests: Sequence[Finished], wall_offset: float) -> None: ...
+
+    def shutdown(self) -> None: ...
 
 
 class RequestJournal:
     def __init__(
-        self, metrics: Metrics, access_log: AccessLog, limit: int = 128, telemetry: Telemetry | None = None
+        self, metrics: Metrics, access_log: AccessLog, limit: int = 128, telemetry: RequestSink | None = None
     ) -> None:
         self.metrics = metrics
         self.access_log = access_log

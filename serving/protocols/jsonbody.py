@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import orjson
 
 from serving.errors import InvalidInput
-from serving.runtime import ModelRuntime, Prediction, UnsupportedMethod
+from serving.runtime import ModelRuntime, Prediction
 
 METHODS = ("predict", "predict_proba")
 
@@ -35,15 +34,6 @@ def method_from(payload: dict[str, Any], default: str = "predict") -> str:
     if method not in METHODS:
         raise InvalidInput(f"method: expected one of {', '.join(METHODS)}, got {method!r:.40}")
     return method
-
-
-def predict(
-    runtime: ModelRuntime, rows: np.ndarray, method: str, run_options: ort.RunOptions | None = None
-) -> Prediction:
-    try:
-        return runtime.predict(rows, probabilities=method == "predict_proba", run_options=run_options)
-    except UnsupportedMethod as error:
-        raise InvalidInput(str(error)) from None
 
 
 def jsonable(array: np.ndarray) -> np.ndarray | list:

@@ -6,7 +6,7 @@ import io
 import json
 import time
 
-from serving.journal import RequestJournal
+from serving.journal import Finished, RequestJournal
 from serving.logs import AccessLog
 from serving.metrics import Metrics
 
@@ -37,8 +37,8 @@ def _lines(access_log: AccessLog, sink: Sink) -> list[dict]:
 def test_settling_turns_noted_requests_into_metrics_and_access_lines() -> None:
     journal, metrics, access_log, sink = _journal()
     now = time.perf_counter()
-    journal.note(("id-1", "POST", "/score", "/score", 200, now - 0.002, now, 3, 0.0015))
-    journal.note(("id-2", "GET", "other", "/" + "x" * 500, 404, now - 0.001, now, 0, None))
+    journal.note(Finished("id-1", "POST", "/score", "/score", 200, now - 0.002, now, 3, 0.0015))
+    journal.note(Finished("id-2", "GET", "other", "/" + "x" * 500, 404, now - 0.001, now, 0, None))
     assert _lines(access_log, sink) == [], "nothing is written until the journal settles"
     assert metrics.tallies.requests == {}
 
@@ -61,6 +61,6 @@ def test_a_full_journal_settles_by_itself() -> None:
     journal, metrics, access_log, sink = _journal(limit=4)
     now = time.perf_counter()
     for n in range(9):
-        journal.note((f"id-{n}", "POST", "/score", "/score", 200, now, now, 1, 0.0))
+        journal.note(Finished(f"id-{n}", "POST", "/score", "/score", 200, now, now, 1, 0.0))
     assert metrics.tallies.requests == {"/score 200": 8}
     assert [line["request_id"] for line in _lines(access_log, sink)] == [f"id-{n}" for n in range(8)]
