@@ -52,6 +52,7 @@ test-container: $(STAMP)
 	$(PY) -m pytest tests/container -v -rs
 
 lint: $(STAMP)
+	$(VENV)/bin/mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/hadolint serving/Dockerfile proxy/Dockerfile

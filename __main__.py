@@ -17,8 +17,8 @@ from stacks.azure_batch import AzureBatchJob, AzureBatchJobArgs
 from stacks.config import StackConfig, load_config
 from stacks.image import ServingImage, ServingImageArgs
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
-from stacks.keys import ApiKeys
-from stacks.kms import StackKey
+from stacks.keys import ApiKeys, ApiKeysArgs
+from stacks.kms import StackKey, StackKeyArgs
 from stacks.model_source import BUNDLED_MODEL, resolve, sample_row
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.proxy import ProxyImage, ProxyImageArgs
@@ -252,7 +252,7 @@ def main() -> None:
     pulumi.export("model_sample", sample)
     pulumi.export("model_name", config.model.name)
     name = f"{config.project}-{config.stack}"
-    keys = ApiKeys(f"{name}-keys") if config.server.auth_enabled and config.uses_azure else None
+    keys = ApiKeys(f"{name}-keys", ApiKeysArgs()) if config.server.auth_enabled and config.uses_azure else None
     if keys is not None:
         pulumi.export("primary_key", keys.primary)
         pulumi.export("secondary_key", keys.secondary)
@@ -264,7 +264,7 @@ def main() -> None:
         kms_key_arn = config.sagemaker.kms_key_arn
         if kms_key_arn is None and config.sagemaker.mode == "realtime":
             # Instance-based endpoints get their volumes encrypted with a key the stack owns (CKV_AWS_98).
-            kms_key_arn = StackKey(f"{name}-kms", config.protect, cloud_tags(config)).arn
+            kms_key_arn = StackKey(f"{name}-kms", StackKeyArgs(config.protect, cloud_tags(config))).arn
         ecr = EcrRegistry(
             f"{name}-ecr",
             EcrRegistryArgs(

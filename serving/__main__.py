@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -68,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_MODEL
     workers = settings.workers or container_cpu_count()
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
@@ -106,7 +107,8 @@ def serve(args: argparse.Namespace) -> int:
         config = uvicorn.Config("serving.app:app_from_environment", factory=True, workers=workers, **common)
         ClosingMultiprocess(config, sockets=[sock]).run()
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -59,7 +59,9 @@ class KeyFile:
 
     NAME = "SERVING_API_KEYS"
 
-    def __init__(self, directory: str, load: Callable[[], Sequence[SecretStr]], apply: Callable) -> None:
+    def __init__(
+        self, directory: str, load: Callable[[], Sequence[SecretStr]], apply: Callable[[Sequence[SecretStr]], None]
+    ) -> None:
         self.path = Path(directory) / self.NAME
         self.load = load
         self.apply = apply

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import numpy as np
 from pydantic import ValidationError
@@ -269,10 +269,12 @@ def score_csv(
 
     def flush() -> None:
         good: list[list[str]] = []
+        finite: np.ndarray | None = None  # None: check each row
         try:
             matrix = np.array([[row[i] for i in indices] for _, _, row in chunk], dtype=np.float64)
-            finite = np.isfinite(matrix.astype(np.float32)).all(axis=1) & all(len(r) == len(header) for *_, r in chunk)
-            if finite.all() and any(_UNDECODABLE.search(cell) for *_, r in chunk for cell in r):
+            if all(len(r) == len(header) for *_, r in chunk):
+                finite = np.asarray(np.isfinite(matrix.astype(np.float32)).all(axis=1))
+            if finite is not None and finite.all() and any(_UNDECODABLE.search(c) for *_, r in chunk for c in r):
                 finite = None
         except (ValueError, IndexError):
             finite = None
@@ -347,7 +349,7 @@ def score_parquet(
                 )
             except (ValueError, TypeError, pa.ArrowInvalid) as error:
                 raise BatchError(f"rows {summary.rows + 1}-{summary.rows + batch.num_rows}: {error}") from None
-            ok = np.isfinite(matrix.astype(np.float32)).all(axis=1)
+            ok = np.asarray(np.isfinite(matrix.astype(np.float32)).all(axis=1))
             if not ok.all():
                 for offset in np.flatnonzero(~ok):
                     number = summary.rows + int(offset) + 1
@@ -417,15 +419,15 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupted)
+    for handled in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(handled, _raise_interrupted)
     try:
         summary = _run(args)
     except (BatchError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except (Interrupted, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        signum = stop.signum if isinstance(stop, Interrupted) else int(signal.SIGINT)
         name = signal.Signals(signum).name
         print(f"error: stopped by {name}; no output written (run again to score)", file=sys.stderr)
         return 128 + signum
@@ -469,15 +471,18 @@ def _run(args: argparse.Namespace) -> Summary:
                     file=sys.stderr,
                 )
             )
+
             # Undecodable bytes of bad rows are written back as they came (surrogateescape).
-            text_file = {"newline": "", "encoding": "utf-8", "errors": "surrogateescape"}
-            error_file = stack.enter_context(open(errors.temp_path, "w", **text_file)) if errors else None
+            def text_file(path: str) -> TextIO:
+                return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+
+            error_file = stack.enter_context(text_file(errors.temp_path)) if errors else None
             if kind == "parquet":
                 progress.unit_scale = False
                 summary = score_parquet(raw, scratch.temp_path, error_file, scorer, args.chunk_rows, progress)
             else:
                 source = text_reader(raw, progress)
-                out = stack.enter_context(open(scratch.temp_path, "w", **text_file))
+                out = stack.enter_context(text_file(scratch.temp_path))
                 summary = score_csv(source, out, error_file, scorer, args.chunk_rows, progress)
         if scratch is not output:
             convert(scratch.temp_path, kind, output.temp_path, scorer.output_columns)

@@ -18,7 +18,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import uvicorn
@@ -66,8 +66,10 @@ def stop_listening(server: uvicorn.Server, loop: asyncio.AbstractEventLoop) -> i
     shares it, so new connections are refused (never sent, safe to retry). Returns how many queued
     connections were taken over.
     """
+    # uvicorn's Config types the class as a bare asyncio.Protocol; its HTTP protocols take these.
+    protocol_class: Callable[..., asyncio.Protocol] = server.config.http_protocol_class
     protocol = functools.partial(
-        server.config.http_protocol_class,
+        protocol_class,
         config=server.config,
         server_state=server.server_state,
         app_state=server.lifespan.state,
@@ -88,7 +90,7 @@ def stop_listening(server: uvicorn.Server, loop: asyncio.AbstractEventLoop) -> i
     return taken
 
 
-def _drain(sock: socket.socket, loop: asyncio.AbstractEventLoop, protocol: functools.partial) -> int:
+def _drain(sock: socket.socket, loop: asyncio.AbstractEventLoop, protocol: Callable[[], asyncio.Protocol]) -> int:
     """Serve what is queued on a listening socket, then shut it down for everyone.
 
     Shutting a listening socket down resets the connections still in its accept queue. So the queue

@@ -7,11 +7,10 @@ pydantic models, no Request objects); everything else falls through to FastAPI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any
 
 import onnxruntime as ort
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.auth import KeyCheck
 from serving.errors import (
@@ -33,11 +32,6 @@ from serving.state import ServerState
 from serving.tokens import TokenCheck, TokenPolicy
 
 log = logging.getLogger("serving")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class InferenceFront:
@@ -129,7 +123,7 @@ class InferenceFront:
             log.exception("unexpected error on %s (request %s)", route, request_id)
             reply = Reply(500, b'{"error":"internal server error","code":"internal"}')
         body = reply.body
-        headers = [
+        response_headers = [
             (b"content-type", reply.content_type),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode()),
@@ -138,8 +132,8 @@ class InferenceFront:
         if self.state.draining:
             # Clients reconnect for their next request, and after the drain delay a new connection is
             # refused (safe to retry) rather than a kept-alive one closed under a request in flight.
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            response_headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
         self.journal.note(
             Finished(
@@ -159,7 +153,7 @@ class InferenceFront:
         status = 500
         request_id_header = (b"x-request-id", request_id.encode())
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -217,7 +211,7 @@ class BodyBuffers:
         self.capacity = capacity
         self.held = 0
 
-    async def read(self, first: dict[str, Any], receive: Receive, limit: int) -> bytes:
+    async def read(self, first: Message, receive: Receive, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         message = first

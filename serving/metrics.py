@@ -16,6 +16,7 @@ import os
 import tempfile
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, generate_latest
@@ -46,11 +47,11 @@ class Tallies:
         self.rows: dict[str, int] = {}
         self.rejections: dict[str, int] = {}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return self.__dict__
 
     @classmethod
-    def merged(cls, parts: list[dict]) -> Tallies:
+    def merged(cls, parts: list[dict[str, Any]]) -> Tallies:
         total = cls()
         for part in parts:
             for name, values in part.items():
@@ -118,7 +119,7 @@ class Metrics(Collector):
             json.dump(payload, out)
         os.replace(temp, os.path.join(directory, f"worker-{os.getpid()}.json"))
 
-    def _snapshots(self) -> list[dict]:
+    def _snapshots(self) -> list[dict[str, Any]]:
         directory = _multiprocess_dir()
         if directory is None:
             return []

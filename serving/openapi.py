@@ -60,9 +60,11 @@ def _operation(route: Route) -> dict[str, Any]:
 def document(base: Callable[[], dict[str, Any]], routes: tuple[Route, ...], keys_enabled: bool) -> dict[str, Any]:
     """FastAPI's document (`base`), with the front's routes and, when keys are on, the key scheme."""
     schema = base()
-    models = {m for r in routes if r.infer for m in (*r.request.values(), *r.response.values()) if m}
+    models: set[type[BaseModel]] = {
+        m for r in routes if r.infer for m in (*r.request.values(), *r.response.values()) if m is not None
+    }
     _, definitions = models_json_schema(
-        [(m, "validation") for m in sorted({*models, ErrorBody}, key=lambda m: m.__name__)],
+        [(m, "validation") for m in sorted(models | {ErrorBody}, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))

@@ -52,8 +52,8 @@ def _v2_infer(params: dict[str, str]) -> Handler:
 
 
 INFER_ERRORS = (400, 413, 503)
-V2_INFER = {"application/json": InferRequest}
-V2_INFERRED = {"application/json": InferResponse}
+V2_INFER: dict[str, type[BaseModel] | None] = {"application/json": InferRequest}
+V2_INFERRED: dict[str, type[BaseModel] | None] = {"application/json": InferResponse}
 MODEL_ERRORS = (404, 503)
 
 ROUTES: tuple[Route, ...] = (

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -69,7 +69,7 @@ def resolve_model_file(location: Path) -> Path:
     raise ModelLoadError(f"ambiguous model: {location} holds several ONNX files ({names})")
 
 
-def _metadata_list(metadata: dict[str, str], key: str, path: Path) -> list | None:
+def _metadata_list(metadata: dict[str, str], key: str, path: Path) -> list[Any] | None:
     raw = metadata.get(key)
     if raw is None:
         return None
@@ -153,7 +153,7 @@ class ModelRuntime:
         self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
         self._label_output, self._proba_output = self._find_outputs()
         classes = _metadata_list(metadata, "class_labels", self.path)
-        self.class_labels: tuple | None = tuple(classes) if classes is not None else None
+        self.class_labels: tuple[Any, ...] | None = tuple(classes) if classes is not None else None
         self.name = name or metadata.get("name") or self.path.stem
         self.version = version or metadata.get("version") or "1"
         self.is_classifier = self._proba_output is not None
@@ -199,7 +199,8 @@ class ModelRuntime:
         """Raw named outputs, for protocols that ask for tensors by name."""
         if rows.dtype != self.input_dtype:
             rows = rows.astype(self.input_dtype)
-        return self._run(names, {self._input_name: rows}, run_options)
+        outputs: list[np.ndarray] = self._run(names, {self._input_name: rows}, run_options)
+        return outputs
 
     def warm_up(self) -> None:
         """Run the model so the first request does not pay for lazy initialisation, and time it.
@@ -227,7 +228,7 @@ class ModelRuntime:
         return self._fixed_cost + self._row_cost * rows
 
     @property
-    def classes(self) -> list | None:
+    def classes(self) -> list[Any] | None:
         """Class labels in probability-column order, when the model says so."""
         if self._proba_output is None:
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -161,7 +161,7 @@ def container_cpu_count() -> int:
     return cpus
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, and from files in SERVING_SECRETS_DIR when it is set.
 
     A file there named like a variable (e.g. SERVING_API_KEYS) provides that setting, so keys can come
@@ -169,8 +169,8 @@ def load_settings(**overrides: object) -> Settings:
     """
     secrets_dir = os.environ.get("SERVING_SECRETS_DIR")
     if secrets_dir:
-        return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
-    return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    return Settings(**overrides)
 
 
 # Flag -> setting; each flag overrides its SERVING_* variable.

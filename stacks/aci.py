@@ -8,6 +8,7 @@ group reuses them instead of asking the CA again (Let's Encrypt limits issuance 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import containerinstance, managedidentity, storage
@@ -148,7 +149,7 @@ class AciService(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "fqdn": self.fqdn})
 
 
-def loopback_probe(path: str) -> dict:
+def loopback_probe(path: str) -> dict[str, Any]:
     """A probe command: GET the server's health route on loopback; non-2xx or no answer fails it."""
     check = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{path}', timeout=2)"
     return {"command": ["python", "-c", check]}

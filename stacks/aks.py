@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -45,7 +46,7 @@ class AksClusterArgs:
     tags: dict[str, str]
 
 
-def network_profile(settings: AksConfig) -> dict:
+def network_profile(settings: AksConfig) -> dict[str, Any]:
     profile = {
         "network_plugin": "azure",
         "network_plugin_mode": "overlay",
@@ -214,4 +215,4 @@ def azure_cli_login(kubeconfig: str) -> str:
             args = exec_.get("args", [])
             server_id = args[args.index("--server-id") + 1] if "--server-id" in args else AKS_AAD_SERVER_ID
             exec_["args"] = ["get-token", "--login", "azurecli", "--server-id", server_id]
-    return yaml.safe_dump(document, sort_keys=False)
+    return str(yaml.safe_dump(document, sort_keys=False))

@@ -9,6 +9,7 @@ The CSI driver creates that Secret only while a pod mounts it, hence the small s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_command as command
@@ -250,7 +251,7 @@ class TlsIngress(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint})
 
 
-def mounted_probe() -> dict:
+def mounted_probe() -> dict[str, Any]:
     """Healthy once the certificate is mounted (and so synced into the TLS Secret)."""
     check = f"import os, sys; sys.exit(not os.listdir({SYNC_MOUNT!r}))"
     return {"exec": {"command": ["python", "-c", check]}, "period_seconds": 60, "timeout_seconds": 10}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import network
@@ -19,13 +20,15 @@ NODE_SUBNET = "10.224.0.0/16"
 PUBLIC_PORTS = ["80", "443"]
 
 
-def inbound(name: str, priority: int, access: str, protocol: str, source: dict, ports: dict) -> dict:
+def inbound(
+    name: str, priority: int, access: str, protocol: str, source: dict[str, Any], ports: dict[str, Any]
+) -> dict[str, Any]:
     """One inbound NSG rule: `source` and `ports` hold the address-prefix and port-range keys."""
     common = {"direction": "Inbound", "source_port_range": "*", "destination_address_prefix": "*"}
     return {"name": name, "priority": priority, "access": access, "protocol": protocol, **common, **source, **ports}
 
 
-def security_rules(allowed_sources: Sequence[str]) -> list[dict]:
+def security_rules(allowed_sources: Sequence[str]) -> list[dict[str, Any]]:
     """Public HTTP(S) from the allow-list (anyone when empty); nothing else from the internet."""
     clients = (
         {"source_address_prefixes": list(allowed_sources)} if allowed_sources else {"source_address_prefix": "Internet"}

@@ -82,7 +82,7 @@ def setting_range(name: str) -> AfterValidator:
     metadata = Settings.model_fields[name].metadata
     low = next(m.ge for m in metadata if isinstance(m, Ge))
     high = next(m.le for m in metadata if isinstance(m, Le))
-    return within(low, high)
+    return within(float(low), float(high))  # type: ignore[arg-type]
 
 
 def _text(value: object) -> object:

@@ -64,9 +64,10 @@ class ServingImage(pulumi.ComponentResource):
             raise ValueError("ServingImage needs at least one registry to push to")
         if args.model_directory is not None and not Path(args.model_directory).is_dir():
             raise ValueError(f"model directory {args.model_directory!r} does not exist")
-        context: dict = {"location": CONTEXT}
-        if args.model_directory is not None:
-            context["named"] = {"model": {"location": args.model_directory}}
+        context = docker_build.BuildContextArgs(
+            location=CONTEXT,
+            named={"model": docker_build.ContextArgs(location=args.model_directory)} if args.model_directory else None,
+        )
         build: dict[str, Any] = {
             "dockerfile": f"{CONTEXT}/Dockerfile",
             "platforms": [docker_build.Platform.LINUX_AMD64.value],
@@ -77,11 +78,14 @@ class ServingImage(pulumi.ComponentResource):
         self.image = docker_build.Image(
             f"{name}-image",
             context=context,
-            dockerfile={"location": build["dockerfile"]},
-            platforms=build["platforms"],
+            dockerfile=docker_build.DockerfileArgs(location=build["dockerfile"]),
+            platforms=[docker_build.Platform.LINUX_AMD64],
             # Fully qualified tags: a bare name would go to Docker Hub.
             tags=[pulumi.Output.concat(t.repository, ":", self.tag) for t in args.targets],
-            registries=[{"address": t.address, "username": t.username, "password": t.password} for t in args.targets],
+            registries=[
+                docker_build.RegistryArgs(address=t.address, username=t.username, password=t.password)
+                for t in args.targets
+            ],
             build_args=build["build_args"],
             labels=build["labels"],
             push=True,

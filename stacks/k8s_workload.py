@@ -7,6 +7,7 @@ and the NetworkPolicy admits only the gateway's namespace (and kube-system, for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,7 +33,7 @@ class ServingWorkloadArgs:
     labels: dict[str, str]
 
 
-def restricted_container_security() -> dict:
+def restricted_container_security() -> dict[str, Any]:
     """Least privilege for a container (checkov CKV_K8S_20/22/23/28/37/40)."""
     return {
         "allow_privilege_escalation": False,
@@ -45,7 +46,7 @@ def restricted_container_security() -> dict:
     }
 
 
-def restricted_pod_security() -> dict:
+def restricted_pod_security() -> dict[str, Any]:
     return {
         "run_as_non_root": True,
         "run_as_user": RUN_AS,
@@ -78,9 +79,9 @@ class ServingWorkload(pulumi.ComponentResource):
         )
         ns = self.namespace.metadata.name
         meta = {"namespace": ns, "labels": labels}
-        env: list[dict] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
-        mounts: list[dict] = [{"name": "tmp", "mount_path": "/tmp"}]
-        volumes: list[dict] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
+        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
+        mounts: list[dict[str, Any]] = [{"name": "tmp", "mount_path": "/tmp"}]
+        volumes: list[dict[str, Any]] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
         secrets: dict[str, pulumi.Input[str]] = {}
         if args.api_keys is not None:
             secrets["SERVING_API_KEYS"] = args.api_keys

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import yaml
@@ -156,7 +157,7 @@ def _fsspec(url: str, destination: Path) -> Path:
             fs.get(path, str(destination), recursive=True)
             return destination
         destination.mkdir(parents=True)
-        target = destination / path.rstrip("/").rsplit("/", 1)[-1]
+        target = destination / str(path).rstrip("/").rsplit("/", 1)[-1]
         fs.get(path, str(target))
         return target
     except FileNotFoundError:
@@ -204,10 +205,10 @@ def _onnx_in(path: Path, work: Path) -> Path:
     return found[0]
 
 
-def _from_mlflow_model(directory: Path, mlmodel: dict, work: Path) -> Path:
+def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any], work: Path) -> Path:
     flavors = mlmodel.get("flavors") or {}
     if "onnx" in flavors:
-        return directory / flavors["onnx"].get("data", MODEL_FILE)
+        return directory / str(flavors["onnx"].get("data", MODEL_FILE))
     if "sklearn" in flavors:
         from importer.convert import convert_mlflow_sklearn
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker_build as docker_build
@@ -56,7 +57,7 @@ class ProxyImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ProxyImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:image:ProxyImage", name, None, opts)
-        build = {
+        build: dict[str, Any] = {
             "dockerfile": f"{CONTEXT}/Dockerfile",
             "platforms": [docker_build.Platform.LINUX_AMD64.value],
             "build_args": {"CADDY_IMAGE": CADDY_IMAGE},
@@ -64,12 +65,14 @@ class ProxyImage(pulumi.ComponentResource):
         repository = pulumi.Output.concat(args.target.address, "/", PROXY_REPOSITORY)
         self.image = docker_build.Image(
             f"{name}-image",
-            context={"location": CONTEXT},
-            dockerfile={"location": build["dockerfile"]},
-            platforms=build["platforms"],
+            context=docker_build.BuildContextArgs(location=CONTEXT),
+            dockerfile=docker_build.DockerfileArgs(location=CONTEXT + "/Dockerfile"),
+            platforms=[docker_build.Platform.LINUX_AMD64],
             tags=[pulumi.Output.concat(repository, ":", image_tag(args.tag_prefix, None, build, context=CONTEXT))],
             registries=[
-                {"address": args.target.address, "username": args.target.username, "password": args.target.password}
+                docker_build.RegistryArgs(
+                    address=args.target.address, username=args.target.username, password=args.target.password
+                )
             ],
             build_args=build["build_args"],
             push=True,

@@ -6,7 +6,9 @@ autoscaling and blue/green rollouts that roll back on this stack's CloudWatch al
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -33,7 +35,7 @@ class SageMakerEndpointArgs:
     tags: dict[str, str]
 
 
-def trust_policy(account_id: str) -> dict:
+def trust_policy(account_id: str) -> dict[str, Any]:
     """SageMaker may assume the role only on behalf of this account (confused-deputy protection)."""
     return {
         "Version": "2012-10-17",
@@ -48,7 +50,7 @@ def trust_policy(account_id: str) -> dict:
     }
 
 
-def tls_only_policy(bucket_arn: str) -> dict:
+def tls_only_policy(bucket_arn: str) -> dict[str, Any]:
     """Refuse every request to the bucket that does not use TLS (S3 security best practices)."""
     return {
         "Version": "2012-10-17",
@@ -95,7 +97,7 @@ def execution_policy(
     settings: SageMakerConfig,
     capture_bucket_arn: str | None,
     kms_key_arn: str | None,
-) -> dict:
+) -> dict[str, Any]:
     """Least privilege: this image, this endpoint's logs, its model artifact and capture bucket only."""
     log_group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{settings.endpoint_name}"
     statements = [
@@ -162,9 +164,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         capture_bucket = self._capture_bucket(name, args) if s.data_capture_percent else None
         role = aws.iam.Role(
             f"{name}-execution",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: pulumi.Output.json_dumps(trust_policy(account))
-            ),
+            assume_role_policy=pulumi.Output.json_dumps(pulumi.Output.from_input(args.account_id).apply(trust_policy)),
             tags=args.tags,
             opts=child,
         )
@@ -177,10 +177,10 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 args.account_id,
                 capture_bucket.arn if capture_bucket else None,
                 args.kms_key_arn,
-            ).apply(lambda v: pulumi.Output.json_dumps(execution_policy(v[0], v[1], v[2], s, v[3], v[4]))),
+            ).apply(lambda v: json.dumps(execution_policy(v[0], v[1], v[2], s, v[3], v[4]))),
             opts=child,
         )
-        container: dict = {"image": args.image_ref, "mode": "SingleModel", "environment": args.environment}
+        container: dict[str, Any] = {"image": args.image_ref, "mode": "SingleModel", "environment": args.environment}
         if s.model_data_url:
             container["model_data_url"] = s.model_data_url  # unpacked to /opt/ml/model, where the server looks
         model = aws.sagemaker.Model(
@@ -194,7 +194,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
         if realtime:
-            variant: dict = {
+            variant: dict[str, Any] = {
                 "variant_name": VARIANT,
                 "model_name": model.name,
                 "instance_type": s.instance_type,
@@ -207,7 +207,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 "model_name": model.name,
                 "serverless_config": {"memory_size_in_mb": s.memory_size_mb, "max_concurrency": s.max_concurrency},
             }
-        config_args: dict = {"production_variants": [variant], "tags": args.tags}
+        config_args: dict[str, Any] = {"production_variants": [variant], "tags": args.tags}
         if realtime and args.kms_key_arn is not None and not has_instance_storage(s.instance_type):
             # Encrypts the instances' storage volumes. Instance types with local NVMe storage encrypt it
             # in hardware, and CreateEndpointConfig refuses a key for them.
@@ -267,9 +267,9 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        endpoint_args: dict = {}
+        endpoint_args: dict[str, Any] = {}
         if realtime:
-            routing: dict = {"type": s.rollout.kind, "wait_interval_in_seconds": s.rollout.wait_seconds}
+            routing: dict[str, Any] = {"type": s.rollout.kind, "wait_interval_in_seconds": s.rollout.wait_seconds}
             step = {"type": "CAPACITY_PERCENT", "value": s.rollout.step_percent}
             if s.rollout.kind == "CANARY":
                 routing["canary_size"] = step
@@ -353,7 +353,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         kms = args.kms_key_arn
-        encryption: dict = {"sse_algorithm": "AES256"}
+        encryption: dict[str, Any] = {"sse_algorithm": "AES256"}
         if kms is not None:
             encryption = {"sse_algorithm": "aws:kms", "kms_master_key_id": kms}
         aws.s3.BucketServerSideEncryptionConfiguration(

@@ -33,10 +33,10 @@ def method_from(payload: dict[str, Any], default: str = "predict") -> str:
     method = payload.get("method", default)
     if method not in METHODS:
         raise InvalidInput(f"method: expected one of {', '.join(METHODS)}, got {method!r:.40}")
-    return method
+    return str(method)
 
 
-def jsonable(array: np.ndarray) -> np.ndarray | list:
+def jsonable(array: np.ndarray) -> np.ndarray | list[Any]:
     """Numeric arrays go to orjson as they are; string labels (object arrays) as lists."""
     return array if array.dtype.kind in "biuf" else array.tolist()
 

@@ -171,6 +171,8 @@ def parse_invocation(
 
 def csv_body(prediction: Prediction, method: str) -> bytes:
     values = prediction.probabilities if method == "predict_proba" else prediction.labels
+    if values is None:
+        raise InvalidInput("this model gives no probabilities; use method=predict")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if values.ndim == 1:

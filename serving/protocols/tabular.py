@@ -69,7 +69,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FEW_VALUES = 64
 
 
-def numeric_rows(rows: list, width: int, max_rows: int, where: str) -> np.ndarray:
+def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.ndarray:
     """A list of rows (or one flat row) of JSON numbers -> float32 [N, width]."""
     if rows and type(rows[0]) is not list:
         rows = [rows]
@@ -93,7 +93,7 @@ def numeric_rows(rows: list, width: int, max_rows: int, where: str) -> np.ndarra
     return ensure_finite(cast, where)
 
 
-def named_records(records: list, features: Sequence[str] | None, max_rows: int, where: str) -> np.ndarray:
+def named_records(records: list[Any], features: Sequence[str] | None, max_rows: int, where: str) -> np.ndarray:
     """Records keyed by feature name, in any key order -> float32 in the model's column order."""
     if features is None:
         raise InvalidInput(
@@ -119,7 +119,7 @@ def named_records(records: list, features: Sequence[str] | None, max_rows: int, 
 
 
 def columns_and_rows(
-    columns: list, rows: list, features: Sequence[str] | None, width: int, max_rows: int, where: str
+    columns: list[Any], rows: list[Any], features: Sequence[str] | None, width: int, max_rows: int, where: str
 ) -> np.ndarray:
     """MLflow's dataframe_split: named columns, reordered to the model's features."""
     if not isinstance(rows, list):

@@ -32,7 +32,13 @@ def call(app: InferenceFront, method: str, path: str, **kwargs: object) -> httpx
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
 
-    return asyncio.run(go())
+    # A loop of its own: asyncio.run would leave the thread without a current loop, which the Pulumi
+    # tests sharing this process rely on.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(go())
+    finally:
+        loop.close()
 
 
 def concrete(template: str, name: str) -> str:
