@@ -14,7 +14,6 @@ from pulumi_azure_native import managedidentity, storage
 
 from stacks.azure_roles import STORAGE_BLOB_DATA_CONTRIBUTOR, grant
 from stacks.azure_storage import secure_account
-from stacks.config import BatchConfig
 from stacks.k8s_workload import restricted_container_security, restricted_pod_security
 
 CONTAINER = "batch"
@@ -30,7 +29,9 @@ class AzureBatchJobArgs:
     provider: k8s.Provider
     namespace: pulumi.Input[str]
     image_ref: pulumi.Input[str]  # built with the batch extras (adlfs)
-    settings: BatchConfig
+    schedule: str  # a CronJob schedule (validated by stacks.config)
+    input_blob: str  # paths in the stack's `batch` container
+    output_blob: str
     protect: bool
     tags: dict[str, str]
     labels: dict[str, str]
@@ -99,12 +100,11 @@ class AzureBatchJob(pulumi.ComponentResource):
                 "abfs://", container.name, "@", self.account.name, ".dfs.core.windows.net/", path
             )
 
-        s = args.settings
         self.cron_job = k8s.batch.v1.CronJob(
             f"{name}-cronjob",
             metadata={"name": "mlserve-batch", "namespace": args.namespace, "labels": args.labels},
             spec={
-                "schedule": s.schedule,
+                "schedule": args.schedule,
                 "concurrency_policy": "Forbid",
                 "successful_jobs_history_limit": 3,
                 "failed_jobs_history_limit": 3,
@@ -126,9 +126,9 @@ class AzureBatchJob(pulumi.ComponentResource):
                                         "args": [
                                             "batch",
                                             "--input",
-                                            blob_url(s.input_blob),
+                                            blob_url(args.input_blob),
                                             "--output",
-                                            blob_url(s.output_blob),
+                                            blob_url(args.output_blob),
                                             "--on-error",
                                             "skip",
                                         ],
@@ -149,6 +149,6 @@ class AzureBatchJob(pulumi.ComponentResource):
             },
             opts=k8s_child,
         )
-        self.input_url = blob_url(s.input_blob)
-        self.output_url = blob_url(s.output_blob)
+        self.input_url = blob_url(args.input_blob)
+        self.output_url = blob_url(args.output_blob)
         self.register_outputs({"input": self.input_url, "output": self.output_url})

@@ -12,8 +12,6 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stacks.config import KubernetesConfig
-
 PORT = 8080
 COMPONENT = "serving"
 RUN_AS = 10001  # the image's numeric user
@@ -24,7 +22,12 @@ SECRETS_DIR = "/run/secrets/mlserve"
 class ServingWorkloadArgs:
     provider: k8s.Provider
     image_ref: pulumi.Input[str]  # by digest
-    settings: KubernetesConfig
+    namespace: str
+    min_replicas: int  # the HorizontalPodAutoscaler's bounds
+    max_replicas: int
+    target_cpu_utilization: int  # percent of the CPU request
+    cpu: str  # Kubernetes quantities: requests equal limits
+    memory: str
     environment: dict[str, str]  # plain SERVING_* settings
     api_keys: pulumi.Input[str] | None  # secret "primary,secondary"; None: auth off
     monitoring_connection_string: pulumi.Input[str] | None  # secret; the server sends telemetry when set
@@ -59,7 +62,6 @@ def restricted_pod_security() -> dict[str, Any]:
 class ServingWorkload(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServingWorkloadArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:kubernetes:ServingWorkload", name, None, opts)
-        s = args.settings
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         # The component keeps the batch CronJob's pods (same name and instance) out of the
         # serving selector: a PodDisruptionBudget that also matched Jobs would refuse every eviction.
@@ -72,7 +74,7 @@ class ServingWorkload(pulumi.ComponentResource):
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata={
-                "name": s.namespace,
+                "name": args.namespace,
                 "labels": {**args.labels, "pod-security.kubernetes.io/enforce": "restricted"},
             },
             opts=child,
@@ -142,8 +144,8 @@ class ServingWorkload(pulumi.ComponentResource):
                                 "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
                                 "env": env,
                                 "resources": {
-                                    "requests": {"cpu": s.cpu, "memory": s.memory},
-                                    "limits": {"cpu": s.cpu, "memory": s.memory},
+                                    "requests": {"cpu": args.cpu, "memory": args.memory},
+                                    "limits": {"cpu": args.cpu, "memory": args.memory},
                                 },
                                 "startup_probe": {
                                     "http_get": {"path": "/v2/health/ready", **probe},
@@ -189,14 +191,14 @@ class ServingWorkload(pulumi.ComponentResource):
                     "kind": "Deployment",
                     "name": self.deployment.metadata.name,
                 },
-                "min_replicas": s.min_replicas,
-                "max_replicas": s.max_replicas,
+                "min_replicas": args.min_replicas,
+                "max_replicas": args.max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
                         "resource": {
                             "name": "cpu",
-                            "target": {"type": "Utilization", "average_utilization": s.target_cpu_utilization},
+                            "target": {"type": "Utilization", "average_utilization": args.target_cpu_utilization},
                         },
                     }
                 ],
