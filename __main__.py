@@ -23,7 +23,7 @@ from stacks.model_source import BUNDLED_MODEL, resolve, sample_row
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.proxy import ProxyImage, ProxyImageArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
-from stacks.sagemaker import SageMakerEndpoint, SageMakerEndpointArgs
+from stacks.sagemaker import RolloutArgs, SageMakerEndpoint, SageMakerEndpointArgs
 from stacks.tags import cloud_tags, kubernetes_labels
 
 
@@ -122,7 +122,17 @@ def deploy_azure(
                 registry_id=registry.registry.id,
                 workspace_id=monitoring.workspace.id,
                 node_subnet_id=network.subnet.id,
-                settings=config.aks,
+                kubernetes_version=config.aks.kubernetes_version,
+                node_vm_size=config.aks.node_vm_size,
+                system_node_vm_size=config.aks.system_node_vm_size,
+                min_nodes=config.aks.min_nodes,
+                max_nodes=config.aks.max_nodes,
+                availability_zones=config.aks.availability_zones,
+                private_cluster=config.aks.private_cluster,
+                network_policy=config.aks.network_policy,
+                authorized_ip_ranges=config.aks.authorized_ip_ranges,
+                admins=[(admin.object_id, admin.type) for admin in config.aks.admins],
+                istio_revisions=config.aks.istio_revisions,
                 rbac_wait_seconds=azure.rbac_wait_seconds,
                 protect=config.protect,
                 tags=tags,
@@ -216,6 +226,7 @@ def deploy_sagemaker(
         raise ValueError("the sagemaker target needs its settings")
     region = aws.get_region_output()
     identity = aws.get_caller_identity_output()
+    sm = config.sagemaker
     endpoint = SageMakerEndpoint(
         f"{name}-sagemaker",
         SageMakerEndpointArgs(
@@ -223,7 +234,27 @@ def deploy_sagemaker(
             repository_arn=ecr.repository.arn,
             # SageMaker authenticates callers with IAM (SigV4), so the container needs no API keys.
             environment=config.server_environment(),
-            settings=config.sagemaker,
+            mode=sm.mode,
+            endpoint_name=sm.endpoint_name,
+            memory_size_mb=sm.memory_size_mb,
+            max_concurrency=sm.max_concurrency,
+            instance_type=sm.instance_type,
+            instance_count=sm.instance_count,
+            min_capacity=sm.min_capacity,
+            max_capacity=sm.max_capacity,
+            target_invocations_per_instance=sm.target_invocations_per_instance,
+            scale_in_cooldown=sm.scale_in_cooldown,
+            scale_out_cooldown=sm.scale_out_cooldown,
+            rollout=RolloutArgs(
+                kind=sm.rollout.kind,
+                step_percent=sm.rollout.step_percent,
+                wait_seconds=sm.rollout.wait_seconds,
+                latency_alarm_ms=sm.rollout.latency_alarm_ms,
+                error_alarm_count=sm.rollout.error_alarm_count,
+            ),
+            model_data_url=sm.model_data_url,
+            data_capture_percent=sm.data_capture_percent,
+            data_capture_retention_days=sm.data_capture_retention_days,
             kms_key_arn=kms_key_arn,
             region=region.region,
             account_id=identity.account_id,

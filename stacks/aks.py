@@ -6,6 +6,7 @@ Its kubeconfig is a secret output and feeds the Kubernetes provider the workload
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,6 @@ import yaml
 from pulumi_azure_native import containerservice, managedidentity
 
 from stacks.azure_roles import ACR_PULL, AKS_RBAC_CLUSTER_ADMIN, NETWORK_CONTRIBUTOR, grant, propagated
-from stacks.config import AksConfig
 from stacks.protection import stateful
 
 CSI_ADDON = "azureKeyvaultSecretsProvider"
@@ -40,20 +40,30 @@ class AksClusterArgs:
     registry_id: pulumi.Input[str]
     workspace_id: pulumi.Input[str]
     node_subnet_id: pulumi.Input[str]  # stacks.aks_network: the NSG there holds the endpoint's allow-list
-    settings: AksConfig
+    kubernetes_version: str  # a new cluster's version; upgrades are AKS's (CLUSTER_IGNORED_CHANGES)
+    node_vm_size: str  # the user pool, where the workload runs
+    system_node_vm_size: str
+    min_nodes: int  # the user pool's autoscaler bounds
+    max_nodes: int
+    availability_zones: Sequence[str]  # of both pools; empty: none
+    private_cluster: bool
+    network_policy: str  # azure | calico | cilium
+    authorized_ip_ranges: Sequence[str]  # CIDRs that may reach the API server; empty: anyone
+    admins: Sequence[tuple[str, str]]  # (Entra ID object id, Group | User | ServicePrincipal): Cluster Admin
+    istio_revisions: Sequence[str]
     rbac_wait_seconds: int  # before the Kubernetes provider relies on the admins' new role
     protect: bool
     tags: dict[str, str]
 
 
-def network_profile(settings: AksConfig) -> dict[str, Any]:
+def network_profile(network_policy: str) -> dict[str, Any]:
     profile = {
         "network_plugin": "azure",
         "network_plugin_mode": "overlay",
-        "network_policy": settings.network_policy,
+        "network_policy": network_policy,
         "load_balancer_sku": "standard",
     }
-    if settings.network_policy == "cilium":
+    if network_policy == "cilium":
         profile["network_dataplane"] = "cilium"  # AKS accepts the cilium policy only with its dataplane
     return profile
 
@@ -61,8 +71,7 @@ def network_profile(settings: AksConfig) -> dict[str, Any]:
 class AksCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: AksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:azure:AksCluster", name, None, opts)
-        s = args.settings
-        zones = {"availability_zones": list(s.availability_zones)} if s.availability_zones else {}
+        zones = {"availability_zones": list(args.availability_zones)} if args.availability_zones else {}
         # The nodes join a subnet the cluster does not own: its identity must be allowed to manage load
         # balancers there before it exists, so it is a user-assigned identity granted up front (AKS,
         # "Use a managed identity": pre-created identity for a bring-your-own subnet).
@@ -90,7 +99,7 @@ class AksCluster(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             location=args.location,
             dns_prefix=name,
-            kubernetes_version=s.kubernetes_version,
+            kubernetes_version=args.kubernetes_version,
             identity={"type": "UserAssigned", "user_assigned_identities": [identity.id]},
             enable_rbac=True,
             # Entra ID sign-in with Azure RBAC; no local admin account (CKV_AZURE_141).
@@ -101,7 +110,7 @@ class AksCluster(pulumi.ComponentResource):
                     # System pods only (CriticalAddonsOnly); the workload runs on the user pool.
                     "name": SYSTEM_POOL,
                     "mode": "System",
-                    "vm_size": s.system_node_vm_size,
+                    "vm_size": args.system_node_vm_size,
                     "os_type": "Linux",
                     "type": "VirtualMachineScaleSets",
                     "node_taints": ["CriticalAddonsOnly=true:NoSchedule"],
@@ -114,10 +123,10 @@ class AksCluster(pulumi.ComponentResource):
                     **zones,
                 }
             ],
-            network_profile=network_profile(s),
+            network_profile=network_profile(args.network_policy),
             api_server_access_profile={
-                "enable_private_cluster": s.private_cluster,
-                **({"authorized_ip_ranges": list(s.authorized_ip_ranges)} if s.authorized_ip_ranges else {}),
+                "enable_private_cluster": args.private_cluster,
+                **({"authorized_ip_ranges": list(args.authorized_ip_ranges)} if args.authorized_ip_ranges else {}),
             },
             # "stable" follows minor versions (N-1 of the newest), so the cluster never ages past end of life.
             auto_upgrade_profile={"upgrade_channel": "stable", "node_os_upgrade_channel": "NodeImage"},
@@ -135,7 +144,7 @@ class AksCluster(pulumi.ComponentResource):
             service_mesh_profile={
                 "mode": "Istio",
                 "istio": {
-                    "revisions": list(s.istio_revisions),
+                    "revisions": list(args.istio_revisions),
                     "components": {"ingress_gateways": [{"enabled": True, "mode": "External"}]},
                 },
             },
@@ -149,13 +158,13 @@ class AksCluster(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             resource_name_=self.cluster.name,
             mode="User",
-            vm_size=s.node_vm_size,
+            vm_size=args.node_vm_size,
             os_type="Linux",
             type="VirtualMachineScaleSets",
             enable_auto_scaling=True,
-            count=s.min_nodes,
-            min_count=s.min_nodes,
-            max_count=s.max_nodes,
+            count=args.min_nodes,
+            min_count=args.min_nodes,
+            max_count=args.max_nodes,
             max_pods=50,
             vnet_subnet_id=args.node_subnet_id,
             **zones,
@@ -171,13 +180,13 @@ class AksCluster(pulumi.ComponentResource):
             grant(
                 f"{name}-admin-{index}",
                 AKS_RBAC_CLUSTER_ADMIN,
-                principal.object_id,
+                object_id,
                 self.cluster.id,
                 args.subscription_id,
                 self,
-                principal_type=principal.type,
+                principal_type=principal_type,
             )
-            for index, principal in enumerate(s.admins)
+            for index, (object_id, principal_type) in enumerate(args.admins)
         ]
         admin_roles_ready = propagated(f"{name}-admin-propagation", admins, args.rbac_wait_seconds, self)
         credentials = containerservice.list_managed_cluster_user_credentials_output(

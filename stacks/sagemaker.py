@@ -14,11 +14,22 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
-from stacks.config import SageMakerConfig, has_instance_storage
+from stacks.config import has_instance_storage
 
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 METRICS_NAMESPACES = ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]
+
+
+@dataclass(frozen=True)
+class RolloutArgs:
+    """How a new endpoint config replaces the old: blue/green with auto-rollback on the two alarms."""
+
+    kind: str  # CANARY | LINEAR | ALL_AT_ONCE
+    step_percent: int  # the canary's size, or the linear step
+    wait_seconds: int
+    latency_alarm_ms: int  # p99 model latency that rolls back
+    error_alarm_count: int  # 5xx answers in a minute that roll back
 
 
 @dataclass
@@ -26,7 +37,21 @@ class SageMakerEndpointArgs:
     image_ref: pulumi.Input[str]  # ECR, by digest, in the endpoint's region
     repository_arn: pulumi.Input[str]
     environment: dict[str, str]  # the server's SERVING_* settings
-    settings: SageMakerConfig
+    mode: str  # serverless | realtime
+    endpoint_name: str
+    memory_size_mb: int  # serverless
+    max_concurrency: int  # serverless
+    instance_type: str  # realtime, and the rest below
+    instance_count: int
+    min_capacity: int
+    max_capacity: int
+    target_invocations_per_instance: int
+    scale_in_cooldown: int
+    scale_out_cooldown: int
+    rollout: RolloutArgs
+    model_data_url: str | None  # s3://.../model.tar.gz, unpacked to /opt/ml/model
+    data_capture_percent: int  # 0: off
+    data_capture_retention_days: int
     kms_key_arn: pulumi.Input[str] | None  # the configured key, the stack's own, or None
     region: pulumi.Input[str]
     account_id: pulumi.Input[str]
@@ -94,12 +119,13 @@ def execution_policy(
     repository_arn: str,
     region: str,
     account: str,
-    settings: SageMakerConfig,
+    endpoint_name: str,
+    model_data_url: str | None,
     capture_bucket_arn: str | None,
     kms_key_arn: str | None,
 ) -> dict[str, Any]:
     """Least privilege: this image, this endpoint's logs, its model artifact and capture bucket only."""
-    log_group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{settings.endpoint_name}"
+    log_group = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
     statements = [
         {
             "Sid": "PullServingImage",
@@ -124,13 +150,13 @@ def execution_policy(
             "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACES}},
         },
     ]
-    if settings.model_data_url:
+    if model_data_url:
         statements.append(
             {
                 "Sid": "ReadModelArtifact",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": _s3_object_arn(settings.model_data_url),
+                "Resource": _s3_object_arn(model_data_url),
             }
         )
     if capture_bucket_arn:
@@ -157,11 +183,10 @@ def execution_policy(
 class SageMakerEndpoint(pulumi.ComponentResource):
     def __init__(self, name: str, args: SageMakerEndpointArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:aws:SageMakerEndpoint", name, None, opts)
-        s = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        realtime = s.mode == "realtime"
+        realtime = args.mode == "realtime"
 
-        capture_bucket = self._capture_bucket(name, args) if s.data_capture_percent else None
+        capture_bucket = self._capture_bucket(name, args) if args.data_capture_percent else None
         role = aws.iam.Role(
             f"{name}-execution",
             assume_role_policy=pulumi.Output.json_dumps(pulumi.Output.from_input(args.account_id).apply(trust_policy)),
@@ -177,12 +202,16 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 args.account_id,
                 capture_bucket.arn if capture_bucket else None,
                 args.kms_key_arn,
-            ).apply(lambda v: json.dumps(execution_policy(v[0], v[1], v[2], s, v[3], v[4]))),
+            ).apply(
+                lambda v: json.dumps(
+                    execution_policy(v[0], v[1], v[2], args.endpoint_name, args.model_data_url, v[3], v[4])
+                )
+            ),
             opts=child,
         )
         container: dict[str, Any] = {"image": args.image_ref, "mode": "SingleModel", "environment": args.environment}
-        if s.model_data_url:
-            container["model_data_url"] = s.model_data_url  # unpacked to /opt/ml/model, where the server looks
+        if args.model_data_url:
+            container["model_data_url"] = args.model_data_url  # unpacked to /opt/ml/model, where the server looks
         model = aws.sagemaker.Model(
             f"{name}-model",
             execution_role_arn=role.arn,
@@ -197,25 +226,28 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             variant: dict[str, Any] = {
                 "variant_name": VARIANT,
                 "model_name": model.name,
-                "instance_type": s.instance_type,
-                "initial_instance_count": s.instance_count,
+                "instance_type": args.instance_type,
+                "initial_instance_count": args.instance_count,
                 "container_startup_health_check_timeout_in_seconds": 600,
             }
         else:
             variant = {
                 "variant_name": VARIANT,
                 "model_name": model.name,
-                "serverless_config": {"memory_size_in_mb": s.memory_size_mb, "max_concurrency": s.max_concurrency},
+                "serverless_config": {
+                    "memory_size_in_mb": args.memory_size_mb,
+                    "max_concurrency": args.max_concurrency,
+                },
             }
         config_args: dict[str, Any] = {"production_variants": [variant], "tags": args.tags}
-        if realtime and args.kms_key_arn is not None and not has_instance_storage(s.instance_type):
+        if realtime and args.kms_key_arn is not None and not has_instance_storage(args.instance_type):
             # Encrypts the instances' storage volumes. Instance types with local NVMe storage encrypt it
             # in hardware, and CreateEndpointConfig refuses a key for them.
             config_args["kms_key_arn"] = args.kms_key_arn
         if capture_bucket is not None:
             config_args["data_capture_config"] = {
                 "enable_capture": True,
-                "initial_sampling_percentage": s.data_capture_percent,
+                "initial_sampling_percentage": args.data_capture_percent,
                 "destination_s3_uri": pulumi.Output.concat("s3://", capture_bucket.bucket, "/capture"),
                 "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
                 **({"kms_key_id": args.kms_key_arn} if args.kms_key_arn is not None else {}),
@@ -223,7 +255,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         # Auto-named on purpose: a changed configuration is a new one, created before the endpoint moves to it.
         endpoint_config = aws.sagemaker.EndpointConfiguration(f"{name}-config", **config_args, opts=child)
 
-        dimensions = {"EndpointName": s.endpoint_name, "VariantName": VARIANT}
+        dimensions = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
         # Alarms notify a person, not only the rollback: a topic, and an e-mail subscription from config.
         self.alarm_topic = aws.sns.Topic(f"{name}-alarms", tags=args.tags, opts=child)
         if args.alert_email:
@@ -237,14 +269,14 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         notify = {"alarm_actions": [self.alarm_topic.arn], "ok_actions": [self.alarm_topic.arn]}
         self.error_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-5xx",
-            alarm_description=f"5xx answers from {s.endpoint_name}",
+            alarm_description=f"5xx answers from {args.endpoint_name}",
             namespace="AWS/SageMaker",
             metric_name="Invocation5XXErrors",
             dimensions=dimensions,
             statistic="Sum",
             period=60,
             evaluation_periods=2,
-            threshold=s.rollout.error_alarm_count,
+            threshold=args.rollout.error_alarm_count,
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",
             **notify,
@@ -253,14 +285,14 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         )
         self.latency_alarm = aws.cloudwatch.MetricAlarm(
             f"{name}-latency",
-            alarm_description=f"p99 model latency of {s.endpoint_name} above {s.rollout.latency_alarm_ms} ms",
+            alarm_description=f"p99 model latency of {args.endpoint_name} above {args.rollout.latency_alarm_ms} ms",
             namespace="AWS/SageMaker",
             metric_name="ModelLatency",  # microseconds
             dimensions=dimensions,
             extended_statistic="p99",
             period=60,
             evaluation_periods=3,
-            threshold=s.rollout.latency_alarm_ms * 1000,
+            threshold=args.rollout.latency_alarm_ms * 1000,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
             **notify,
@@ -269,11 +301,11 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         )
         endpoint_args: dict[str, Any] = {}
         if realtime:
-            routing: dict[str, Any] = {"type": s.rollout.kind, "wait_interval_in_seconds": s.rollout.wait_seconds}
-            step = {"type": "CAPACITY_PERCENT", "value": s.rollout.step_percent}
-            if s.rollout.kind == "CANARY":
+            routing: dict[str, Any] = {"type": args.rollout.kind, "wait_interval_in_seconds": args.rollout.wait_seconds}
+            step = {"type": "CAPACITY_PERCENT", "value": args.rollout.step_percent}
+            if args.rollout.kind == "CANARY":
                 routing["canary_size"] = step
-            elif s.rollout.kind == "LINEAR":
+            elif args.rollout.kind == "LINEAR":
                 routing["linear_step_size"] = step
             endpoint_args["deployment_config"] = {
                 "blue_green_update_policy": {
@@ -294,15 +326,15 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             deregistered = command.local.Command(
                 f"{name}-deregister-scaling",
                 create=deregister_scalable_target_script(),
-                environment={"ENDPOINT": s.endpoint_name, "VARIANT": VARIANT, "AWS_REGION": args.region},
-                triggers=[s.instance_type],
+                environment={"ENDPOINT": args.endpoint_name, "VARIANT": VARIANT, "AWS_REGION": args.region},
+                triggers=[args.instance_type],
                 opts=child,
             )
             endpoint_options = pulumi.ResourceOptions(parent=self, depends_on=[deregistered])
         # A fixed endpoint name keeps the invoke URL stable; updates switch it to the new configuration.
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
-            name=s.endpoint_name,
+            name=args.endpoint_name,
             endpoint_config_name=endpoint_config.name,
             tags=args.tags,
             **endpoint_args,
@@ -313,14 +345,14 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             # The old one was deregistered by the command above, so its removal from the state must not
             # call AWS again (it would deregister the new one, which has the same id).
             scaling = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
-            key = s.instance_type.replace(".", "-")
+            key = args.instance_type.replace(".", "-")
             target = aws.appautoscaling.Target(
                 f"{name}-scaling-{key}",
                 service_namespace="sagemaker",
                 scalable_dimension=SCALABLE_DIMENSION,
                 resource_id=pulumi.Output.concat("endpoint/", self.endpoint.name, f"/variant/{VARIANT}"),
-                min_capacity=s.min_capacity,
-                max_capacity=s.max_capacity,
+                min_capacity=args.min_capacity,
+                max_capacity=args.max_capacity,
                 opts=scaling,
             )
             aws.appautoscaling.Policy(
@@ -330,12 +362,12 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 scalable_dimension=target.scalable_dimension,
                 resource_id=target.resource_id,
                 target_tracking_scaling_policy_configuration={
-                    "target_value": s.target_invocations_per_instance,
+                    "target_value": args.target_invocations_per_instance,
                     "predefined_metric_specification": {
                         "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
                     },
-                    "scale_in_cooldown": s.scale_in_cooldown,
-                    "scale_out_cooldown": s.scale_out_cooldown,
+                    "scale_in_cooldown": args.scale_in_cooldown,
+                    "scale_out_cooldown": args.scale_out_cooldown,
                 },
                 opts=scaling,
             )
@@ -393,7 +425,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                     "id": "expire-captured-data",
                     "status": "Enabled",
                     "filter": {"prefix": "capture/"},
-                    "expiration": {"days": args.settings.data_capture_retention_days},
+                    "expiration": {"days": args.data_capture_retention_days},
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
                 }
             ],
