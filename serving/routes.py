@@ -160,15 +160,19 @@ class RouteTable:
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.routes = routes
         self.fixed = {r.template: r for r in routes if "{" not in r.template}
-        self.templated = [(r, r.segments) for r in routes if "{" in r.template]
+        # By segment count: a path is compared only with the templates it could match.
+        self.templated: dict[int, list[tuple[Route, tuple[str, ...]]]] = {}
+        for route in routes:
+            if "{" in route.template:
+                self.templated.setdefault(len(route.segments), []).append((route, route.segments))
 
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
         route = self.fixed.get(path)
         if route is not None:
             return route, {}
         parts = path.split("/")
-        for route, segments in self.templated:
-            if len(segments) == len(parts) and all(
+        for route, segments in self.templated.get(len(parts), ()):
+            if all(
                 part if segment[:1] == "{" else segment == part for segment, part in zip(segments, parts, strict=True)
             ):
                 return route, {s[1:-1]: p for s, p in zip(segments, parts, strict=True) if s[:1] == "{"}
