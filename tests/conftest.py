@@ -39,10 +39,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def client(server: RunningServer) -> Iterator[httpx.Client]:
+def client() -> Iterator[httpx.Client]:
+    """The app in process (`create_app`, the demo model, two API keys), through starlette's TestClient (an
+    httpx.Client): routing, keys, protocols and errors, without a process or a socket. What needs a real
+    process (transport, timeouts, drain, workers) uses `server`."""
+    from pydantic import SecretStr
+    from starlette.testclient import TestClient
+
+    from serving.app import create_app, load_runtime
+    from serving.settings import Settings
+
+    settings = Settings(api_keys=(SecretStr(PRIMARY_KEY), SecretStr(SECONDARY_KEY)), access_log=False)
+    app = create_app(settings, load_runtime(settings))
     headers = {"Authorization": f"Bearer {PRIMARY_KEY}"}
-    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
-        yield http
+    # Not entered as a context manager: no lifespan, so no signal handlers in the test process.
+    http = TestClient(app, base_url="http://testserver", headers=headers, follow_redirects=False)
+    yield http
+    http.close()
+    app.pool.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -85,11 +85,12 @@ def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.n
     # all-boolean row already is. One pass over the cells' types, in C.
     if bool in set(map(type, chain.from_iterable(rows))):
         raise _first_bad_cell(rows, width, where)
-    cast = matrix.astype(np.float32)
     # JSON numbers are finite, so only values beyond float32's range can fail. For a few values two
     # comparisons in Python are cheaper than numpy's reduction machinery, run once per request.
     if matrix.size <= _FEW_VALUES and min(map(min, rows)) >= -_FLOAT32_MAX and max(map(max, rows)) <= _FLOAT32_MAX:
-        return cast
+        return matrix.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which ensure_finite names
+        cast = matrix.astype(np.float32)
     return ensure_finite(cast, where)
 
 
