@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import logging
 import os
 import select
@@ -24,6 +23,7 @@ from types import FrameType
 import uvicorn
 
 from serving.state import ServerState
+from serving.uvicorn_hooks import http_protocol_factory, server_behind_sigterm
 
 log = logging.getLogger("serving")
 PLUG_WAIT_SECONDS = 2.0  # longest the drain waits for its plug connection (the initial SYN retransmit is 1 s)
@@ -31,9 +31,8 @@ PLUG_WAIT_SECONDS = 2.0  # longest the drain waits for its plug connection (the 
 
 def install_drain_handler(state: ServerState, shutdown_delay: float) -> bool:
     """Wrap uvicorn's SIGTERM handler; call during lifespan start-up. False when not under uvicorn's signals."""
-    previous = signal.getsignal(signal.SIGTERM)
-    server = getattr(previous, "__self__", None)
-    if not isinstance(server, uvicorn.Server):
+    server = server_behind_sigterm()
+    if server is None:
         return False
     loop = asyncio.get_running_loop()
 
@@ -66,14 +65,7 @@ def stop_listening(server: uvicorn.Server, loop: asyncio.AbstractEventLoop) -> i
     shares it, so new connections are refused (never sent, safe to retry). Returns how many queued
     connections were taken over.
     """
-    # uvicorn's Config types the class as a bare asyncio.Protocol; its HTTP protocols take these.
-    protocol_class: Callable[..., asyncio.Protocol] = server.config.http_protocol_class
-    protocol = functools.partial(
-        protocol_class,
-        config=server.config,
-        server_state=server.server_state,
-        app_state=server.lifespan.state,
-    )
+    protocol = http_protocol_factory(server)
     taken = 0
     for listening in getattr(server, "servers", []):
         sockets = [socket.socket(fileno=os.dup(s.fileno())) for s in listening.sockets or ()]

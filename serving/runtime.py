@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
+from serving.onnx_fastpath import session_run
+
 _FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 
 
@@ -145,10 +147,7 @@ class ModelRuntime:
                 f"for an input of width {self.n_features}"
             )
 
-        # The session's Python `run` re-checks the feed's names on every call (and for WebGPU graph
-        # capture); the feed here is always the model's one input, so call the binding underneath,
-        # which a single-row request notices. Any onnxruntime without it gets the public method.
-        self._run = getattr(getattr(self._session, "_sess", None), "run", None) or self._session.run
+        self._run = session_run(self._session)
         self._input_name = model_input.name
         self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
         self._label_output, self._proba_output = self._find_outputs()

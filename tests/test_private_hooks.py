@@ -2,14 +2,16 @@
 leaves no public way), each checked against the pinned version so an upgrade that breaks one fails
 here, loudly, instead of silently changing behaviour:
 
-- serving/runtime.py calls `InferenceSession._sess.run` (skips per-call feed checks: single-row latency);
+- serving/onnx_fastpath.py calls `InferenceSession._sess.run` (skips per-call feed checks: single-row latency);
 - serving/transport.py subclasses uvicorn's `HttpToolsProtocol` (deadlines, connection cap, one write);
-- serving/drain.py finds uvicorn's `Server` behind its SIGTERM handler (`__self__` of the bound method);
+- serving/uvicorn_hooks.py finds uvicorn's `Server` behind its SIGTERM handler (`__self__` of the bound
+  method) and builds a connection's protocol as uvicorn's accept path does (the drain takes queued ones);
 - stacks/engine_config.py lists the engine's config through `pulumi.runtime.config.CONFIG` (unknown keys).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import signal
 from pathlib import Path
@@ -20,8 +22,10 @@ import pulumi
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serving.onnx_fastpath import session_run
 from serving.runtime import ModelRuntime
 from serving.transport import CoalescingHttpToolsProtocol
+from serving.uvicorn_hooks import http_protocol_factory, server_behind_sigterm
 
 DEMO = Path(__file__).resolve().parents[1] / "serving" / "model" / "model.onnx"
 
@@ -31,7 +35,8 @@ def test_the_runtime_uses_onnxruntimes_binding_and_it_answers_like_the_public_ru
     session = ort.InferenceSession(str(DEMO), providers=["CPUExecutionProvider"])
     binding = getattr(getattr(session, "_sess", None), "run", None)
     assert binding is not None, "onnxruntime dropped InferenceSession._sess.run: serving/runtime.py falls back"
-    assert runtime._run.__self__ is not runtime._session, "the runtime fell back to the public run"  # type: ignore[attr-defined]
+    assert session_run(session).__self__ is not session, "serving/onnx_fastpath.py falls back to the public run"  # type: ignore[attr-defined]
+    assert runtime._run.__self__ is not runtime._session, "the runtime does not use serving/onnx_fastpath.py"  # type: ignore[attr-defined]
     rows = np.zeros((2, runtime.n_features), dtype=np.float32)
     names = [o.name for o in session.get_outputs()]
     feed = {session.get_inputs()[0].name: rows}
@@ -58,10 +63,49 @@ def test_uvicorns_sigterm_handler_is_a_method_of_its_server() -> None:
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with server.capture_signals():
-            handler = signal.getsignal(signal.SIGTERM)
-            assert getattr(handler, "__self__", None) is server, "serving/drain.py cannot find uvicorn's Server"
+            assert server_behind_sigterm() is server, "serving/uvicorn_hooks.py cannot find uvicorn's Server"
+        assert server_behind_sigterm() is None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_protocol_built_as_uvicorn_builds_one_serves_a_request() -> None:
+    async def app(scope: dict, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    config = uvicorn.Config(app=app, http="httptools", lifespan="off", log_level="error")
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)  # as Server.startup sets it
+
+    class Transport(asyncio.Transport):
+        written = b""
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            Transport.written += bytes(data)
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def exchange() -> bytes:
+        protocol = http_protocol_factory(server)()
+        protocol.connection_made(Transport())
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+        for _ in range(50):
+            if Transport.written:
+                break
+            await asyncio.sleep(0.01)
+        return Transport.written
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(exchange()).startswith(b"HTTP/1.1 204"), "serving/uvicorn_hooks.py"
+    finally:
+        loop.close()
 
 
 def test_pulumis_config_holds_what_set_all_config_sets() -> None:
