@@ -22,6 +22,7 @@ from serving.openapi_models import (
     ScoreRequest,
 )
 
+OPEN, KEYED = True, False  # callable without a key, or only with one
 PROBE = ("GET", "HEAD")  # probes may use HEAD: the same answer without a body
 TEXT = None  # a body documented as plain text (CSV)
 
@@ -60,7 +61,7 @@ ROUTES: tuple[Route, ...] = (
     # Inference, on the front.
     Route(
         "/score",
-        False,
+        KEYED,
         "Score rows (Azure ML style)",
         "azureml",
         ("POST",),
@@ -71,7 +72,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "/invocations",
-        False,
+        KEYED,
         "Score rows (SageMaker / MLflow)",
         "sagemaker",
         ("POST",),
@@ -90,7 +91,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "/v2/models/{name}/infer",
-        False,
+        KEYED,
         "Infer (Open Inference Protocol)",
         "v2",
         ("POST",),
@@ -101,7 +102,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "/v2/models/{name}/versions/{version}/infer",
-        False,
+        KEYED,
         "Infer a version (Open Inference Protocol)",
         "v2",
         ("POST",),
@@ -111,46 +112,46 @@ ROUTES: tuple[Route, ...] = (
         errors=(*INFER_ERRORS, 404, 406, 415),
     ),
     # Health and metadata, on FastAPI.
-    Route("/", True, "Liveness (Azure ML convention)", "health", PROBE, endpoint="live"),
+    Route("/", OPEN, "Liveness (Azure ML convention)", "health", PROBE, endpoint="live"),
     Route(
         "/ping",
-        True,
+        OPEN,
         "SageMaker health check: 200 once the model is ready",
         "health",
         PROBE,
         endpoint="ready",
         errors=(503,),
     ),
-    Route("/metrics", True, "Prometheus metrics", "health", endpoint="metrics"),
-    Route("/v2", True, "Server metadata", "v2", endpoint="server_metadata"),
-    Route("/v2/health/live", True, "Liveness", "v2", PROBE, endpoint="v2_live"),
+    Route("/metrics", OPEN, "Prometheus metrics", "health", endpoint="metrics"),
+    Route("/v2", OPEN, "Server metadata", "v2", endpoint="server_metadata"),
+    Route("/v2/health/live", OPEN, "Liveness", "v2", PROBE, endpoint="v2_live"),
     Route(
-        "/v2/health/ready", True, "Readiness: model loaded and warmed up", "v2", PROBE, endpoint="ready", errors=(503,)
+        "/v2/health/ready", OPEN, "Readiness: model loaded and warmed up", "v2", PROBE, endpoint="ready", errors=(503,)
     ),
-    Route("/v2/models/{name}", False, "Model metadata", "v2", endpoint="model_metadata", errors=MODEL_ERRORS),
+    Route("/v2/models/{name}", KEYED, "Model metadata", "v2", endpoint="model_metadata", errors=MODEL_ERRORS),
     Route(
         "/v2/models/{name}/versions/{version}",
-        False,
+        KEYED,
         "Model metadata",
         "v2",
         endpoint="model_metadata",
         errors=MODEL_ERRORS,
     ),
-    Route("/v2/models/{name}/ready", True, "Model readiness", "v2", endpoint="model_ready", errors=MODEL_ERRORS),
+    Route("/v2/models/{name}/ready", OPEN, "Model readiness", "v2", endpoint="model_ready", errors=MODEL_ERRORS),
     Route(
         "/v2/models/{name}/versions/{version}/ready",
-        True,
+        OPEN,
         "Model readiness",
         "v2",
         endpoint="model_ready",
         errors=MODEL_ERRORS,
     ),
     # The API description: FastAPI's pages, and the document under the name Azure ML clients look for.
-    Route("/swagger.json", True, "OpenAPI document (Azure ML name)", "docs", endpoint="swagger"),
-    Route("/openapi.json", True, "OpenAPI document", "docs"),
-    Route("/docs", True, "Swagger UI", "docs"),
-    Route("/docs/oauth2-redirect", True, "Swagger UI sign-in", "docs"),
-    Route("/redoc", True, "ReDoc", "docs"),
+    Route("/swagger.json", OPEN, "OpenAPI document (Azure ML name)", "docs", endpoint="swagger"),
+    Route("/openapi.json", OPEN, "OpenAPI document", "docs"),
+    Route("/docs", OPEN, "Swagger UI", "docs"),
+    Route("/docs/oauth2-redirect", OPEN, "Swagger UI sign-in", "docs"),
+    Route("/redoc", OPEN, "ReDoc", "docs"),
 )
 
 
