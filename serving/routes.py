@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from pydantic import BaseModel
 
@@ -43,19 +44,33 @@ class Route:
     headers: tuple[dict[str, object], ...] = ()  # OpenAPI header parameters
     errors: tuple[int, ...] = ()  # answers besides 200 (and 401 where keyed)
 
-    @property
+    @cached_property
     def segments(self) -> tuple[str, ...]:
         return tuple(self.template.split("/"))
+
+
+INFER_ERRORS = (400, 413, 503)
+MODEL_ERRORS = (404, 503)
 
 
 def _v2_infer(params: dict[str, str]) -> Handler:
     return handlers.v2_infer(params["name"], params.get("version"))
 
 
-INFER_ERRORS = (400, 413, 503)
-V2_INFER: dict[str, type[BaseModel] | None] = {"application/json": InferRequest}
-V2_INFERRED: dict[str, type[BaseModel] | None] = {"application/json": InferResponse}
-MODEL_ERRORS = (404, 503)
+def v2_inference(template: str, summary: str) -> Route:
+    """The Open Inference Protocol's infer route, of the model or of one of its versions."""
+    return Route(
+        template,
+        KEYED,
+        summary,
+        "v2",
+        ("POST",),
+        infer=_v2_infer,
+        request={"application/json": InferRequest},
+        response={"application/json": InferResponse},
+        errors=(*INFER_ERRORS, 404, 406, 415),
+    )
+
 
 ROUTES: tuple[Route, ...] = (
     # Inference, on the front.
@@ -89,28 +104,8 @@ ROUTES: tuple[Route, ...] = (
         ),
         errors=(*INFER_ERRORS, 406, 415),
     ),
-    Route(
-        "/v2/models/{name}/infer",
-        KEYED,
-        "Infer (Open Inference Protocol)",
-        "v2",
-        ("POST",),
-        infer=_v2_infer,
-        request=V2_INFER,
-        response=V2_INFERRED,
-        errors=(*INFER_ERRORS, 404, 406, 415),
-    ),
-    Route(
-        "/v2/models/{name}/versions/{version}/infer",
-        KEYED,
-        "Infer a version (Open Inference Protocol)",
-        "v2",
-        ("POST",),
-        infer=_v2_infer,
-        request=V2_INFER,
-        response=V2_INFERRED,
-        errors=(*INFER_ERRORS, 404, 406, 415),
-    ),
+    v2_inference("/v2/models/{name}/infer", "Infer (Open Inference Protocol)"),
+    v2_inference("/v2/models/{name}/versions/{version}/infer", "Infer a version (Open Inference Protocol)"),
     # Health and metadata, on FastAPI.
     Route("/", OPEN, "Liveness (Azure ML convention)", "health", PROBE, endpoint="live"),
     Route(
@@ -162,17 +157,18 @@ class RouteTable:
         self.routes = routes
         self.fixed = {r.template: r for r in routes if "{" not in r.template}
         # By segment count: a path is compared only with the templates it could match.
-        self.templated: dict[int, list[tuple[Route, tuple[str, ...]]]] = {}
+        self.templated: dict[int, list[Route]] = {}
         for route in routes:
             if "{" in route.template:
-                self.templated.setdefault(len(route.segments), []).append((route, route.segments))
+                self.templated.setdefault(len(route.segments), []).append(route)
 
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
         route = self.fixed.get(path)
         if route is not None:
             return route, {}
         parts = path.split("/")
-        for route, segments in self.templated.get(len(parts), ()):
+        for route in self.templated.get(len(parts), ()):
+            segments = route.segments
             if all(
                 part if segment[:1] == "{" else segment == part for segment, part in zip(segments, parts, strict=True)
             ):
