@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -57,6 +58,15 @@ def client() -> Iterator[httpx.Client]:
     yield http
     http.close()
     app.pool.shutdown()
+
+
+def send(client: httpx.Client, method: str, path: str, authorization: str | None, **kwargs: Any) -> httpx.Response:
+    """A request with exactly this Authorization header (none when None), not the client's own key."""
+    request = client.build_request(method, path, **kwargs)
+    del request.headers["authorization"]
+    if authorization is not None:
+        request.headers["authorization"] = authorization
+    return client.send(request)
 
 
 @pytest.fixture(scope="session")

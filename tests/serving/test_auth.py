@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PRIMARY_KEY, SAMPLE_ROWS, SECONDARY_KEY
+from tests.conftest import PRIMARY_KEY, SAMPLE_ROWS, SECONDARY_KEY, send
 from tests.serving.server import RunningServer, running_server
 
 PROTECTED = [
@@ -19,30 +19,19 @@ PROTECTED = [
 ]
 
 
-def send(
-    client: httpx.Client, method: str, path: str, authorization: str | None, body: dict | None = None
-) -> httpx.Response:
-    """A request with exactly this Authorization header (none when None), not the client's own key."""
-    request = client.build_request(method, path, json=body)
-    del request.headers["authorization"]
-    if authorization is not None:
-        request.headers["authorization"] = authorization
-    return client.send(request)
-
-
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED)
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key-0123456789abcdef", "Basic abc", ""])
 def test_inference_routes_need_a_valid_key(
     client: httpx.Client, method: str, path: str, body: dict | None, authorization: str | None
 ) -> None:
-    response = send(client, method, path, authorization, body)
+    response = send(client, method, path, authorization, json=body)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert "Authorization: Bearer" in response.json()["error"]
 
 
 def test_secondary_key_works_for_rotation(client: httpx.Client) -> None:
-    response = send(client, "POST", "/score", f"Bearer {SECONDARY_KEY}", {"data": SAMPLE_ROWS})
+    response = send(client, "POST", "/score", f"Bearer {SECONDARY_KEY}", json={"data": SAMPLE_ROWS})
     assert response.status_code == 200
 
 
