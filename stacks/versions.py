@@ -16,7 +16,11 @@ AKS_END_OF_LIFE: dict[str, datetime.date] = {
     "1.36": datetime.date(2027, 7, 31),
 }
 DEFAULT_KUBERNETES_VERSION = "1.35"
-MINIMUM_KUBERNETES_VERSION = min(AKS_END_OF_LIFE, key=lambda v: tuple(map(int, v.split("."))))
+
+
+def _order(version: str) -> tuple[int, ...]:
+    return tuple(map(int, version.split(".")))
+
 
 # The Istio service mesh add-on's revision a new cluster gets (its managed gateway terminates TLS).
 # AKS upgrades patches itself; a minor upgrade is a canary: list both revisions, then only the new one.
@@ -32,11 +36,23 @@ def minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def kubernetes_version_problem(version: str) -> str | None:
-    if minor(version) in AKS_END_OF_LIFE:
+def supported_kubernetes_versions(today: datetime.date | None = None) -> list[str]:
+    """The minor versions AKS still creates clusters on `today`, oldest first."""
+    today = today or datetime.date.today()
+    return sorted((v for v, end in AKS_END_OF_LIFE.items() if end >= today), key=_order)
+
+
+def kubernetes_version_problem(version: str, today: datetime.date | None = None) -> str | None:
+    """Why AKS would refuse to create a cluster on `version` `today`, or None."""
+    today = today or datetime.date.today()
+    supported = supported_kubernetes_versions(today)
+    use = f"use one of {', '.join(supported)}" if supported else "update stacks/versions.py (AKS release calendar)"
+    end = AKS_END_OF_LIFE.get(minor(version))
+    if end is not None and end >= today:
         return None
-    known = ", ".join(AKS_END_OF_LIFE)
-    newest = max(AKS_END_OF_LIFE, key=lambda v: tuple(map(int, v.split("."))))
-    if tuple(map(int, minor(version).split("."))) < tuple(map(int, MINIMUM_KUBERNETES_VERSION.split("."))):
-        return f"{version} is past its AKS end of life and AKS no longer creates it; use one of {known}"
-    return f"{version} is newer than this program knows ({newest}); use one of {known} or update stacks/versions.py"
+    if end is not None:
+        return f"{version} reached its AKS end of life on {end.isoformat()} and AKS no longer creates it; {use}"
+    if _order(minor(version)) < _order(min(AKS_END_OF_LIFE, key=_order)):
+        return f"{version} is past its AKS end of life and AKS no longer creates it; {use}"
+    newest = max(AKS_END_OF_LIFE, key=_order)
+    return f"{version} is newer than this program knows ({newest}); {use} or update stacks/versions.py"

@@ -19,7 +19,7 @@ import pytest
 
 from offline.mocks import Evaluation, Recorded, evaluate, merged
 from stacks.config import has_instance_storage
-from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, minor
+from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
 
 AUTONAME_SUFFIX = 8  # Pulumi appends 8 random characters to a logical name (`name` + suffix)
 KMS = "arn:aws:kms:eu-west-1:123456789012:key/0000"
@@ -326,8 +326,8 @@ def aks_version_and_upgrades(e: Evaluation, _: Variant) -> list[str]:
     problems = []
     for cluster in e.of_type("azure-native:containerservice:ManagedCluster"):
         version = cluster.inputs["kubernetesVersion"]
-        if minor(version) not in AKS_END_OF_LIFE:
-            problems.append(f"Kubernetes {version} is not a supported AKS version")
+        if kubernetes_version_problem(version):
+            problems.append(f"Kubernetes {version} is not a supported AKS version today")
         if cluster.inputs["autoUpgradeProfile"]["upgradeChannel"] not in ("stable", "rapid"):
             problems.append("the upgrade channel does not follow minor versions")
     return problems

@@ -394,3 +394,18 @@ def test_the_offline_plan_prints_one_line_per_problem_and_no_traceback(tmp_path)
         "mlserve:aci.cpu in Pulumi.typo.yaml: 0 is out of range 0.1..3.5",
         "mlserve:aci.memorySizeGB in Pulumi.typo.yaml: unknown setting; did you mean memoryGb?",
     ]
+
+
+def test_a_kubernetes_version_is_refused_from_the_day_after_its_aks_end_of_life() -> None:
+    """AKS stops creating clusters on a version past its end of life: the config says so that day, not `up`."""
+    import datetime
+
+    from stacks.versions import AKS_END_OF_LIFE, kubernetes_version_problem
+
+    oldest = min(AKS_END_OF_LIFE, key=lambda v: tuple(map(int, v.split("."))))
+    end = AKS_END_OF_LIFE[oldest]
+    assert kubernetes_version_problem(f"{oldest}.3", today=end) is None
+    problem = kubernetes_version_problem(f"{oldest}.3", today=end + datetime.timedelta(days=1))
+    assert problem is not None
+    assert f"reached its AKS end of life on {end.isoformat()}" in problem
+    assert oldest not in problem.split("use one of ")[1]
