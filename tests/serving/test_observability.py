@@ -45,13 +45,18 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
         return httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code
 
     with running_server(tmp_path, args=["--workers", "2"]) as server:
+        # Which worker accepts a connection is the kernel's choice: on a busy machine one worker can
+        # take a whole burst, so bursts are sent until both have served (bounded).
+        sent, pids = 0, set()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            assert set(pool.map(post, range(40))) == {200}
-        pids = {json.loads(line)["pid"] for line in _access_lines(server)}  # waits for the 0.5 s publish
+            while len(pids) < 2 and sent < 400:
+                assert set(pool.map(post, range(40))) == {200}
+                sent += 40
+                pids = {json.loads(line)["pid"] for line in _access_lines(server)}  # waits for the publish
         values = samples(httpx.get(server.url + "/metrics").text)
-    assert values[("mlserve_requests_total", (("route", "/score"), ("status", "200")))] == 40
-    assert values[("mlserve_rows_scored_total", (("route", "/score"),))] == 120
-    assert len(pids) == 2, "both workers served requests"
+    assert len(pids) == 2, f"both workers served requests (one took all {sent})"
+    assert values[("mlserve_requests_total", (("route", "/score"), ("status", "200")))] == sent
+    assert values[("mlserve_rows_scored_total", (("route", "/score"),))] == len(SAMPLE_ROWS) * sent
 
 
 def _access_lines(server: RunningServer) -> list[str]:
