@@ -18,6 +18,8 @@ from serving.runtime import ModelRuntime, Prediction, UnsupportedMethod
 
 JSON = b"application/json"
 CSV = b"text/csv"
+# What most clients send, answered without parsing the header.
+_ACCEPTS_JSON = frozenset((b"*/*", JSON))
 
 
 @dataclass(slots=True)
@@ -59,7 +61,7 @@ def _predict(runtime: ModelRuntime, rows: np.ndarray, method: str, run_options: 
 def json_only(headers: dict[bytes, bytes], route: str) -> None:
     """/score and v2 infer speak JSON only: say so (415/406) instead of failing to parse something else."""
     content_type = headers.get(b"content-type")
-    if content_type is not None:
+    if content_type is not None and content_type != JSON:
         kind = sagemaker.media_type(content_type.decode("latin-1"))
         # `curl -d` labels every body form-urlencoded; Azure ML clients rely on it, so it is read as JSON.
         if (
@@ -70,7 +72,11 @@ def json_only(headers: dict[bytes, bytes], route: str) -> None:
             hint = "; CSV goes to POST /invocations" if kind == "text/csv" else ""
             raise UnsupportedMediaType(f"{route} takes Content-Type: application/json, got {kind!r:.60}{hint}")
     accept = headers.get(b"accept")
-    if accept and sagemaker.negotiate(accept.decode("latin-1"), ("application/json",)) is None:
+    if (
+        accept
+        and accept not in _ACCEPTS_JSON
+        and sagemaker.negotiate(accept.decode("latin-1"), ("application/json",)) is None
+    ):
         raise NotAcceptable(
             f"{route} answers application/json only; the request accepts {accept.decode('latin-1')!r:.60}"
         )

@@ -12,15 +12,17 @@ here, loudly, instead of silently changing behaviour:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import signal
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pulumi
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from serving.onnx_fastpath import session_run
 from serving.runtime import ModelRuntime
@@ -47,14 +49,38 @@ def test_the_runtime_uses_onnxruntimes_binding_and_it_answers_like_the_public_ru
 
 
 def test_uvicorns_protocol_still_has_what_the_transport_overrides_and_reads() -> None:
-    for method in ("connection_made", "connection_lost", "on_message_begin", "on_headers_complete",
+    for method in ("connection_made", "on_message_begin", "on_headers_complete",
                    "on_message_complete", "on_response_complete", "shutdown"):  # fmt: skip
         assert callable(getattr(HttpToolsProtocol, method, None)), f"uvicorn's HttpToolsProtocol lost {method}"
         assert method in vars(CoalescingHttpToolsProtocol), f"serving/transport.py no longer overrides {method}"
     source = inspect.getsource(HttpToolsProtocol.__init__)
-    for attribute in ("self.connections", "self.transport", "self.loop", "self.cycle"):
+    for attribute in ("self.connections", "self.transport", "self.loop", "self.cycle", "self.server_state",
+                      "self.timeout_keep_alive", "self.pipeline", "self.flow"):  # fmt: skip
         assert attribute in source + inspect.getsource(HttpToolsProtocol.connection_made), (
             f"uvicorn's HttpToolsProtocol no longer sets {attribute}, which serving/transport.py reads"
+        )
+
+
+# sha256 of uvicorn 0.54.0's HttpToolsProtocol.on_response_complete, which serving/transport.py copies
+# less its keep-alive timer (the deadline sweep closes idle connections instead).
+UVICORN_ON_RESPONSE_COMPLETE = "5684fd801d0683ac20b9144e8eed8327e445236d5c1d16a02253dfb3a35b9a75"
+
+
+def test_uvicorns_on_response_complete_is_the_one_the_transport_copies() -> None:
+    source = textwrap.dedent(inspect.getsource(HttpToolsProtocol.on_response_complete))
+    assert hashlib.sha256(source.encode()).hexdigest() == UVICORN_ON_RESPONSE_COMPLETE, (
+        "uvicorn changed HttpToolsProtocol.on_response_complete: bring the copy in serving/transport.py "
+        "up to date (keeping the keep-alive timer out), then record the new hash here\n" + source
+    )
+    for name in ("_unset_keepalive_if_required", "_start_asgi_task"):
+        assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn's HttpToolsProtocol lost {name}"
+
+
+def test_uvicorns_request_cycle_still_has_the_state_the_deadlines_read() -> None:
+    source = inspect.getsource(RequestResponseCycle.__init__)
+    for attribute in ("self.more_body", "self.response_started", "self.response_complete"):
+        assert attribute in source, (
+            f"uvicorn's RequestResponseCycle no longer sets {attribute}, which serving/transport.py reads"
         )
 
 

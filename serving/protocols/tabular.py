@@ -27,9 +27,16 @@ def _first_bad_cell(rows: Sequence[Any], width: int, where: str) -> InvalidInput
         for c, value in enumerate(row):
             if not _is_number(value):
                 return InvalidInput(f"{where}[{r}][{c}]: expected a number, got {value!r:.40}")
-            if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
-                return InvalidInput(f"{where}[{r}][{c}]: {value!r} is not a finite float32 number")
+            if not _fits_float32(value):
+                return InvalidInput(f"{where}[{r}][{c}]: {value!r:.40} is not a finite float32 number")
     return InvalidInput(f"{where}: expected a list of rows of {width} numbers")
+
+
+def _fits_float32(value: float) -> bool:
+    try:
+        return math.isfinite(value) and abs(value) <= _FLOAT32_MAX
+    except OverflowError:  # a Python int beyond any float
+        return False
 
 
 def check_row_count(count: int, max_rows: int, where: str) -> None:
@@ -67,6 +74,7 @@ def ensure_finite(matrix: np.ndarray, where: str) -> np.ndarray:
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FEW_VALUES = 64
+_NUMBERS = frozenset((int, float))
 
 
 def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.ndarray:
@@ -76,22 +84,21 @@ def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.n
     if not 0 < len(rows) <= max_rows:
         check_row_count(len(rows), max_rows, where)
     try:
-        matrix = np.array(rows)
-    except (ValueError, TypeError):
+        # Straight to float32 (a value beyond its range becomes inf, found below). numpy would also
+        # take numeric strings and score JSON true/false as 1/0: the cells' types are checked next.
+        matrix = np.array(rows, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):  # an int beyond any float
         raise _first_bad_cell(rows, width, where) from None
-    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "iuf":
+    if matrix.ndim != 2 or matrix.shape[1] != width:
         raise _first_bad_cell(rows, width, where)
-    # numpy scores JSON true/false as 1/0 when they sit beside numbers: refuse them, as an
-    # all-boolean row already is. One pass over the cells' types, in C.
-    if bool in set(map(type, chain.from_iterable(rows))):
+    cells = chain.from_iterable(rows)
+    if not set(map(type, cells)) <= _NUMBERS:  # one pass over the cells' types, in C
         raise _first_bad_cell(rows, width, where)
-    # JSON numbers are finite, so only values beyond float32's range can fail. For a few values two
-    # comparisons in Python are cheaper than numpy's reduction machinery, run once per request.
-    if matrix.size <= _FEW_VALUES and min(map(min, rows)) >= -_FLOAT32_MAX and max(map(max, rows)) <= _FLOAT32_MAX:
-        return matrix.astype(np.float32)
-    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which ensure_finite names
-        cast = matrix.astype(np.float32)
-    return ensure_finite(cast, where)
+    # JSON numbers are finite, so only values beyond float32's range can fail. For a few values one
+    # pass in Python is cheaper than numpy's reduction machinery, run once per request.
+    if matrix.size <= _FEW_VALUES and max(map(abs, chain.from_iterable(rows))) <= _FLOAT32_MAX:
+        return matrix
+    return ensure_finite(matrix, where)
 
 
 def named_records(records: list[Any], features: Sequence[str] | None, max_rows: int, where: str) -> np.ndarray:

@@ -132,3 +132,54 @@ def test_unfinished_bodies_cannot_hold_unbounded_memory(guarded: RunningServer) 
     assert sum(a.startswith(b"HTTP/1.1 503") for a in answers) + refused >= 40, "bodies past the cap are refused"
     assert all(a.startswith((b"HTTP/1.1 503", b"HTTP/1.1 408")) for a in answers)
     assert peak - before < 25, f"RSS grew {peak - before:.0f} MB"
+
+
+def one_response(sock: socket.socket) -> bytes:
+    """Read exactly one response (headers and a Content-Length body) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert len(body) == length, "no bytes beyond the response"
+    return head
+
+
+SCORE = (
+    b"POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + PRIMARY_KEY.encode() + b"\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 43\r\n\r\n"
+    b'{"data": [[5, 0.95, 10, 180, 3, 995, 2.0]]}'
+)
+
+
+def test_a_busy_kept_alive_connection_outlives_every_deadline(guarded: RunningServer) -> None:
+    """Deadlines restart with each request: a client sending for three times the header timeout is never cut."""
+    sock = connect(guarded)
+    started = time.monotonic()
+    answered = 0
+    while time.monotonic() - started < 3:
+        sock.sendall(SCORE)
+        assert one_response(sock).startswith(b"HTTP/1.1 200"), answered
+        answered += 1
+        time.sleep(0.4)  # under the 1 s header timeout each time
+    sock.close()
+    assert answered >= 6
+
+
+def test_an_idle_kept_alive_connection_is_closed_quietly(guarded: RunningServer) -> None:
+    """Between requests the header timeout (here 1 s, under the 5 s keep-alive) closes it, without a 408."""
+    sock = connect(guarded)
+    sock.sendall(SCORE)
+    assert one_response(sock).startswith(b"HTTP/1.1 200")
+    idle = time.monotonic()
+    rest = answer(sock)
+    waited = time.monotonic() - idle
+    sock.close()
+    assert rest == b"", rest[:80]
+    assert 0.9 < waited < 2.5, f"closed after {waited:.1f} s idle"

@@ -176,6 +176,11 @@ def test_values_near_the_float32_limit_are_scored_and_values_beyond_it_are_named
     assert near_limit[0, 0] == pytest.approx(3e38, rel=1e-6)
     with pytest.raises(InvalidInput, match=r"data\[1\]\[2\]: value is NaN, infinite or too large"):
         numeric_rows([[1, 1, 1, 1, 1, 1, 1], [3e38, -3e38, 1e39, 1, 1, 1, 1]], 7, 10, "data")
+    # An integer beyond any float (not from JSON, whose parser refuses it, but from Python callers).
+    with pytest.raises(InvalidInput, match=r"data\[0\]\[1\]: 1000.* is not a finite float32 number"):
+        numeric_rows([[1, 10**400, 1, 1, 1, 1, 1]], 7, 10, "data")
+    with pytest.raises(InvalidInput, match=r"data\[0\]\[0\]: expected a number, got True"):
+        numeric_rows([[True, 1, 1, 1, 1, 1, 1]], 7, 10, "data")
 
 
 def test_csv_with_bare_cr_line_ends_is_scored(client: httpx.Client) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -165,3 +168,40 @@ def test_sigterm_drains_gracefully(tmp_path: Path, slow_model: Path) -> None:
         request.join(timeout=30)
         assert outcome["status"] == 200
         assert server.process.wait(timeout=15) == 0
+
+
+def test_a_request_pipelined_behind_a_slow_one_is_answered_not_timed_out(tmp_path: Path, slow_model: Path) -> None:
+    """HTTP/1.1 pipelining: the second request's body is due once it is its turn, not while the first is scored."""
+    env = {
+        "SERVING_MODEL": str(slow_model),
+        "SERVING_WORKERS": "1",
+        "SERVING_HEADER_TIMEOUT_SECONDS": "1",
+        "SERVING_BODY_TIMEOUT_SECONDS": "1",
+        "SERVING_SCORING_TIMEOUT_MS": "30000",
+    }
+    slow_body = json.dumps(rows(SLOW_ROWS)).encode()
+    quick_body = json.dumps({"data": ONE_ROW}).encode()
+
+    def head(body: bytes) -> bytes:
+        return b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + (
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+
+    with running_server(tmp_path, env=env) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            started = time.monotonic()
+            sock.sendall(head(slow_body) + slow_body + head(quick_body))
+            time.sleep(1.3)  # past the body deadline, while the slow request is still being scored
+            sock.sendall(quick_body)
+            data = b""
+            first_answer = 0.0
+            while len(re.findall(rb"HTTP/1.1 \d+", data)) < 2 or not data.endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                first_answer = first_answer or time.monotonic() - started
+                data += chunk
+    statuses = re.findall(rb"HTTP/1.1 (\d+)", data)
+    assert first_answer > 1.3, "the slow request was still scored past the body deadline (else this proves nothing)"
+    assert statuses == [b"200", b"200"], data[:300]
