@@ -180,9 +180,11 @@ def measure(
                 run = (url + scenario.path, script, setup.connections)
                 run_wrk(*run, 2, setup.load_cores, setup.wrk_threads)  # warm up
                 pids = _processes(server.pid)
-                before = cpu_seconds(pids)
+                label = f"{'bare' if bare else 'server'}-{setup.workers}w-{scenario.name}"
+                profiler = start_profile(args.profile, pids, server.pid, label, args.duration)
+                before, counted = cpu_seconds(pids), task_counters(pids)
                 result = run_wrk(*run, args.duration, setup.load_cores, setup.wrk_threads)
-                after = cpu_seconds(pids)
+                after, counters = cpu_seconds(pids), task_counters(pids) - counted
                 results[scenario.name] = result
                 print(
                     f"{scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
@@ -192,6 +194,15 @@ def measure(
                 if args.cpu_split and len(pids) > 2:
                     busy = sorted(after[p] - before.get(p, 0.0) for p in after if p != server.pid)
                     print(f"  CPU seconds per worker over {args.duration}s: {', '.join(f'{b:.1f}' for b in busy)}")
+                if args.per_request:
+                    requests = result["rps"] * args.duration
+                    cpu_us = sum(after[p] - before.get(p, 0.0) for p in after) / requests * 1e6
+                    print(f"  per request: {cpu_us:.1f} µs CPU, {counters.per(requests)}")
+                if profiler is not None:
+                    print(finish_profile(*profiler))
+                if args.syscalls:
+                    calls = count_syscalls(pids, server.pid, run, setup)
+                    print(f"  system calls per request (strace, one worker): {calls}")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -222,6 +233,110 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
             continue
         seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
     return seconds
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What a system charges per event, and sandboxes such as gVisor charge much more for."""
+
+    minor_faults: int = 0
+    major_faults: int = 0
+    voluntary_switches: int = 0
+    forced_switches: int = 0
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(*(a - b for a, b in zip(self.__dict__.values(), other.__dict__.values(), strict=True)))
+
+    def per(self, requests: float) -> str:
+        return ", ".join(f"{value / requests:.3f} {name.replace('_', ' ')}" for name, value in self.__dict__.items())
+
+
+def task_counters(pids: list[int]) -> Counters:
+    """Page faults and context switches of every thread of these processes, from /proc."""
+    totals = [0, 0, 0, 0]
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            switches = dict(re.findall(r"^(\w*voluntary_ctxt_switches):\s+(\d+)", status, re.MULTILINE))
+            totals[0] += int(fields[7])
+            totals[1] += int(fields[9])
+            totals[2] += int(switches.get("voluntary_ctxt_switches", 0))
+            totals[3] += int(switches.get("nonvoluntary_ctxt_switches", 0))
+    return Counters(*totals)
+
+
+def one_worker(pids: list[int], parent: int) -> int:
+    """A worker of a multi-worker server (each serves its share alike), or the server itself."""
+    return max(p for p in pids if p != parent) if len(pids) > 1 else parent
+
+
+def start_profile(
+    directory: Path | None, pids: list[int], parent: int, label: str, duration: int
+) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """py-spy samples one worker while wrk runs: where its time goes, beside the floor's."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / (re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-") + ".txt")
+    command = ["py-spy", "record", "--rate", "250", "--duration", str(max(1, duration - 1)), "--format", "raw"]
+    command += ["--nonblocking", "--output", str(output), "--pid", str(one_worker(pids, parent))]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), output
+
+
+def finish_profile(profiler: subprocess.Popen[bytes], output: Path, top: int = 12) -> str:
+    """The frames the worker was in most often (self time), from py-spy's collapsed stacks."""
+    _, errors = profiler.communicate(timeout=60)
+    if profiler.returncode != 0 or not output.exists():
+        return f"  py-spy failed ({errors.decode(errors='replace').strip()[:200]})"
+    total, own = self_time(output.read_text())
+    lines = [f"  profile of one worker, {total} samples, in {output} (self time):"]
+    lines += [f"    {n / total:6.1%} {frame[:110]}" for frame, n in own[:top]]
+    return "\n".join(lines)
+
+
+def self_time(collapsed: str) -> tuple[int, list[tuple[str, int]]]:
+    """Samples in all, and per innermost frame (most first), from collapsed stacks (`a;b;c 12` a line)."""
+    own: dict[str, int] = {}
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frame = stack.rsplit(";", 1)[-1] or "(native or idle)"
+        own[frame] = own.get(frame, 0) + int(count)
+    return sum(own.values()), sorted(own.items(), key=lambda item: -item[1])
+
+
+def syscall_counts(table: str) -> dict[str, int]:
+    """Calls per system call from `strace -c`'s table (its total row left out)."""
+    rows = re.findall(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", table, re.MULTILINE)
+    return {name: int(calls) for calls, name in rows if name != "total"}
+
+
+def count_syscalls(pids: list[int], parent: int, run: tuple[str, Path, int], setup: Setup) -> str:
+    """strace -c on one worker (every thread) while wrk runs 3 s more: calls per request, the most frequent."""
+    if shutil.which("strace") is None:
+        return "strace is not installed (apt-get install strace)"
+    worker = one_worker(pids, parent)
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as report:
+        tracer = subprocess.Popen(
+            ["strace", "-c", "-f", "-p", str(worker), "-o", report.name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # attached
+        result = run_wrk(*run, 3, setup.load_cores, setup.wrk_threads)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        table = report.read()
+    calls = syscall_counts(table)
+    if not calls:
+        return f"strace could not attach or counted nothing ({table.strip()[:120]!r})"
+    # A worker sees its share of the load: its requests are the total divided by the workers.
+    requests = result["rps"] * 3 / max(1, setup.workers)
+    top = sorted(calls.items(), key=lambda item: -item[1])[:5]
+    return f"{sum(calls.values()) / requests:.2f} ({', '.join(f'{name} {n / requests:.2f}' for name, n in top)})"
 
 
 def shares(server: dict[str, dict[str, float]], floor: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -300,9 +415,16 @@ def main() -> None:
     parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of off/on with --telemetry")
     parser.add_argument("--cpu-split", action="store_true", help="print each worker's CPU time per scenario")
+    parser.add_argument(
+        "--per-request", action="store_true", help="CPU time, page faults and context switches per request"
+    )
+    parser.add_argument("--syscalls", action="store_true", help="system calls per request of one worker (strace)")
+    parser.add_argument("--profile", type=Path, help="py-spy profiles of one worker per scenario, into this folder")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    if args.profile and shutil.which("py-spy") is None:
+        raise SystemExit("--profile needs py-spy on PATH (it is in requirements-dev.txt)")
     if not args.model.exists():
         raise SystemExit(f"model not found: {args.model} (--model)")
     if args.sweep:
