@@ -35,18 +35,23 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return slow_regressor(tmp_path_factory.mktemp("slow") / "slow.onnx")
 
 
+def slow_env(model: Path, **settings: str) -> dict[str, str]:
+    """One worker serving the slow model, with these settings (SERVING_* names in lower case)."""
+    named = {f"SERVING_{name.upper()}": value for name, value in settings.items()}
+    return {"SERVING_MODEL": str(model), "SERVING_WORKERS": "1", **named}
+
+
 @pytest.fixture
 def slow_server(tmp_path: Path, slow_model: Path) -> Iterator[RunningServer]:
-    env = {
-        "SERVING_MODEL": str(slow_model),
-        "SERVING_WORKERS": "1",
-        "SERVING_MAX_CONCURRENT_REQUESTS": "1",
-        "SERVING_MAX_QUEUE_SIZE": "2",
-        "SERVING_MAX_QUEUE_WAIT_MS": "800",
+    env = slow_env(
+        slow_model,
+        max_concurrent_requests="1",
+        max_queue_size="2",
+        max_queue_wait_ms="800",
         # Far above the slow model's run even on a loaded machine: these tests are about admission.
-        "SERVING_SCORING_TIMEOUT_MS": "30000",
-        "SERVING_MAX_BODY_BYTES": "1000000",
-    }
+        scoring_timeout_ms="30000",
+        max_body_bytes="1000000",
+    )
     with running_server(tmp_path, env=env) as server:
         yield server
 
@@ -93,13 +98,12 @@ def test_queue_wait_runs_out_with_503(slow_server: RunningServer) -> None:
 
 
 def test_scoring_timeout_answers_504_and_the_server_recovers(tmp_path: Path, slow_model: Path) -> None:
-    env = {
-        "SERVING_MODEL": str(slow_model),
-        "SERVING_WORKERS": "1",
-        "SERVING_MAX_CONCURRENT_REQUESTS": "1",
-        "SERVING_SCORING_TIMEOUT_MS": "300",
-        "SERVING_MAX_QUEUE_WAIT_MS": "1000",
-    }
+    env = slow_env(
+        slow_model,
+        max_concurrent_requests="1",
+        scoring_timeout_ms="300",
+        max_queue_wait_ms="1000",
+    )
     with running_server(tmp_path, env=env) as server:
         started = time.monotonic()
         slow = httpx.post(server.url + "/score", json=rows(SLOW_ROWS), timeout=30)
@@ -142,13 +146,12 @@ def test_chunked_body_over_the_limit_is_413(slow_server: RunningServer) -> None:
 
 
 def test_sigterm_drains_gracefully(tmp_path: Path, slow_model: Path) -> None:
-    env = {
-        "SERVING_MODEL": str(slow_model),
-        "SERVING_WORKERS": "1",
-        "SERVING_SHUTDOWN_DELAY_SECONDS": "1",
-        "SERVING_DRAIN_TIMEOUT_SECONDS": "10",
-        "SERVING_SCORING_TIMEOUT_MS": "10000",
-    }
+    env = slow_env(
+        slow_model,
+        shutdown_delay_seconds="1",
+        drain_timeout_seconds="10",
+        scoring_timeout_ms="10000",
+    )
     with running_server(tmp_path, env=env) as server:
         outcome: dict[str, int] = {}
 
@@ -172,13 +175,12 @@ def test_sigterm_drains_gracefully(tmp_path: Path, slow_model: Path) -> None:
 
 def test_a_request_pipelined_behind_a_slow_one_is_answered_not_timed_out(tmp_path: Path, slow_model: Path) -> None:
     """HTTP/1.1 pipelining: the second request's body is due once it is its turn, not while the first is scored."""
-    env = {
-        "SERVING_MODEL": str(slow_model),
-        "SERVING_WORKERS": "1",
-        "SERVING_HEADER_TIMEOUT_SECONDS": "1",
-        "SERVING_BODY_TIMEOUT_SECONDS": "1",
-        "SERVING_SCORING_TIMEOUT_MS": "30000",
-    }
+    env = slow_env(
+        slow_model,
+        header_timeout_seconds="1",
+        body_timeout_seconds="1",
+        scoring_timeout_ms="30000",
+    )
     slow_body = json.dumps(rows(SLOW_ROWS)).encode()
     quick_body = json.dumps({"data": ONE_ROW}).encode()
 
