@@ -1,7 +1,7 @@
 """Load benchmark: the real server against a bare ASGI app with the same model, over loopback.
 
     make bench                                  # one worker on one core, wrk on the other
-    .venv/bin/python bench/run.py --sweep 1,2,4,8   # workers on cores 0-7, wrk on 8-15
+    .venv/bin/python bench/run.py --sweep 1,2,4,8   # workers on cores 0-7, wrk on 8-15, server and floor in turns
     .venv/bin/python bench/run.py --telemetry   # single-row /score with Application Insights off and on
 Needs wrk (`apt-get install wrk`). Prints requests/s, rows/s, p50 and p99 per scenario, with auth
 enabled and metrics and access logs on, as in production. Every server loads the same model file:
@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,7 +64,7 @@ SCENARIOS = [
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wrk_script(scenario: Scenario, directory: Path) -> Path:
@@ -141,10 +144,19 @@ class Setup:
     extra_env: tuple[tuple[str, str], ...] = ()
 
 
-def measure(
-    args: argparse.Namespace, bare: bool, setup: Setup, scenarios: list[Scenario] | None = None, label: str = ""
-) -> dict[str, dict[str, float]]:
-    """Start one server, run its scenarios, print a table; the results by scenario name."""
+@dataclass
+class Running:
+    """A started server: where it answers and its process (the parent of any workers)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    bare: bool
+    setup: Setup
+
+
+@contextmanager
+def running(args: argparse.Namespace, bare: bool, setup: Setup) -> Iterator[Running]:
+    """Start the server (or the floor), wait until every worker is up, stop it on leaving."""
     port = free_port()
     env = {
         **os.environ,
@@ -157,56 +169,76 @@ def measure(
         **dict(setup.extra_env),
     }
     command = server_command(port, bare, setup.workers)
-    scenarios = scenarios or (SCENARIOS[:2] if bare else SCENARIOS)
     if setup.server_cores is not None:
         command = ["taskset", "-c", setup.server_cores, *command]
     # Access lines are still formatted and written, to /dev/null rather than a terminal.
     server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    results = {}
     try:
         wait_ready(url)
         time.sleep(1.0 + 0.2 * setup.workers)  # every worker up, not only the first
-        what = "bare ASGI app, no features (the floor)" if bare else "the server: auth, metrics and access log on"
-        print(
-            f"\n{what}{label}\nserver cores {setup.server_cores}, wrk cores {setup.load_cores} "
-            f"({setup.wrk_threads} threads), {setup.workers} worker(s), {setup.connections} connections, "
-            f"{args.duration}s each, model {Path(args.model).name}"
-        )
-        print(f"{'scenario':<26}{'requests/s':>12}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
-        with tempfile.TemporaryDirectory() as directory:
-            for scenario in scenarios:
-                script = wrk_script(scenario, Path(directory))
-                run = (url + scenario.path, script, setup.connections)
-                run_wrk(*run, 2, setup.load_cores, setup.wrk_threads)  # warm up
-                pids = _processes(server.pid)
-                label = f"{'bare' if bare else 'server'}-{setup.workers}w-{scenario.name}"
-                profiler = start_profile(args.profile, pids, server.pid, label, args.duration)
-                before, counted = cpu_seconds(pids), task_counters(pids)
-                result = run_wrk(*run, args.duration, setup.load_cores, setup.wrk_threads)
-                after, counters = cpu_seconds(pids), task_counters(pids) - counted
-                results[scenario.name] = result
-                print(
-                    f"{scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
-                    f"{result['p50']:>9.2f}{result['p99']:>9.2f}",
-                    flush=True,
-                )
-                if args.cpu_split and len(pids) > 2:
-                    busy = sorted(after[p] - before.get(p, 0.0) for p in after if p != server.pid)
-                    print(f"  CPU seconds per worker over {args.duration}s: {', '.join(f'{b:.1f}' for b in busy)}")
-                if args.per_request:
-                    requests = result["rps"] * args.duration
-                    cpu_us = sum(after[p] - before.get(p, 0.0) for p in after) / requests * 1e6
-                    print(f"  per request: {cpu_us:.1f} µs CPU, {counters.per(requests)}")
-                if profiler is not None:
-                    print(finish_profile(*profiler))
-                if args.syscalls:
-                    calls = count_syscalls(pids, server.pid, run, setup)
-                    print(f"  system calls per request (strace, one worker): {calls}")
+        yield Running(url, server, bare, setup)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    return results
+
+
+def header(args: argparse.Namespace, server: Running, label: str = "") -> str:
+    setup = server.setup
+    what = "bare ASGI app, no features (the floor)" if server.bare else "the server: auth, metrics and access log on"
+    return (
+        f"\n{what}{label}\nserver cores {setup.server_cores}, wrk cores {setup.load_cores} "
+        f"({setup.wrk_threads} threads), {setup.workers} worker(s), {setup.connections} connections, "
+        f"{args.duration}s each, model {Path(args.model).name}"
+    )
+
+
+COLUMNS = f"{'scenario':<26}{'requests/s':>12}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
+
+
+def measure_scenario(
+    args: argparse.Namespace, server: Running, scenario: Scenario, directory: Path, name: str = ""
+) -> dict[str, float]:
+    """Warm up, run wrk on one scenario, print its line (and what --per-request etc. ask for)."""
+    setup = server.setup
+    script = wrk_script(scenario, directory)
+    run = (server.url + scenario.path, script, setup.connections)
+    run_wrk(*run, 2, setup.load_cores, setup.wrk_threads)  # warm up
+    pids = _processes(server.process.pid)
+    label = f"{'bare' if server.bare else 'server'}-{setup.workers}w-{scenario.name}"
+    profiler = start_profile(args.profile, pids, server.process.pid, label, args.duration)
+    before, counted = cpu_seconds(pids), task_counters(pids)
+    result = run_wrk(*run, args.duration, setup.load_cores, setup.wrk_threads)
+    after, counters = cpu_seconds(pids), task_counters(pids) - counted
+    print(
+        f"{name or scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
+        f"{result['p50']:>9.2f}{result['p99']:>9.2f}",
+        flush=True,
+    )
+    if args.cpu_split and len(pids) > 2:
+        busy = sorted(after[p] - before.get(p, 0.0) for p in after if p != server.process.pid)
+        print(f"  CPU seconds per worker over {args.duration}s: {', '.join(f'{b:.1f}' for b in busy)}")
+    if args.per_request:
+        requests = result["rps"] * args.duration
+        cpu_us = sum(after[p] - before.get(p, 0.0) for p in after) / requests * 1e6
+        print(f"  per request: {cpu_us:.1f} µs CPU, {counters.per(requests)}")
+    if profiler is not None:
+        print(finish_profile(*profiler))
+    if args.syscalls:
+        calls = count_syscalls(pids, server.process.pid, run, setup)
+        print(f"  system calls per request (strace, one worker): {calls}")
+    return result
+
+
+def measure(
+    args: argparse.Namespace, bare: bool, setup: Setup, scenarios: list[Scenario] | None = None, label: str = ""
+) -> dict[str, dict[str, float]]:
+    """Start one server, run its scenarios, print a table; the results by scenario name."""
+    scenarios = scenarios or (SCENARIOS[:2] if bare else SCENARIOS)
+    with running(args, bare, setup) as server, tempfile.TemporaryDirectory() as directory:
+        print(header(args, server, label))
+        print(COLUMNS)
+        return {scenario.name: measure_scenario(args, server, scenario, Path(directory)) for scenario in scenarios}
 
 
 def _processes(root: int) -> list[int]:
@@ -343,8 +375,36 @@ def shares(server: dict[str, dict[str, float]], floor: dict[str, dict[str, float
     return {name: server[name]["rps"] / floor[name]["rps"] for name in floor}
 
 
+def cpu_list(text: str) -> set[int]:
+    """CPU numbers from the kernel's list format ("0-3,8,10-11")."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def shared_physical_cores(server: set[int], load: set[int], sysfs: Path = Path("/sys/devices/system/cpu")) -> list[str]:
+    """Server and load CPUs that are hyperthreads of one physical core (they then share its caches
+    and execution units, which slows each by how much the other uses): "0+8" per pair, from sysfs."""
+    pairs = []
+    for cpu in sorted(server):
+        try:
+            siblings = cpu_list((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text())
+        except (OSError, ValueError):
+            continue
+        pairs += [f"{cpu}+{other}" for other in sorted(siblings & load)]
+    return pairs
+
+
 def sweep(args: argparse.Namespace) -> None:
-    """Workers 1, 2, 4, 8 on the first half of the cores, wrk on the second half, 16 connections a worker."""
+    """Workers 1, 2, 4, 8 on the first half of the cores, wrk on the second half, 16 connections a worker.
+
+    The server and the floor run side by side (the idle one sleeps) and take turns on each scenario,
+    `--repeat` rounds, the first turn alternating: the ratio of two adjacent runs is what counts,
+    since a shared machine's speed drifts by a fifth over the minutes one server's runs take.
+    """
     cores = sorted(os.sched_getaffinity(0))
     half = len(cores) // 2
     if half < max(args.sweep):
@@ -353,16 +413,41 @@ def sweep(args: argparse.Namespace) -> None:
         )
     server_cores = f"{cores[0]}-{cores[half - 1]}"
     load_cores = f"{cores[half]}-{cores[-1]}"
+    shared = shared_physical_cores(set(cores[:half]), set(cores[half:]))
+    print(
+        f"hyperthreads of one core, server and wrk: {' '.join(shared)}"
+        if shared
+        else "no server core shares a physical core with wrk's (or the topology is not shown)"
+    )
+    scenarios = SCENARIOS[:2]
     table = []
     for workers in args.sweep:
         setup = Setup(workers, server_cores, load_cores, min(workers, half), args.connections * workers)
-        server = measure(args, False, setup, SCENARIOS[:2])
-        floor = measure(args, True, setup)
-        table.append((workers, server, floor))
-    print("\nworkers | scenario | server requests/s | floor requests/s | server / floor")
-    for workers, server, floor in table:
-        for name, share in shares(server, floor).items():
-            print(f"{workers} | {name} | {server[name]['rps']:,.0f} | {floor[name]['rps']:,.0f} | {share:.2f}")
+        figures: dict[str, dict[str, list[float]]] = {s.name: {"server": [], "floor": []} for s in scenarios}
+        with (
+            running(args, False, setup) as server,
+            running(args, True, setup) as floor,
+            tempfile.TemporaryDirectory() as directory,
+        ):
+            print(header(args, server, ", taking turns with the floor") + f", {args.repeat} rounds")
+            print(COLUMNS)
+            for round_ in range(args.repeat):
+                turns = [("server", server), ("floor", floor)]
+                for scenario in scenarios:
+                    for who, target in turns if round_ % 2 == 0 else turns[::-1]:
+                        name = f"{who}, {scenario.name}"
+                        result = measure_scenario(args, target, scenario, Path(directory), name)
+                        figures[scenario.name][who].append(result["rps"])
+        table.append((workers, figures))
+    print("\nworkers | scenario | server requests/s | floor requests/s | server / floor, per round | median")
+    for workers, figures in table:
+        for name, runs in figures.items():
+            ratios = [s / f for s, f in zip(runs["server"], runs["floor"], strict=True)]
+            server_rps, floor_rps = statistics.median(runs["server"]), statistics.median(runs["floor"])
+            print(
+                f"{workers} | {name} | {server_rps:,.0f} | {floor_rps:,.0f} | "
+                f"{' '.join(f'{r:.2f}' for r in ratios)} | {statistics.median(ratios):.2f}"
+            )
 
 
 class _Discard(BaseHTTPRequestHandler):
@@ -413,7 +498,9 @@ def main() -> None:
     parser.add_argument("--no-floor", action="store_true", help="measure only the server, not the floor after it")
     parser.add_argument("--sweep", type=lambda v: [int(w) for w in v.split(",")], help="worker counts, e.g. 1,2,4,8")
     parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of off/on with --telemetry")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of server/floor turns (--sweep) or off/on (--telemetry)"
+    )
     parser.add_argument("--cpu-split", action="store_true", help="print each worker's CPU time per scenario")
     parser.add_argument(
         "--per-request", action="store_true", help="CPU time, page faults and context switches per request"
@@ -432,7 +519,7 @@ def main() -> None:
         return
     cores = sorted(os.sched_getaffinity(0))
     pinned = (str(cores[0]), str(cores[1])) if len(cores) > 1 else (None, None)
-    setup = Setup(args.workers, *pinned, 1, args.connections)
+    setup = Setup(args.workers, pinned[0], pinned[1], 1, args.connections)
     if args.telemetry:
         telemetry(args, setup)
         return

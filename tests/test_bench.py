@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from bench.run import Counters, self_time, syscall_counts, task_counters
+from bench.run import Counters, cpu_list, self_time, shared_physical_cores, syscall_counts, task_counters
 
 # strace -c -f, as strace 6 prints it (the errors column is empty on most rows).
 STRACE_TABLE = """\
@@ -37,3 +38,19 @@ def test_counters_see_this_process_fault_pages_in() -> None:
     assert Counters(4, 0, 2, 0).per(2) == (
         "2.000 minor faults, 0.000 major faults, 1.000 voluntary switches, 0.000 forced switches"
     )
+
+
+def test_cpu_lists_in_the_kernels_format_are_read() -> None:
+    assert cpu_list("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert cpu_list("5") == {5}
+
+
+def test_server_and_load_cpus_on_one_physical_core_are_named(tmp_path: Path) -> None:
+    # 4 CPUs, 2 physical cores: 0+2 and 1+3 are hyperthreads (the usual cloud numbering).
+    for cpu, siblings in {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}.items():
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text(siblings + "\n")
+    assert shared_physical_cores({0, 1}, {2, 3}, tmp_path) == ["0+2", "1+3"]
+    assert shared_physical_cores({0, 2}, {1, 3}, tmp_path) == []
+    assert shared_physical_cores({0}, {1}, tmp_path / "absent") == []  # a sandbox without the topology
