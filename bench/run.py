@@ -398,6 +398,24 @@ def shared_physical_cores(server: set[int], load: set[int], sysfs: Path = Path("
     return pairs
 
 
+def sweep_cores(cores: str | None, available: list[int], workers: int) -> tuple[list[int], list[int]]:
+    """The server's and wrk's CPUs: `--cores SERVER:LOAD` (kernel list format), else the two halves."""
+    if cores is None:
+        half = len(available) // 2
+        server, load = available[:half], available[half:]
+    else:
+        try:
+            server_text, load_text = cores.split(":")
+            server, load = sorted(cpu_list(server_text)), sorted(cpu_list(load_text))
+        except ValueError:
+            raise SystemExit(f"--cores {cores!r}: expected SERVER:LOAD CPU lists, e.g. 0-3:8-11") from None
+        if not (set(server) | set(load)) <= set(available) or set(server) & set(load) or not load:
+            raise SystemExit(f"--cores {cores!r}: two separate, non-empty sets of this machine's CPUs {available}")
+    if len(server) < workers:
+        raise SystemExit(f"--sweep {workers} workers needs {workers} server CPUs, got {server} (--cores SERVER:LOAD)")
+    return server, load
+
+
 def sweep(args: argparse.Namespace) -> None:
     """Workers 1, 2, 4, 8 on the first half of the cores, wrk on the second half, 16 connections a worker.
 
@@ -405,15 +423,9 @@ def sweep(args: argparse.Namespace) -> None:
     `--repeat` rounds, the first turn alternating: the ratio of two adjacent runs is what counts,
     since a shared machine's speed drifts by a fifth over the minutes one server's runs take.
     """
-    cores = sorted(os.sched_getaffinity(0))
-    half = len(cores) // 2
-    if half < max(args.sweep):
-        raise SystemExit(
-            f"--sweep {max(args.sweep)} workers needs {2 * max(args.sweep)} cores; this machine has {len(cores)}"
-        )
-    server_cores = f"{cores[0]}-{cores[half - 1]}"
-    load_cores = f"{cores[half]}-{cores[-1]}"
-    shared = shared_physical_cores(set(cores[:half]), set(cores[half:]))
+    server_cpus, load_cpus = sweep_cores(args.cores, sorted(os.sched_getaffinity(0)), max(args.sweep))
+    server_cores, load_cores = ",".join(map(str, server_cpus)), ",".join(map(str, load_cpus))
+    shared = shared_physical_cores(set(server_cpus), set(load_cpus))
     print(
         f"hyperthreads of one core, server and wrk: {' '.join(shared)}"
         if shared
@@ -422,7 +434,7 @@ def sweep(args: argparse.Namespace) -> None:
     scenarios = SCENARIOS[:2]
     table = []
     for workers in args.sweep:
-        setup = Setup(workers, server_cores, load_cores, min(workers, half), args.connections * workers)
+        setup = Setup(workers, server_cores, load_cores, min(workers, len(load_cpus)), args.connections * workers)
         figures: dict[str, dict[str, list[float]]] = {s.name: {"server": [], "floor": []} for s in scenarios}
         with (
             running(args, False, setup) as server,
@@ -497,6 +509,9 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true", help="measure only bench/bare_asgi.py (the floor)")
     parser.add_argument("--no-floor", action="store_true", help="measure only the server, not the floor after it")
     parser.add_argument("--sweep", type=lambda v: [int(w) for w in v.split(",")], help="worker counts, e.g. 1,2,4,8")
+    parser.add_argument(
+        "--cores", help="with --sweep: server and wrk CPUs, e.g. 0-3:8-11 (default: the first and second half)"
+    )
     parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of server/floor turns (--sweep) or off/on (--telemetry)"

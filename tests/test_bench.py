@@ -1,11 +1,13 @@
-"""bench/run.py's readings of other tools' output: a wrong parse would print wrong figures."""
+"""bench/run.py: its readings of other tools' output and its choice of CPUs: a mistake there prints wrong figures."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from bench.run import Counters, cpu_list, self_time, shared_physical_cores, syscall_counts, task_counters
+import pytest
+
+from bench.run import Counters, cpu_list, self_time, shared_physical_cores, sweep_cores, syscall_counts, task_counters
 
 # strace -c -f, as strace 6 prints it (the errors column is empty on most rows).
 STRACE_TABLE = """\
@@ -54,3 +56,25 @@ def test_server_and_load_cpus_on_one_physical_core_are_named(tmp_path: Path) -> 
     assert shared_physical_cores({0, 1}, {2, 3}, tmp_path) == ["0+2", "1+3"]
     assert shared_physical_cores({0, 2}, {1, 3}, tmp_path) == []
     assert shared_physical_cores({0}, {1}, tmp_path / "absent") == []  # a sandbox without the topology
+
+
+def test_sweep_cpus_are_the_halves_or_what_cores_names() -> None:
+    sixteen = list(range(16))
+    assert sweep_cores(None, sixteen, 8) == (list(range(8)), list(range(8, 16)))
+    assert sweep_cores("0-3:8-11", sixteen, 4) == ([0, 1, 2, 3], [8, 9, 10, 11])
+    assert sweep_cores("0,2,4,6:1,3", sixteen, 2) == ([0, 2, 4, 6], [1, 3])
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "message"),
+    [
+        ("0-3", 2, "expected SERVER:LOAD"),
+        ("0-3:x", 2, "expected SERVER:LOAD"),
+        ("0-3:3-5", 2, "two separate"),
+        ("0-3:16-17", 2, "two separate"),
+        ("0-1:8-9", 4, "needs 4 server CPUs"),
+    ],
+)
+def test_sweep_cpus_that_cannot_work_are_refused_by_name(cores: str, workers: int, message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        sweep_cores(cores, list(range(16)), workers)
