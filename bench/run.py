@@ -417,7 +417,7 @@ def sweep_cores(cores: str | None, available: list[int], workers: int) -> tuple[
 
 
 def sweep(args: argparse.Namespace) -> None:
-    """Workers 1, 2, 4, 8 on the first half of the cores, wrk on the second half, 16 connections a worker.
+    """Workers 1, 2, 4, 8 on the first half of the cores (or `--cores`), wrk on the rest, 16 connections a worker.
 
     The server and the floor run side by side (the idle one sleeps) and take turns on each scenario,
     `--repeat` rounds, the first turn alternating: the ratio of two adjacent runs is what counts,
