@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
+from typing import Any
 
 import onnxruntime as ort
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,8 +31,11 @@ from serving.routes import TABLE
 from serving.settings import Settings, inline_scoring_budget_us
 from serving.state import ServerState
 from serving.tokens import TokenCheck, TokenPolicy
+from serving.transport import WHOLE_RESPONSE
 
 log = logging.getLogger("serving")
+
+_NO_EXTENSIONS: dict[str, Any] = {}
 
 
 class InferenceFront:
@@ -129,12 +133,15 @@ class InferenceFront:
             (b"x-request-id", request_id.encode()),
             *reply.headers,
         ]
-        if self.state.draining:
-            # Clients reconnect for their next request, and after the drain delay a new connection is
-            # refused (safe to retry) rather than a kept-alive one closed under a request in flight.
-            response_headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
+        # Clients reconnect for their next request, and after the drain delay a new connection is
+        # refused (safe to retry) rather than a kept-alive one closed under a request in flight.
+        close = self.state.draining
+        whole = scope.get("extensions", _NO_EXTENSIONS).get(WHOLE_RESPONSE)
+        if whole is None or not whole["send"](send, reply.status, response_headers, body, close):
+            if close:
+                response_headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": body})
         self.journal.note(
             Finished(
                 request_id,

@@ -3,7 +3,8 @@ leaves no public way), each checked against the pinned version so an upgrade tha
 here, loudly, instead of silently changing behaviour:
 
 - serving/onnx_fastpath.py calls `InferenceSession._sess.run` (skips per-call feed checks: single-row latency);
-- serving/transport.py subclasses uvicorn's `HttpToolsProtocol` (deadlines, connection cap, one write);
+- serving/transport.py subclasses uvicorn's `HttpToolsProtocol` (deadlines, connection cap, one write) and
+  answers a whole response as `RequestResponseCycle.send` would (its `send_whole`);
 - serving/uvicorn_hooks.py finds uvicorn's `Server` behind its SIGTERM handler (`__self__` of the bound
   method) and builds a connection's protocol as uvicorn's accept path does (the drain takes queued ones);
 - stacks/engine_config.py lists the engine's config through `pulumi.runtime.config.CONFIG` (unknown keys).
@@ -74,6 +75,23 @@ def test_uvicorns_on_response_complete_is_the_one_the_transport_copies() -> None
     )
     for name in ("_unset_keepalive_if_required", "_start_asgi_task"):
         assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn's HttpToolsProtocol lost {name}"
+
+
+# sha256 of uvicorn 0.54.0's RequestResponseCycle.send, whose start-then-last-body path
+# serving/transport.py's send_whole does in one write.
+UVICORN_CYCLE_SEND = "cfc84491029529db3be8833cf904f97a3cb18e0a7fd24199b43e694d59617a00"
+
+
+def test_uvicorns_send_is_the_one_send_whole_stands_in_for() -> None:
+    source = textwrap.dedent(inspect.getsource(RequestResponseCycle.send))
+    assert hashlib.sha256(source.encode()).hexdigest() == UVICORN_CYCLE_SEND, (
+        "uvicorn changed RequestResponseCycle.send: bring serving/transport.py's send_whole up to date "
+        "(the state it sets, what it writes), then record the new hash here\n" + source
+    )
+    init = inspect.getsource(RequestResponseCycle.__init__)
+    for attribute in ("self.flow", "self.access_log", "self.default_headers", "self.message_event", "self.on_response",
+                      "self.disconnected", "self.keep_alive", "self.waiting_for_100_continue"):  # fmt: skip
+        assert attribute in init, f"uvicorn's RequestResponseCycle no longer sets {attribute}, which send_whole uses"
 
 
 def test_uvicorns_request_cycle_still_has_the_state_the_deadlines_read() -> None:
