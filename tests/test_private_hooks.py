@@ -67,11 +67,19 @@ def test_uvicorns_protocol_still_has_what_the_transport_overrides_and_reads() ->
 UVICORN_ON_RESPONSE_COMPLETE = "5684fd801d0683ac20b9144e8eed8327e445236d5c1d16a02253dfb3a35b9a75"
 
 
+def assert_source_unchanged(function: object, expected_sha256: str, what_to_update: str) -> None:
+    source = textwrap.dedent(inspect.getsource(function))  # type: ignore[arg-type]
+    assert hashlib.sha256(source.encode()).hexdigest() == expected_sha256, (
+        f"uvicorn changed {function.__qualname__}: bring {what_to_update} up to date, "  # type: ignore[attr-defined]
+        "then record the new hash here\n" + source
+    )
+
+
 def test_uvicorns_on_response_complete_is_the_one_the_transport_copies() -> None:
-    source = textwrap.dedent(inspect.getsource(HttpToolsProtocol.on_response_complete))
-    assert hashlib.sha256(source.encode()).hexdigest() == UVICORN_ON_RESPONSE_COMPLETE, (
-        "uvicorn changed HttpToolsProtocol.on_response_complete: bring the copy in serving/transport.py "
-        "up to date (keeping the keep-alive timer out), then record the new hash here\n" + source
+    assert_source_unchanged(
+        HttpToolsProtocol.on_response_complete,
+        UVICORN_ON_RESPONSE_COMPLETE,
+        "the copy in serving/transport.py (keeping the keep-alive timer out)",
     )
     for name in ("_unset_keepalive_if_required", "_start_asgi_task"):
         assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn's HttpToolsProtocol lost {name}"
@@ -83,10 +91,10 @@ UVICORN_CYCLE_SEND = "cfc84491029529db3be8833cf904f97a3cb18e0a7fd24199b43e694d59
 
 
 def test_uvicorns_send_is_the_one_send_whole_stands_in_for() -> None:
-    source = textwrap.dedent(inspect.getsource(RequestResponseCycle.send))
-    assert hashlib.sha256(source.encode()).hexdigest() == UVICORN_CYCLE_SEND, (
-        "uvicorn changed RequestResponseCycle.send: bring serving/transport.py's send_whole up to date "
-        "(the state it sets, what it writes), then record the new hash here\n" + source
+    assert_source_unchanged(
+        RequestResponseCycle.send,
+        UVICORN_CYCLE_SEND,
+        "serving/transport.py's send_whole (the state it sets, what it writes)",
     )
     init = inspect.getsource(RequestResponseCycle.__init__)
     for attribute in ("self.flow", "self.access_log", "self.default_headers", "self.message_event", "self.on_response",
