@@ -144,14 +144,10 @@ def send_whole(
     lines = [*map(b": ".join, cycle.default_headers), *map(b": ".join, headers)]
     if not cycle.keep_alive:
         lines.append(b"connection: close")
-    transport: CoalescingTransport = cycle.transport  # type: ignore[assignment]
-    if len(body) <= _JOIN_LIMIT:
-        lines += (b"", body)
-        transport.write(STATUS_LINE[status] + b"\r\n".join(lines))
-    else:
-        lines += (b"", b"")
-        transport.write(STATUS_LINE[status] + b"\r\n".join(lines))
-        transport.write(body)
+    lines += (b"", b"")
+    transport = cycle.transport  # the CoalescingTransport: it joins the two writes (or not, for large bodies)
+    transport.write(STATUS_LINE[status] + b"\r\n".join(lines))
+    transport.write(body)
     cycle.response_complete = True
     cycle.message_event.set()
     if not cycle.keep_alive:
