@@ -65,6 +65,21 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class ExpectationFailed(RequestError):
+    status = 417
+    code = "expectation_failed"
+
+
+class HeadersTooLarge(RequestError):
+    status = 431
+    code = "headers_too_large"
+
+
+class HttpVersionNotSupported(RequestError):
+    status = 505
+    code = "http_version_not_supported"
+
+
 class NotReady(RequestError):
     status = 503
     code = "not_ready"

@@ -13,6 +13,7 @@ from typing import Any
 import onnxruntime as ort
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving import request_head
 from serving.auth import KeyCheck
 from serving.errors import (
     MethodNotAllowed,
@@ -70,13 +71,15 @@ class InferenceFront:
         self.inline_budget = inline_scoring_budget_us(settings) / 1e6
         self.bodies = BodyBuffers(settings.max_buffered_body_bytes)
         self.inline_max_bytes = 64 * 1024
+        self.max_header_count = settings.max_header_count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.fallback(scope, receive, send)
             return
         started = perf_counter()
-        headers = dict(scope["headers"])
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
         request_id = self.request_ids.next(headers.get(b"x-request-id"))
         path: str = scope["path"]
         found = TABLE.match(path)
@@ -84,6 +87,9 @@ class InferenceFront:
         # The inference path is written out flat, without helper coroutines: at over ten thousand
         # requests a second, every frame and await on the way shows in the throughput.
         try:
+            version = scope.get("http_version", "1.1")
+            if request_head.is_unusual(raw_headers, headers, version, self.max_header_count):
+                request_head.check(raw_headers, headers, version, self.max_header_count)
             if self.keys.enabled and not (found and found[0].open):
                 self.keys.verify(headers.get(b"authorization"))
             if found is None or found[0].infer is None:
@@ -169,11 +175,9 @@ class InferenceFront:
             await send(message)
 
         path: str = scope["path"]
-        if len(path) > 1 and path.endswith("/") and scope["method"] in ("GET", "HEAD"):
-            # A relative redirect: Starlette's own builds an absolute URL from the Host header, which
-            # a client can forge (open redirect).
+        location = _without_trailing_slash(path) if scope["method"] in ("GET", "HEAD") else None
+        if location is not None:
             query = scope.get("query_string", b"")
-            location = path.rstrip("/").encode() or b"/"
             if query:
                 location += b"?" + query
             headers = [(b"location", location), (b"content-length", b"0"), request_id_header]
@@ -188,6 +192,21 @@ class InferenceFront:
         self.journal.settle()
         self.metrics.in_flight = self.pool.running
         self.metrics.queued = self.pool.queued
+
+
+def _without_trailing_slash(path: str) -> bytes | None:
+    """Where `/route/` redirects: `/route`, when that is one of ours; else None (FastAPI's 404).
+
+    Relative, because Starlette's own redirect builds an absolute URL from the Host header, which a
+    client can forge; and only to a route in the table, because a path a browser reads as another
+    host (`//evil.example`, `/\\evil.example`, `/%2fevil.example` once decoded) is an open redirect.
+    """
+    if len(path) < 2 or not path.endswith("/"):
+        return None
+    trimmed = path.rstrip("/")
+    if TABLE.match(trimmed) is None:
+        return None
+    return trimmed.encode()
 
 
 def _timed(plan: Plan, run_options: ort.RunOptions | None) -> Reply:

@@ -73,6 +73,13 @@ class InferencePool:
             return await job.outcome
         finally:
             job.deadline_timer.cancel()
+            # Two reference cycles would otherwise keep each request's body (and all a failed parse
+            # built: 150 MB for a 6 MB body of empty objects) until a full collection, which a busy
+            # worker rarely reaches: job -> future -> its done callback -> job, and job -> outcome ->
+            # exception -> traceback -> this frame -> job. Without them, the request's memory goes
+            # as soon as its answer is sent. A late `_finished` sees `outcome` None and only counts.
+            job.future = None
+            job.outcome = None
 
     def _finished(self, job: Job[T], done: Future[T]) -> None:
         self.pending -= 1  # only now: a timed-out run still holds its thread until onnxruntime stops

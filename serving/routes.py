@@ -118,7 +118,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(503,),
     ),
     Route("/metrics", OPEN, "Prometheus metrics", "health", endpoint="metrics"),
-    Route("/v2", OPEN, "Server metadata", "v2", endpoint="server_metadata"),
+    Route("/v2", OPEN, "Server metadata", "v2", PROBE, endpoint="server_metadata"),
     Route("/v2/health/live", OPEN, "Liveness", "v2", PROBE, endpoint="v2_live"),
     Route(
         "/v2/health/ready", OPEN, "Readiness: model loaded and warmed up", "v2", PROBE, endpoint="ready", errors=(503,)
@@ -132,12 +132,13 @@ ROUTES: tuple[Route, ...] = (
         endpoint="model_metadata",
         errors=MODEL_ERRORS,
     ),
-    Route("/v2/models/{name}/ready", OPEN, "Model readiness", "v2", endpoint="model_ready", errors=MODEL_ERRORS),
+    Route("/v2/models/{name}/ready", OPEN, "Model readiness", "v2", PROBE, endpoint="model_ready", errors=MODEL_ERRORS),
     Route(
         "/v2/models/{name}/versions/{version}/ready",
         OPEN,
         "Model readiness",
         "v2",
+        PROBE,
         endpoint="model_ready",
         errors=MODEL_ERRORS,
     ),

@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         le=600,
         description="Then the whole body within this (else 408); 30 s lets a 6 MB body come at 200 KB/s.",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=8 * 1024,
+        le=16 * 1024 * 1024,
+        description="Request line and headers of one request, in bytes; more: 431 and the connection closed.",
+    )
+    max_header_count: int = Field(
+        default=100, ge=16, le=10_000, description="Header lines in one request; more is answered 431."
+    )
     keep_alive_timeout_seconds: float = Field(
         default=5.0, gt=0, le=300, description="An idle kept-alive connection is closed after this."
     )

@@ -183,3 +183,40 @@ def test_an_idle_kept_alive_connection_is_closed_quietly(guarded: RunningServer)
     sock.close()
     assert rest == b"", rest[:80]
     assert 0.9 < waited < 2.5, f"closed after {waited:.1f} s idle"
+
+
+def max_size_bodies(limit: int) -> dict[str, bytes]:
+    """Bodies just under the body limit: rejected (objects or empty rows where rows of numbers go) and valid."""
+    count = (limit - 20) // 3
+    digits = "5." + "0" * ((limit - 40) // (10_000 * 7) - 4)  # long numbers: 10,000 rows of 7 reach the limit
+    rows = ",".join(["[" + ",".join([digits] * 7) + "]"] * 10_000)
+    return {
+        "objects": b'{"data":[' + b",".join([b"{}"] * count) + b"]}",
+        "empty rows": b'{"data":[' + b",".join([b"[]"] * count) + b"]}",
+        "valid": ('{"data":[' + rows + "]}").encode(),
+    }
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Production limits (6 MB bodies), and time enough to parse them on a busy test machine."""
+    env = {"SERVING_API_KEYS": PRIMARY_KEY, "SERVING_SCORING_TIMEOUT_MS": "60000", "SERVING_ACCESS_LOG": "false"}
+    with running_server(tmp_path_factory.mktemp("patient"), env=env) as server:
+        yield server
+
+
+def test_memory_comes_back_after_max_size_requests_rejected_or_served(patient: RunningServer) -> None:
+    """A rejected body was kept alive by reference cycles until a full collection (150 MB a request);
+    after any mix of max-size requests the worker is back within 50 MB of where it started."""
+    server = patient
+    bodies = max_size_bodies(6 * 1024 * 1024)
+    assert all(len(b) <= 6 * 1024 * 1024 for b in bodies.values())
+    headers = {"Authorization": f"Bearer {PRIMARY_KEY}", "Content-Type": "application/json"}
+    before = rss_mb(server.process.pid)
+    expected = {"objects": 400, "empty rows": 400, "valid": 200}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+        for kind, body in bodies.items():
+            for _ in range(6):
+                assert http.post("/score", content=body).status_code == expected[kind], kind
+    after = rss_mb(server.process.pid)
+    assert after - before < 50, f"the worker grew from {before:.0f} MB to {after:.0f} MB"

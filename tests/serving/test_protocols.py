@@ -176,7 +176,18 @@ def test_openapi_describes_every_protocol(client: httpx.Client) -> None:
     assert "swagger-ui" in client.get("/docs").text
 
 
-@pytest.mark.parametrize("path", ["/", "/ping", "/v2/health/live", "/v2/health/ready"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/ping",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/weather-rain/ready",
+        "/v2/models/weather-rain/versions/1/ready",
+    ],
+)
 def test_health_routes_answer_head_without_a_body(client: httpx.Client, path: str) -> None:
     response = client.head(path)
     assert response.status_code == 200
