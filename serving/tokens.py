@@ -98,9 +98,19 @@ class TokenCheck:
                 (text for kind, text in REASONS if isinstance(error, kind)), "token is malformed or incomplete"
             )
             raise Unauthorized(reason) from None
+        # PyJWT reads a numeric string as a time (int("...")); Entra writes numbers, so anything else
+        # is not one of its tokens.
+        for claim in ("exp", "nbf"):
+            if type(claims[claim]) not in (int, float):
+                raise Unauthorized(f"token claim {claim!r} must be a number (seconds since the epoch)")
         role = self.policy.required_role
-        if role is not None and role not in (claims.get("roles") or []):
-            raise Unauthorized(f"token lacks the app role {role!r}")
+        if role is not None:
+            roles = claims.get("roles", [])
+            # A string would pass a membership test by substring ("unscored" contains "score").
+            if not isinstance(roles, list):
+                raise Unauthorized("token claim 'roles' must be a list of app roles")
+            if role not in roles:
+                raise Unauthorized(f"token lacks the app role {role!r}")
         if len(self._valid_until) >= MAX_REMEMBERED:
             self._valid_until = {d: t for d, t in self._valid_until.items() if t > now}
             if len(self._valid_until) >= MAX_REMEMBERED:

@@ -136,9 +136,14 @@ def columns_and_rows(
         return numeric_rows(rows, width, max_rows, f"{where}.data")
     if not all(isinstance(c, str) for c in columns):
         raise InvalidInput(f"{where}.columns: expected a list of column names")
-    if features is None or list(columns) == list(features):
-        if features is None and len(columns) != width:
-            raise InvalidInput(f"{where}.columns: expected {width} columns, got {len(columns)}")
+    if features is None:
+        # Names that cannot be checked would be scored in the order sent, right or not.
+        raise InvalidInput(
+            f"{where}: this model has no feature_names metadata, so named columns cannot be put in its order; "
+            "send rows of numbers in the model's column order without names (e.g. 'instances'), "
+            "or import the model with its feature names"
+        )
+    if list(columns) == list(features):
         return numeric_rows(rows, width, max_rows, f"{where}.data")
     unknown = [c for c in columns if c not in features]
     missing = [f for f in features if f not in columns]

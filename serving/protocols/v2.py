@@ -33,6 +33,42 @@ def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
     }
 
 
+_INTEGERS = {
+    name: np.iinfo(kind)
+    for name, kind in (
+        ("INT8", np.int8),
+        ("INT16", np.int16),
+        ("INT32", np.int32),
+        ("INT64", np.int64),
+        ("UINT8", np.uint8),
+        ("UINT16", np.uint16),
+        ("UINT32", np.uint32),
+        ("UINT64", np.uint64),
+    )
+}
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def check_datatype(values: np.ndarray, datatype: str, where: str) -> None:
+    """The values must be what the tensor declares: integers in range for INTn/UINTn, FP16 in FP16's range."""
+    if datatype == "FP16":
+        beyond = np.flatnonzero(np.abs(values) > _FP16_MAX)
+        if beyond.size:
+            value = values.flat[beyond[0]].item()
+            raise InvalidInput(f"{where}: {value!r} is beyond FP16's range (±{_FP16_MAX:g}); declare FP32")
+        return
+    limits = _INTEGERS[datatype]
+    if values.dtype.kind == "f":
+        fractional = np.flatnonzero(values != np.trunc(values))
+        if fractional.size:
+            value = values.flat[fractional[0]].item()
+            raise InvalidInput(f"{where}: {value!r} is not an integer, as {datatype} requires")
+    outside = np.flatnonzero((values < limits.min) | (values > limits.max))
+    if outside.size:
+        value = values.flat[outside[0]].item()
+        raise InvalidInput(f"{where}: {value!r} is outside {datatype}'s range ({limits.min} to {limits.max})")
+
+
 def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.ndarray, list[str], Any]:
     """-> (rows, output names to return, request id)."""
     payload = json_object(body)
@@ -73,6 +109,8 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
         raise InvalidInput("inputs[0].data: expected numbers only (true/false are not numbers)")
     if values.size != shape[0] * shape[1]:
         raise InvalidInput(f"inputs[0].data: {values.size} values do not fill shape {shape}")
+    if datatype != "FP32" and datatype != "FP64":
+        check_datatype(values, datatype, f"inputs[0] ({name})")
     rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
 
     known = [o.name for o in runtime.outputs]

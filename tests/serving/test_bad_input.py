@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
 from tests.conftest import SAMPLE_ROWS
+from tests.serving.models import linear_regressor
 
 ROW = SAMPLE_ROWS[0]
 
@@ -219,3 +222,65 @@ def test_score_takes_json_only(client: httpx.Client) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert curl_default.json() == {"predictions": [1]}
+
+
+V2_DATATYPE_CASES = [
+    ("INT64", "5.5", "5.5 is not an integer, as INT64 requires"),
+    ("INT8", "500", "500 is outside INT8's range (-128 to 127)"),
+    ("UINT8", "-5", "-5 is outside UINT8's range (0 to 255)"),
+    ("FP16", "70000", "70000 is beyond FP16's range (±65504); declare FP32"),
+]
+
+
+@pytest.mark.parametrize(("datatype", "value", "message"), V2_DATATYPE_CASES)
+def test_v2_values_must_fit_their_declared_datatype(
+    client: httpx.Client, datatype: str, value: str, message: str
+) -> None:
+    body = (
+        f'{{"inputs": [{{"name": "input", "shape": [1, 7], "datatype": "{datatype}", "data": [1,1,1,1,1,1,{value}]}}]}}'
+    )
+    response = client.post("/v2/models/weather-rain/infer", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == f"inputs[0] (input): {message}"
+
+
+def test_v2_integer_datatypes_in_range_are_scored(client: httpx.Client) -> None:
+    body = '{"inputs": [{"name": "input", "shape": [1, 7], "datatype": "INT64", "data": [5, 1, 10, 180, 3, 995, 2]}]}'
+    response = client.post("/v2/models/weather-rain/infer", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def unnamed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A model without feature_names metadata: its columns have no names to match."""
+    from starlette.testclient import TestClient
+
+    from serving.app import create_app, load_runtime
+    from serving.settings import Settings
+
+    path = linear_regressor(tmp_path_factory.mktemp("unnamed") / "model.onnx", [1.0, 10.0, 100.0], 0.0)
+    settings = Settings(model=path, access_log=False)
+    app = create_app(settings, load_runtime(settings))
+    http = TestClient(app, base_url="http://testserver")
+    yield http
+    http.close()
+    app.pool.shutdown()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_split": {"columns": ["c", "b", "a"], "data": [[3, 2, 1]]}},
+        {"dataframe_split": {"columns": ["x", "x", "x"], "data": [[1, 2, 3]]}},
+        {"inputs": {"c": [3], "b": [2], "a": [1]}},
+    ],
+)
+def test_names_a_model_cannot_check_are_refused_not_scored_in_the_order_sent(
+    unnamed: httpx.Client, body: dict[str, object]
+) -> None:
+    response = unnamed.post("/invocations", json=body)
+    assert response.status_code == 400, response.text
+    assert "no feature_names metadata" in response.json()["error"]
+    # The same rows without names are scored, in the model's column order.
+    plain = unnamed.post("/invocations", json={"instances": [[1, 2, 3]]})
+    assert plain.json() == {"predictions": [321.0]}

@@ -100,6 +100,8 @@ NONE_TOKEN = (
         (lambda: NONE_TOKEN, "algorithm must be RS256"),
         (lambda: token(roles=["Read"]), "lacks the app role 'Score'"),
         (lambda: token(exp=None), "malformed or incomplete"),
+        (lambda: token(roles="unscored"), "'roles' must be a list"),
+        (lambda: token(exp=str(int(time.time()) + 600)), "'exp' must be a number"),
     ],
 )
 def test_bad_tokens_get_401_with_the_reason(entra: RunningServer, make, reason: str) -> None:
