@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,12 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-# Fields longer than csv's default 128 KiB are kept (a text column may be long); a field beyond this
-# bound is a bad row rather than a job killed by csv.Error.
-FIELD_LIMIT = 64 * 1024 * 1024
+# Fields longer than csv's default 128 KiB are kept (a text column may be long); a field or a line
+# beyond these bounds is a bad row rather than a job killed by csv.Error. A line is bounded because
+# splitting it costs memory by field: 50 million commas took 1.1 GB (measured).
+FIELD_LIMIT = 4 * 1024 * 1024
+LINE_LIMIT = 4 * 1024 * 1024
+MAX_COLUMNS = 65_536
 # Undecodable input bytes, kept through `surrogateescape` so the errors file holds them unchanged.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
@@ -186,7 +190,9 @@ class Scorer:
         )
 
     def feature_columns(self, header: list[str]) -> list[int]:
-        duplicates = sorted({name for name in header if header.count(name) > 1})
+        if len(header) > MAX_COLUMNS:
+            raise BatchError(f"input has {len(header)} columns, more than {MAX_COLUMNS}; keep the model's features")
+        duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
         if duplicates:
             raise BatchError(f"input header names {', '.join(duplicates)} more than once; rename the columns")
         clashes = [name for name in self.output_columns if name in header]
@@ -199,10 +205,11 @@ class Scorer:
             if len(header) < self.runtime.n_features:
                 raise BatchError(f"input has {len(header)} columns; the model needs {self.runtime.n_features}")
             return list(range(self.runtime.n_features))
-        missing = [f for f in features if f not in header]
+        position = {name: i for i, name in enumerate(header)}
+        missing = [f for f in features if f not in position]
         if missing:
             raise BatchError(f"input header lacks the model's features: {', '.join(missing)}")
-        return [header.index(f) for f in features]
+        return [position[f] for f in features]
 
     def score(self, matrix: np.ndarray) -> list[list[Any]]:
         prediction = self.runtime.predict(matrix.astype(np.float32), probabilities=self.method == "predict_proba")
@@ -235,11 +242,33 @@ def _row_problem(row: list[str], indices: list[int], header: list[str]) -> str |
     return None
 
 
+class BoundedLines:
+    """The input's lines for csv.reader, each at most `limit` characters: the rest of a longer one is
+    read past (never held) and the line reported as csv.Error, which makes it a bad row."""
+
+    def __init__(self, source: IO[str], limit: int) -> None:
+        self.source = source
+        self.limit = limit
+
+    def __iter__(self) -> BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.source.readline(self.limit + 1)
+        if not line:
+            raise StopIteration
+        if len(line) > self.limit and line[-1] not in "\r\n":
+            while line and line[-1] not in "\r\n":
+                line = self.source.readline(self.limit)
+            raise csv.Error(f"line longer than {self.limit} characters")
+        return line
+
+
 def score_csv(
     source: IO[str], out: IO[str], errors: IO[str] | None, scorer: Scorer, chunk_rows: int, progress: Any
 ) -> Summary:
     csv.field_size_limit(FIELD_LIMIT)
-    reader = csv.reader(source)
+    reader = csv.reader(BoundedLines(source, LINE_LIMIT))
     try:
         header = next(reader, None)
     except csv.Error as error:
@@ -331,7 +360,7 @@ def score_parquet(
         import pyarrow.parquet as pq
     except ImportError:
         raise BatchError("Parquet needs pyarrow (pip install -r serving/requirements-batch.txt)") from None
-    parquet = pq.ParquetFile(source)
+    parquet = open_parquet(source)
     progress.reset(total=parquet.metadata.num_rows)
     progress.unit = " rows"
     header = parquet.schema_arrow.names
@@ -342,7 +371,7 @@ def score_parquet(
     summary = Summary()
     writer = None
     try:
-        for batch in parquet.iter_batches(batch_size=chunk_rows):
+        for batch in _batches(parquet, chunk_rows, summary):
             try:
                 matrix = np.column_stack(
                     [batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in indices]
@@ -379,6 +408,34 @@ def score_parquet(
     return summary
 
 
+def open_parquet(source: Any) -> Any:
+    """pq.ParquetFile, with a one-line error for a file that is not Parquet, truncated or damaged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as error:
+        raise BatchError(f"input is not a readable Parquet file ({error}); check the file and --format") from None
+
+
+def _batches(parquet: Any, chunk_rows: int, summary: Summary) -> Iterator[Any]:
+    """The file's record batches; damage found while reading them ends the job with the rows it reached."""
+    import pyarrow as pa
+
+    batches = parquet.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as error:
+            raise BatchError(
+                f"input Parquet is damaged after row {summary.rows} ({error}); nothing was written"
+            ) from None
+        yield batch
+
+
 def convert(source: str, kind: str, destination: str, predicted: list[str]) -> None:
     """CSV <-> Parquet, streamed batch by batch. CSV input columns stay text in Parquet (as read)."""
     try:
@@ -396,7 +453,7 @@ def convert(source: str, kind: str, destination: str, predicted: list[str]) -> N
             for batch in reader:
                 writer.write_batch(batch)
         return
-    parquet = pq.ParquetFile(source)
+    parquet = open_parquet(source)
     with pa_csv.CSVWriter(destination, parquet.schema_arrow) as writer:
         for batch in parquet.iter_batches():
             writer.write_batch(batch)

@@ -30,6 +30,7 @@ def write_csv(path: Path, rows: list[list], header: list[str]) -> Path:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
+    csv.field_size_limit(1 << 24)  # outputs keep long text fields; csv's default stops at 128 KiB
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -318,3 +319,66 @@ def test_the_output_format_follows_the_output_name(tmp_path: Path, reference: or
     rows = read_csv(tmp_path / "from-parquet.csv")
     assert [int(r["prediction"]) for r in rows] == labels
     assert list(tmp_path.glob(".mlserve-*")) == []
+
+
+def test_a_wide_header_is_read_in_linear_time(tmp_path: Path) -> None:
+    """200,000 extra columns (a count per name was quadratic: 80,000 took over a minute); past the
+    column bound the job stops at once, naming it."""
+    from serving.batch import MAX_COLUMNS, Scorer
+    from serving.runtime import ModelRuntime
+
+    scorer = Scorer(ModelRuntime(REPO / "serving" / "model" / "model.onnx"), "predict")
+    wide = [f"extra_{i}" for i in range(MAX_COLUMNS - len(FEATURES))] + FEATURES[::-1]
+    started = time.monotonic()
+    assert scorer.feature_columns(wide) == [len(wide) - 1 - i for i in range(len(FEATURES))]
+    assert time.monotonic() - started < 5
+    source = tmp_path / "wide.csv"
+    source.write_text(",".join([*(f"x{i}" for i in range(200_000)), *FEATURES]) + "\n")
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 1
+    assert f"input has 200007 columns, more than {MAX_COLUMNS}" in result.stderr
+
+
+def test_a_line_past_the_line_bound_is_a_bad_row_read_past_in_bounded_memory(tmp_path: Path) -> None:
+    from serving.batch import LINE_LIMIT
+
+    good = ",".join(map(str, SAMPLE_ROWS[0]))
+    source = tmp_path / "in.csv"
+    with source.open("w") as handle:
+        handle.write(",".join(FEATURES) + "\n" + good + "\n")
+        handle.write("," * (LINE_LIMIT * 12) + "\n")  # 50 million commas: 1.1 GB once split
+        handle.write(good + "\n")
+    script = (
+        "import resource, sys; from serving.__main__ import main; "
+        f"code = main(['batch', '--input', {str(source)!r}, '--output', {str(tmp_path / 'out.csv')!r}, "
+        "'--on-error', 'skip']); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scored 2 of 3 rows" in result.stderr
+    errors = read_csv(tmp_path / "out.errors.csv")
+    assert [(e["row"], e["error"]) for e in errors] == [
+        ("2", f"line longer than {LINE_LIMIT} characters; the line could not be read")
+    ]
+    peak_mib = int(result.stdout.strip().splitlines()[-1]) / 1024
+    assert peak_mib < 400, f"peak memory {peak_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_parquet_file_is_one_line_naming_it(tmp_path: Path, damage: str) -> None:
+    import pyarrow as pa
+
+    source = tmp_path / "in.parquet"
+    if damage == "garbage":
+        source.write_bytes(b"PAR1 this is not parquet at all" * 100)
+    else:
+        pq.write_table(pa.table({f: [row[i] for row in SAMPLE_ROWS] * 1000 for i, f in enumerate(FEATURES)}), source)
+        source.write_bytes(source.read_bytes()[:-200])
+    result = batch("--input", str(source), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: input is not a readable Parquet file"), line
+    assert not (tmp_path / "out.csv").exists()
