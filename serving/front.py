@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving import request_head
 from serving.auth import KeyCheck
 from serving.errors import (
+    InvalidInput,
     MethodNotAllowed,
     Overloaded,
     PayloadTooLarge,
@@ -29,6 +30,7 @@ from serving.metrics import Metrics
 from serving.pool import InferencePool
 from serving.protocols import jsonbody
 from serving.routes import TABLE
+from serving.runtime import ModelRuntime
 from serving.settings import Settings, inline_scoring_budget_us
 from serving.state import ServerState
 from serving.tokens import TokenCheck, TokenPolicy
@@ -123,7 +125,16 @@ class InferenceFront:
                 else:
                     reply = await self.pool.run(lambda run_options: _timed(plan, run_options))
             else:
-                # Large bodies are parsed off the event loop too.
+                # Large bodies are parsed off the event loop too, but a parse holds the interpreter's lock
+                # throughout, and its cost grows with the values in the body: millions of `{}` in 6 MB
+                # kept the loop (and health probes) waiting for seconds. A body with more values than
+                # the row limit can need is refused first, by counting separators (memchr speed).
+                values = body.count(b",")
+                if values > self.max_values(runtime):
+                    raise InvalidInput(
+                        f"request body holds {values + 1} or more values, more than {self.settings.max_rows} rows "
+                        f"of {runtime.n_features} features can need; send at most {self.settings.max_rows} rows"
+                    )
                 reply = await self.pool.run(lambda run_options: _timed(handler(call), run_options))
         except RequestError as error:
             if isinstance(error, (Overloaded, ScoringTimeout, PayloadTooLarge)) or error.status == 401:
@@ -161,6 +172,10 @@ class InferenceFront:
                 reply.scoring_seconds,
             )
         )
+
+    def max_values(self, runtime: ModelRuntime) -> int:
+        """Separators a valid body may hold: a name and a value per cell (records), with room to spare."""
+        return 2 * self.settings.max_rows * (runtime.n_features + 1) + 1024
 
     async def _delegate(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
         status = 500

@@ -284,3 +284,13 @@ def test_names_a_model_cannot_check_are_refused_not_scored_in_the_order_sent(
     # The same rows without names are scored, in the model's column order.
     plain = unnamed.post("/invocations", json={"instances": [[1, 2, 3]]})
     assert plain.json() == {"predictions": [321.0]}
+
+
+def test_a_body_with_more_values_than_the_row_limit_can_need_is_refused_before_parsing(client: httpx.Client) -> None:
+    """Millions of tiny values in a few MB would hold the interpreter for seconds while parsed."""
+    body = b'{"data":[' + b",".join([b"{}"] * 200_000) + b"]}"
+    response = client.post("/score", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("request body holds 200000 or more values, more than 10000 rows of 7")
+    valid = b'{"data":[' + b",".join([b"[5,0.95,10,180,3,995,2]"] * 10_000) + b"]}"
+    assert client.post("/score", content=valid, headers={"Content-Type": "application/json"}).status_code == 200
