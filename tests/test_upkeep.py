@@ -168,8 +168,13 @@ def test_dependabot_pull_requests_skip_only_what_needs_cloud_secrets() -> None:
     """Dependabot's runs get no repository secrets: the preview would fail; the tests and the audit must run."""
     jobs = yaml.safe_load((REPO / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]
     assert "dependabot[bot]" in jobs["preview"]["if"]
-    for job in ("test", "offline-plan", "audit"):
+    for job in ("test", "container", "offline-plan", "audit"):
         assert "dependabot" not in str(jobs[job].get("if", "")), job
+    # The container tests build from the pinned bases themselves, so a digest update is built and run.
+    (run,) = [s["run"] for s in jobs["container"]["steps"] if "tests/container" in s.get("run", "")]
+    assert "sudo" in run
+    assert "MLSERVE_TEST_BASE_IMAGE" in run
+    assert "MLSERVE_TEST_CADDY_IMAGE" in run
 
 
 # The audit: pip-audit's findings judged against the allow-list.
