@@ -263,3 +263,45 @@ def test_the_audit_reports_a_deliberately_old_pin(old_pin: Path, capsys: pytest.
     assert audit.main([str(old_pin), "--allowlist", str(old_pin.parent / "none.toml")]) == 1
     out = capsys.readouterr().out
     assert re.search(r"VULNERABLE jinja2 2\.10: .*CVE-2019-10906.*, fixed in", out), out
+
+
+def test_the_audit_command_exits_by_what_it_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main() over canned pip-audit reports: 1 on a fixable finding, 0 once accepted, 2 when incomplete."""
+    lock = tmp_path / "lock.txt"
+    lock.write_text("jinja2==2.10\n")
+    none = tmp_path / "none.toml"
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service: report(FIXABLE, UNFIXED))
+    assert audit.main([str(lock), "--allowlist", str(none)]) == 1
+    out = capsys.readouterr().out
+    assert "VULNERABLE jinja2 2.10: CVE-2019-10906" in out
+    assert "unfixed   jinja2 2.10: GHSA-aaaa-bbbb-cccc" in out
+
+    accepted = allowlist(tmp_path, expires=(datetime.date.today() + datetime.timedelta(days=30)).isoformat())
+    with accepted.open("a") as file:
+        file.write('[[ignore]]\nid = "GHSA-gone"\npackage = "old"\nreason = "fixed since"\n')
+        file.write(f"expires = {datetime.date.today().isoformat()}\n")
+    assert audit.main([str(lock), "--allowlist", str(accepted)]) == 0
+    out = capsys.readouterr().out
+    assert "accepted  jinja2 2.10: CVE-2019-10906" in out
+    assert "unused    audit-allowlist.toml: GHSA-gone (old) no longer matches: remove it" in out
+
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service: {"dependencies": [], "fixes": []})
+    assert audit.main([str(lock), "--allowlist", str(none)]) == 0
+    skipped = {"dependencies": [{"name": "jinja2", "skip_reason": "Dependency not found on PyPI"}], "fixes": []}
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service: skipped)
+    assert audit.main([str(lock), "--allowlist", str(none)]) == 2
+    assert "could not audit" in capsys.readouterr().err
+
+
+def test_the_stale_pins_command_fails_naming_a_newer_kubelogin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(stale_pins, "aks_problems", lambda today: [])
+    monkeypatch.setattr(stale_pins, "latest_kubelogin", lambda: stale_pins.KUBELOGIN_VERSION)
+    assert stale_pins.main([]) == 0
+    monkeypatch.setattr(stale_pins, "latest_kubelogin", lambda: "v99.0.0")
+    assert stale_pins.main([]) == 1
+    assert "stale: kubelogin v99.0.0 is released" in capsys.readouterr().out
+    assert stale_pins.main(["--offline"]) == 0
