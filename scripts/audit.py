@@ -87,7 +87,7 @@ def normalise(name: str) -> str:
 
 def judge(report: dict[str, Any], allowed: list[Allowed], verdict: Verdict | None = None) -> Verdict:
     """Sort pip-audit's JSON report into failures, unfixed and accepted findings."""
-    verdict = verdict or Verdict()
+    verdict = Verdict() if verdict is None else verdict
     skipped = [f"{d['name']}: {d['skip_reason']}" for d in report["dependencies"] if d.get("skip_reason")]
     if skipped:
         more = f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else ""
