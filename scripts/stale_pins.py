@@ -1,7 +1,7 @@
-"""Pins that Dependabot cannot read, checked for staleness: the AKS version table and kubelogin.
+"""Pins that Dependabot cannot read or is told to leave: the AKS version table, kubelogin, the image's Python.
 
-    python scripts/stale_pins.py            # both (asks GitHub for kubelogin's latest release)
-    python scripts/stale_pins.py --offline  # the AKS table only
+    python scripts/stale_pins.py            # all (asks GitHub for kubelogin's latest release)
+    python scripts/stale_pins.py --offline  # all but kubelogin
 
 Exits 1 naming what to update, 0 when nothing is due. The weekly Upkeep workflow runs it, so the team
 hears of an AKS end of life while there is still time to move, not when a deployment is refused.
@@ -25,6 +25,16 @@ from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, KUBELOG
 WARN_DAYS = 60  # AKS announces a minor's end of life months ahead; this leaves two sprints to move
 CALENDAR = "https://learn.microsoft.com/azure/aks/supported-kubernetes-versions#aks-kubernetes-release-calendar"
 KUBELOGIN_RELEASES = "https://api.github.com/repos/Azure/kubelogin/releases/latest"
+SERVING_DOCKERFILE = Path(__file__).resolve().parent.parent / "serving" / "Dockerfile"
+# End of life of each Python minor (PEP 602: five years after its October release). Dependabot never
+# proposes a new minor for the image (the locks are compiled for one), so this says when to move.
+PYTHON_END_OF_LIFE = {
+    "3.11": datetime.date(2027, 10, 31),
+    "3.12": datetime.date(2028, 10, 31),
+    "3.13": datetime.date(2029, 10, 31),
+    "3.14": datetime.date(2030, 10, 31),
+}
+PYTHON_WARN_DAYS = 180  # a new interpreter means new locks, a new base image and a full test run
 
 
 def _order(version: str) -> tuple[int, ...]:
@@ -67,6 +77,22 @@ def kubelogin_problem(pinned: str, latest: str) -> str | None:
     )
 
 
+def python_problem(dockerfile: str, today: datetime.date, warn_days: int = PYTHON_WARN_DAYS) -> str | None:
+    """Why the image's Python (its `FROM python:<minor>` line) is due for a move, or None."""
+    match = re.search(r"^FROM\s+(?:docker\.io/library/)?python:(\d+\.\d+)", dockerfile, re.MULTILINE)
+    if match is None:
+        return "serving/Dockerfile: no `FROM python:<minor>` line; update scripts/stale_pins.py"
+    minor = match.group(1)
+    end = PYTHON_END_OF_LIFE.get(minor)
+    if end is not None and end > today + datetime.timedelta(days=warn_days):
+        return None
+    when = f"on {end.isoformat()}" if end else "(unknown to scripts/stale_pins.py)"
+    return (
+        f"serving/Dockerfile: Python {minor} reaches its end of life {when}; move the image, the locks "
+        "(make lock's --python-version) and the workflows' python-version to a newer minor"
+    )
+
+
 def latest_kubelogin() -> str:
     """The tag of kubelogin's latest GitHub release (GITHUB_TOKEN, where set, lifts the rate limit)."""
     request = urllib.request.Request(KUBELOGIN_RELEASES, headers={"Accept": "application/vnd.github+json"})
@@ -81,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--offline", action="store_true", help="skip the kubelogin release lookup")
     args = parser.parse_args(argv)
-    problems = aks_problems(datetime.date.today())
+    today = datetime.date.today()
+    problems = aks_problems(today)
+    if problem := python_problem(SERVING_DOCKERFILE.read_text(), today):
+        problems.append(problem)
     if not args.offline and (problem := kubelogin_problem(KUBELOGIN_VERSION, latest_kubelogin())):
         problems.append(problem)
     for problem in problems:
         print(f"stale: {problem}")
     if not problems:
-        print("stale pins: none (AKS version table, kubelogin)")
+        print("stale pins: none (AKS version table, the image's Python" + (")" if args.offline else ", kubelogin)"))
     return 1 if problems else 0
 
 

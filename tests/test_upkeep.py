@@ -295,10 +295,24 @@ def test_the_audit_command_exits_by_what_it_found(
     assert "could not audit" in capsys.readouterr().err
 
 
+def test_the_images_python_is_reported_half_a_year_before_its_end_of_life() -> None:
+    dockerfile = (REPO / "serving" / "Dockerfile").read_text()
+    assert stale_pins.python_problem(dockerfile, datetime.date(2027, 4, 1)) is None
+    problem = stale_pins.python_problem(dockerfile, datetime.date(2027, 5, 15))
+    assert problem is not None
+    assert "Python 3.11 reaches its end of life on 2027-10-31" in problem
+    unknown = stale_pins.python_problem("FROM python:3.99-slim@sha256:" + "0" * 64, datetime.date(2027, 1, 1))
+    assert unknown is not None
+    assert "unknown" in unknown
+    other = stale_pins.python_problem("FROM debian:12", datetime.date(2027, 1, 1))
+    assert "no `FROM python:<minor>` line" in str(other)
+
+
 def test_the_stale_pins_command_fails_naming_a_newer_kubelogin(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(stale_pins, "aks_problems", lambda today: [])
+    monkeypatch.setattr(stale_pins, "python_problem", lambda dockerfile, today: None)
     monkeypatch.setattr(stale_pins, "latest_kubelogin", lambda: stale_pins.KUBELOGIN_VERSION)
     assert stale_pins.main([]) == 0
     monkeypatch.setattr(stale_pins, "latest_kubelogin", lambda: "v99.0.0")
