@@ -1,10 +1,10 @@
 """Build the real images with podman and run them the ways the clouds do (see ../shared/CONTAINERS.md).
 
 No registry is reachable here, so the base image is a stand-in built from Debian's packages
-(`python3` of bookworm, as `python:3.11-slim-bookworm` has), passed as the Dockerfile's
-base by name (`--build-context <the FROM reference>=docker-image://<stand-in>`, what BuildKit does too);
-the proxy's Caddy likewise (Debian's caddy binary). With registry
-access, MLSERVE_TEST_BASE_IMAGE=python:3.11-slim-bookworm uses the real base.
+(`python3` of bookworm, as `python:3.11-slim-bookworm` has), put in place of the Dockerfile's pinned
+FROM reference by name (`--build-context <reference>=docker-image://<stand-in>`, as BuildKit does);
+the proxy's Caddy likewise (Debian's caddy binary). With registry access, MLSERVE_TEST_BASE_IMAGE and
+MLSERVE_TEST_CADDY_IMAGE name the real images (CI's container job: the pinned ones themselves).
 """
 
 from __future__ import annotations
