@@ -319,3 +319,31 @@ def test_the_stale_pins_command_fails_naming_a_newer_kubelogin(
     assert stale_pins.main([]) == 1
     assert "stale: kubelogin v99.0.0 is released" in capsys.readouterr().out
     assert stale_pins.main(["--offline"]) == 0
+
+
+def test_pip_audit_reads_a_lock_as_pinned_and_a_crash_is_not_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = []
+
+    def run(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 1, stdout='{"dependencies": [], "fixes": []}', stderr="")
+
+    monkeypatch.setattr(audit.subprocess, "run", run)
+    hashed = tmp_path / "hashed.txt"
+    hashed.write_text("jinja2==2.10 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("jinja2==2.10\n")
+    assert audit.pip_audit(hashed, "pypi") == {"dependencies": [], "fixes": []}
+    audit.pip_audit(plain, "osv")
+    assert "--disable-pip" in commands[0]
+    assert "--no-deps" not in commands[0], "a hashed lock is complete as it is"
+    assert "--no-deps" in commands[1]
+    assert commands[1][commands[1].index("--vulnerability-service") + 1] == "osv"
+
+    monkeypatch.setattr(
+        audit.subprocess, "run", lambda command, **_: subprocess.CompletedProcess(command, 1, "", "network down")
+    )
+    with pytest.raises(audit.AuditIncomplete, match="network down"):
+        audit.pip_audit(plain, "pypi")
