@@ -12,7 +12,7 @@ POLICY_STAMP := $(POLICY_VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test test-container lint format model bench plan plans lock clean
+.PHONY: serve test test-container lint format model bench plan plans lock audit clean
 
 # The environments are installed with uv (pinned in requirements-dev.txt, bootstrapped with pip): the
 # same pins as pip would install, in seconds instead of minutes (measured: the dev venv in 7 s here).
@@ -88,6 +88,11 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.
 lock: $(STAMP)
 	$(LOCK) serving/requirements.in -o serving/requirements.txt
 	$(LOCK) serving/requirements-batch.in -c serving/requirements.txt -o serving/requirements-batch.txt
+
+## audit: known vulnerabilities in the image's locks (pip-audit against PyPI's advisories; needs PyPI).
+## Fails on one with a fixed version unless audit-allowlist.toml accepts it (with a reason, until a date).
+audit: $(STAMP)
+	$(PY) scripts/audit.py
 
 ## bench: load benchmark over loopback (see bench/README.md)
 bench: $(STAMP)

@@ -51,6 +51,17 @@ class GitHubSetup(pulumi.ComponentResource):
                 value=value,
                 opts=child,
             )
+        # Dependabot's security updates: a pull request as soon as an advisory names a pinned version,
+        # outside .github/dependabot.yml's weekly schedule. They need the vulnerability alerts.
+        alerts = github.RepositoryVulnerabilityAlerts(
+            f"{name}-vulnerability-alerts", repository=args.repository, enabled=True, opts=child
+        )
+        github.RepositoryDependabotSecurityUpdates(
+            f"{name}-dependabot-security-updates",
+            repository=args.repository,
+            enabled=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[alerts]),
+        )
         github.ActionsSecret(
             f"{name}-pulumi-token",
             repository=args.repository,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ def source_fingerprint(*directories: str | None) -> str:
             mode = f"{path.stat().st_mode & 0o777:o}".encode()
             digest.update(str(relative).encode() + b"\0" + mode + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def base_image(context: str = CONTEXT) -> str:
+    """The image the shipped stage starts from: the last `FROM` of `<context>/Dockerfile`.
+
+    Each Dockerfile names its base literally, pinned by digest, where Dependabot reads and updates it.
+    """
+    dockerfile = (Path(__file__).resolve().parent.parent / context / "Dockerfile").read_text()
+    references: list[str] = re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
+    return references[-1]
 
 
 def image_tag(prefix: str, model_directory: str | None, build: dict[str, Any], context: str = CONTEXT) -> str:

@@ -16,10 +16,7 @@ import pulumi_docker_build as docker_build
 from stacks.image import image_tag
 from stacks.registry import PROXY_REPOSITORY, PushTarget
 
-CONTEXT = "proxy"
-# Caddy's official image, multi-arch index digest of 2.10.2-alpine. Refresh with
-# `docker buildx imagetools inspect caddy:2.10.2-alpine`.
-CADDY_IMAGE = "caddy:2.10.2-alpine@sha256:4c6e91c6ed0e2fa03efd5b44747b625fec79bc9cd06ac5235a779726618e530d"
+CONTEXT = "proxy"  # its Dockerfile pins Caddy's official image by digest (Dependabot updates it)
 DATA_DIR = "/data"  # the image's XDG_DATA_HOME: certificates and ACME account, on an Azure Files share
 HTTP_PORT = 80
 HTTPS_PORT = 443
@@ -60,7 +57,6 @@ class ProxyImage(pulumi.ComponentResource):
         build: dict[str, Any] = {
             "dockerfile": f"{CONTEXT}/Dockerfile",
             "platforms": [docker_build.Platform.LINUX_AMD64.value],
-            "build_args": {"CADDY_IMAGE": CADDY_IMAGE},
         }
         repository = pulumi.Output.concat(args.target.address, "/", PROXY_REPOSITORY)
         self.image = docker_build.Image(
@@ -74,7 +70,6 @@ class ProxyImage(pulumi.ComponentResource):
                     address=args.target.address, username=args.target.username, password=args.target.password
                 )
             ],
-            build_args=build["build_args"],
             push=True,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -219,3 +219,11 @@ def test_bad_bootstrap_config_names_the_key(overrides: dict, message: str) -> No
     with pytest.raises(BootstrapConfigError) as raised:
         evaluate("ci", {**TOKEN, **overrides}, project_dir=BOOTSTRAP, project="mlserve-bootstrap")
     assert message in str(raised.value)
+
+
+def test_dependabot_security_updates_are_on(bootstrap: Evaluation) -> None:
+    """Outside .github/dependabot.yml's weekly schedule: a pull request as soon as an advisory names a pin."""
+    alerts = bootstrap.one("github:index/repositoryVulnerabilityAlerts:RepositoryVulnerabilityAlerts")
+    updates = bootstrap.one("github:index/repositoryDependabotSecurityUpdates:RepositoryDependabotSecurityUpdates")
+    assert alerts.inputs == {"repository": "mlserve", "enabled": True}
+    assert updates.inputs == {"repository": "mlserve", "enabled": True}

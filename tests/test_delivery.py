@@ -68,7 +68,7 @@ def test_deploys_of_one_stack_never_overlap_and_prod_waits_for_approval() -> Non
     main = workflows()["main.yml"]["jobs"]
     assert main["prod"]["needs"] == "dev"
     assert main["prod"]["with"]["environment"] == "production"
-    assert main["dev"]["needs"] == "test"
+    assert main["dev"]["needs"] == ["test", "audit"]
 
 
 def test_forks_get_the_offline_plan_and_no_credentials() -> None:

@@ -1,9 +1,10 @@
 """Build the real images with podman and run them the ways the clouds do (see ../shared/CONTAINERS.md).
 
 No registry is reachable here, so the base image is a stand-in built from Debian's packages
-(`python3` of bookworm, as `python:3.11-slim-bookworm` has), passed as the Dockerfile's
-BASE_IMAGE; the proxy's Caddy likewise (Debian's caddy binary as CADDY_IMAGE). With registry
-access, MLSERVE_TEST_BASE_IMAGE=python:3.11-slim-bookworm uses the real base.
+(`python3` of bookworm, as `python:3.11-slim-bookworm` has), put in place of the Dockerfile's pinned
+FROM reference by name (`--build-context <reference>=docker-image://<stand-in>`, as BuildKit does);
+the proxy's Caddy likewise (Debian's caddy binary). With registry access, MLSERVE_TEST_BASE_IMAGE and
+MLSERVE_TEST_CADDY_IMAGE name the real images (CI's container job: the pinned ones themselves).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from stacks.image import base_image as pinned_base
 from stacks.image import source_fingerprint
 from tests.serving.server import REPO
 
@@ -113,9 +115,14 @@ def base_image() -> str:
     return os.environ.get("MLSERVE_TEST_BASE_IMAGE") or stand_in_base()
 
 
+def stand_in_for(context: str, image: str) -> list[str]:
+    """Build options that replace `context`'s pinned base image (its FROM reference) with `image`."""
+    return ["--build-context", f"{pinned_base(context)}=docker-image://{image}"]
+
+
 def build_as_declared(tag: str, image: dict) -> str:
     """Build serving/ as the program's docker-build Image declares it: build args, labels, the model."""
-    options = ["--build-arg", f"BASE_IMAGE={base_image()}"]
+    options = stand_in_for("serving", base_image())
     options += [o for k, v in (image.get("buildArgs") or {}).items() for o in ("--build-arg", f"{k}={v}")]
     options += [o for k, v in (image.get("labels") or {}).items() for o in ("--label", f"{k}={v}")]
     for name, context in ((image.get("context") or {}).get("named") or {}).items():
@@ -128,10 +135,10 @@ def build_images() -> Images:
     """The real serving/ and proxy/ Dockerfiles; rebuilt only when their inputs change."""
     base = base_image()
     serving_tag = hashlib.sha256((base + source_fingerprint("serving")).encode()).hexdigest()[:16]
-    serving = _build(f"localhost/mlserve-test:{serving_tag}", REPO / "serving", "--build-arg", f"BASE_IMAGE={base}")
+    serving = _build(f"localhost/mlserve-test:{serving_tag}", REPO / "serving", *stand_in_for("serving", base))
     caddy = os.environ.get("MLSERVE_TEST_CADDY_IMAGE") or stand_in_caddy(base)
     proxy_tag = hashlib.sha256((caddy + source_fingerprint("proxy")).encode()).hexdigest()[:16]
-    proxy = _build(f"localhost/mlserve-test-proxy:{proxy_tag}", REPO / "proxy", "--build-arg", f"CADDY_IMAGE={caddy}")
+    proxy = _build(f"localhost/mlserve-test-proxy:{proxy_tag}", REPO / "proxy", *stand_in_for("proxy", caddy))
     return Images(serving, proxy)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stacks.image import base_image
 from tests.conftest import SAMPLE_ROWS
 from tests.serving.server import REPO, running_server
 
@@ -49,8 +50,7 @@ def test_dockerfile_runs_the_server_the_sagemaker_way() -> None:
     assert "USER 10001:10001" in dockerfile
     assert "COPY --from=model / /opt/ml/model/" in dockerfile
     assert "--require-hashes --no-deps" in dockerfile, "the image installs its lock and nothing else"
-    base = next(line for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE="))
-    assert re.fullmatch(r"ARG BASE_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base_image()), base_image()
     for lock in ("requirements.txt", "requirements-batch.txt"):
         pins = locked(CONTEXT / lock)
         assert not [p for p in pins if p.startswith(("pulumi", "scikit-learn", "skl2onnx"))]
