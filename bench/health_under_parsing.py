@@ -55,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--senders", type=int, default=40)
+    parser.add_argument("--server-cpus", help="taskset CPU list for the server, e.g. 0 (senders: --sender-cpus)")
+    parser.add_argument("--sender-cpus", help="taskset CPU list for the curl senders and the probe, e.g. 1")
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -66,9 +68,12 @@ def main() -> None:
         "SERVING_SCORING_TIMEOUT_MS": "60000",
         "SERVING_MAX_QUEUE_WAIT_MS": "60000",
     }
+    pin = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=REPO, env=env
+        [*pin, sys.executable, "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=REPO, env=env
     )
+    if args.sender_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.sender_cpus.split(",")})
     try:
         wait_ready(url)
         with tempfile.TemporaryDirectory() as scratch:
