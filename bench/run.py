@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,9 +43,26 @@ ROW = [5.0, 0.95, 10.0, 180.0, 3.0, 995.0, 2.0]
 class Scenario:
     name: str
     path: str
-    body: str
+    body: str | bytes
     content_type: str
     rows: int
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def v2_binary_body(rows: int) -> tuple[bytes, int]:
+    """A v2 infer body with its rows as binary tensor data (tritonclient's default), and its JSON length."""
+    data = struct.pack(f"<{rows * len(ROW)}f", *(ROW * rows))
+    tensor = {
+        "name": "input",
+        "shape": [rows, len(ROW)],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": len(data)},
+    }
+    header = json.dumps({"inputs": [tensor]}).encode()
+    return header + data, len(header)
+
+
+_BINARY_64, _BINARY_64_JSON = v2_binary_body(64)
 
 
 SCENARIOS = [
@@ -58,6 +76,21 @@ SCENARIOS = [
         "application/json",
         1,
     ),
+    Scenario(
+        "v2 infer, 64 rows",
+        "/v2/models/weather-rain/infer",
+        json.dumps({"inputs": [{"name": "input", "shape": [64, 7], "datatype": "FP32", "data": [ROW] * 64}]}),
+        "application/json",
+        64,
+    ),
+    Scenario(
+        "v2 binary, 64 rows",
+        "/v2/models/weather-rain/infer",
+        _BINARY_64,
+        "application/octet-stream",
+        64,
+        (("Inference-Header-Content-Length", str(_BINARY_64_JSON)),),
+    ),
 ]
 
 
@@ -67,13 +100,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def lua_string(data: str | bytes) -> str:
+    """A Lua string literal of any bytes (Lua has no \\u escapes: bytes as three-digit \\ddd)."""
+    raw = data.encode() if isinstance(data, str) else data
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in raw) + '"'
+
+
 def wrk_script(scenario: Scenario, directory: Path) -> Path:
     path = directory / f"{abs(hash(scenario.name))}.lua"
+    headers = [("Content-Type", scenario.content_type), ("Authorization", f"Bearer {KEY}"), *scenario.headers]
     path.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(scenario.body)}\n"
-        f'wrk.headers["Content-Type"] = "{scenario.content_type}"\n'
-        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+        f"wrk.body = {lua_string(scenario.body)}\n"
+        + "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers)
     )
     return path
 

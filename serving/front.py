@@ -28,7 +28,7 @@ from serving.journal import Finished, RequestJournal
 from serving.logs import AccessLog, RequestIds
 from serving.metrics import Metrics
 from serving.pool import InferencePool
-from serving.protocols import jsonbody
+from serving.protocols import jsonbody, v2_binary
 from serving.routes import TABLE
 from serving.runtime import ModelRuntime
 from serving.settings import Settings, inline_scoring_budget_us
@@ -129,7 +129,7 @@ class InferenceFront:
                 # throughout, and its cost grows with the values in the body: millions of `{}` in 6 MB
                 # kept the loop (and health probes) waiting for seconds. A body with more values than
                 # the row limit can need is refused first, by counting separators (memchr speed).
-                values = body.count(b",")
+                values = body.count(b",", 0, _json_end(body, headers))
                 if values > self.max_values(runtime):
                     raise InvalidInput(
                         f"request body holds {values + 1} or more values, more than {self.settings.max_rows} rows "
@@ -207,6 +207,12 @@ class InferenceFront:
         self.journal.settle()
         self.metrics.in_flight = self.pool.running
         self.metrics.queued = self.pool.queued
+
+
+def _json_end(body: bytes, headers: dict[bytes, bytes]) -> int:
+    """Where a body's JSON ends: before any binary tensor data (the v2 binary extension), else its end."""
+    declared = headers.get(v2_binary.HEADER)
+    return min(int(declared), len(body)) if declared is not None and declared.isdigit() else len(body)
 
 
 def _without_trailing_slash(path: str) -> bytes | None:

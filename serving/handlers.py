@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import InvalidInput, NotAcceptable, NotFound, UnsupportedMediaType
-from serving.protocols import azureml, jsonbody, sagemaker, v2
+from serving.protocols import azureml, jsonbody, sagemaker, v2, v2_binary
 from serving.runtime import ModelRuntime, Prediction, UnsupportedMethod
 
 JSON = b"application/json"
@@ -116,14 +116,21 @@ def invocations(call: Call) -> Plan:
 
 def v2_infer(name: str, version: str | None) -> Handler:
     def infer(call: Call) -> Plan:
-        runtime = call.runtime
+        runtime, headers = call.runtime, call.headers
         check_model_address(runtime, name, version)
-        json_only(call.headers, "infer")
-        rows, names, request_id = v2.parse_infer(call.body, runtime, call.max_rows)
+        header_length = headers.get(v2_binary.HEADER)
+        if header_length is None or headers.get(b"content-type") != v2_binary.OCTET_STREAM:
+            json_only(headers, "infer")
+        request = v2.parse_infer(call.body, runtime, call.max_rows, header_length)
+        rows = request.rows
 
         def finish(run_options: ort.RunOptions | None) -> Reply:
-            results = runtime.run_outputs(rows, names, run_options)
-            return Reply(200, v2.infer_body(runtime, names, results, request_id), rows=len(rows))
+            results = runtime.run_outputs(rows, request.names, run_options)
+            body, json_length = v2.infer_body(runtime, request.names, results, request.request_id, request.binary)
+            if json_length is None:
+                return Reply(200, body, rows=len(rows))
+            length = (v2_binary.HEADER, str(json_length).encode())
+            return Reply(200, body, v2_binary.OCTET_STREAM, (length,), rows=len(rows))
 
         return Plan(len(rows), finish)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from serving import __version__
 from serving.errors import InvalidInput
+from serving.protocols import v2_binary
 from serving.protocols.jsonbody import dumps, json_object, jsonable
 from serving.protocols.tabular import check_row_count, contains_bool, ensure_finite
 from serving.runtime import ModelRuntime, TensorSpec
@@ -16,7 +17,7 @@ NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", 
 
 
 def server_metadata() -> dict[str, Any]:
-    return {"name": "mlserve", "version": __version__, "extensions": []}
+    return {"name": "mlserve", "version": __version__, "extensions": [v2_binary.EXTENSION]}
 
 
 def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
@@ -69,9 +70,17 @@ def check_datatype(values: np.ndarray, datatype: str, where: str) -> None:
         raise InvalidInput(f"{where}: {value!r} is outside {datatype}'s range ({limits.min} to {limits.max})")
 
 
-def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.ndarray, list[str], Any]:
-    """-> (rows, output names to return, request id)."""
-    payload = json_object(body)
+class InferRequest(NamedTuple):
+    rows: np.ndarray
+    names: list[str]  # outputs to return
+    request_id: Any
+    binary: list[bool] | None  # per output, whether it goes back as binary data; None: all JSON
+
+
+def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int, header_length: bytes | None = None) -> InferRequest:
+    """A JSON infer request, or one with binary tensor data after `header_length` bytes of JSON."""
+    json_part, binary = v2_binary.split(body, header_length)
+    payload = json_object(json_part)
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise InvalidInput(f"inputs: expected a list with exactly one tensor named '{runtime.input.name}'")
@@ -98,19 +107,13 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
     ):
         raise InvalidInput(f"inputs[0].shape: expected [rows, {width}], got {shape!r:.40}")
     check_row_count(shape[0], max_rows, "inputs[0]")
-    data = tensor.get("data")
-    if not isinstance(data, list):
-        raise InvalidInput("inputs[0].data: expected a list of numbers (flat or nested)")
-    try:
-        values = np.array(data)
-    except (ValueError, TypeError):
-        raise InvalidInput("inputs[0].data: rows must all have the same length") from None
-    if values.dtype.kind not in "iuf" or contains_bool(data):
-        raise InvalidInput("inputs[0].data: expected numbers only (true/false are not numbers)")
-    if values.size != shape[0] * shape[1]:
-        raise InvalidInput(f"inputs[0].data: {values.size} values do not fill shape {shape}")
-    if datatype != "FP32" and datatype != "FP64":
-        check_datatype(values, datatype, f"inputs[0] ({name})")
+    parameters = tensor.get("parameters")
+    if isinstance(parameters, dict) and "binary_data_size" in parameters:
+        values, used = v2_binary.take(tensor, shape, datatype, binary, 0, f"inputs[0] ({name})")
+        v2_binary.check_all_used(binary, used)
+    else:
+        v2_binary.check_all_used(binary, 0)
+        values = _json_values(tensor.get("data"), shape, datatype, name)
     rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
 
     known = [o.name for o in runtime.outputs]
@@ -128,7 +131,27 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.n
             raise InvalidInput(f"outputs: unknown {', '.join(unknown)}; this model has {', '.join(known)}")
         if len(set(names)) != len(names):
             raise InvalidInput("outputs: each output may be asked for once")
-    return rows, names, payload.get("id")
+    binary_outputs = None
+    if "parameters" in payload or (requested and any("parameters" in o for o in requested)):
+        flags = v2_binary.wanted(payload, requested, names)
+        binary_outputs = flags if any(flags) else None
+    return InferRequest(rows, names, payload.get("id"), binary_outputs)
+
+
+def _json_values(data: Any, shape: list[int], datatype: str, name: Any) -> np.ndarray:
+    if not isinstance(data, list):
+        raise InvalidInput("inputs[0].data: expected a list of numbers (flat or nested)")
+    try:
+        values = np.array(data)
+    except (ValueError, TypeError):
+        raise InvalidInput("inputs[0].data: rows must all have the same length") from None
+    if values.dtype.kind not in "iuf" or contains_bool(data):
+        raise InvalidInput("inputs[0].data: expected numbers only (true/false are not numbers)")
+    if values.size != shape[0] * shape[1]:
+        raise InvalidInput(f"inputs[0].data: {values.size} values do not fill shape {shape}")
+    if datatype != "FP32" and datatype != "FP64":
+        check_datatype(values, datatype, f"inputs[0] ({name})")
+    return values
 
 
 _DATATYPES = {"f": {4: "FP32", 8: "FP64", 2: "FP16"}, "i": {8: "INT64", 4: "INT32"}, "b": {1: "BOOL"}}
@@ -138,12 +161,29 @@ def _datatype(array: np.ndarray) -> str:
     return _DATATYPES.get(array.dtype.kind, {}).get(array.dtype.itemsize, "BYTES")
 
 
-def infer_body(runtime: ModelRuntime, names: list[str], results: list[np.ndarray], request_id: Any) -> bytes:
-    outputs = [
-        {"name": name, "datatype": _datatype(array), "shape": list(array.shape), "data": jsonable(array.reshape(-1))}
-        for name, array in zip(names, results, strict=True)
-    ]
+def infer_body(
+    runtime: ModelRuntime,
+    names: list[str],
+    results: list[np.ndarray],
+    request_id: Any,
+    binary: list[bool] | None = None,
+) -> tuple[bytes, int | None]:
+    """The response body, and where its JSON ends when binary outputs follow it (else None)."""
+    outputs: list[dict[str, Any]] = []
+    tail: list[bytes] = []
+    for position, (name, array) in enumerate(zip(names, results, strict=True)):
+        output: dict[str, Any] = {"name": name, "datatype": _datatype(array), "shape": list(array.shape)}
+        if binary is not None and binary[position]:
+            data = v2_binary.encode(array)
+            output["parameters"] = {"binary_data_size": len(data)}
+            tail.append(data)
+        else:
+            output["data"] = jsonable(array.reshape(-1))
+        outputs.append(output)
     body: dict[str, Any] = {"model_name": runtime.name, "model_version": runtime.version, "outputs": outputs}
     if request_id is not None:
         body["id"] = request_id
-    return dumps(body)
+    header = dumps(body)
+    if not tail:
+        return header, None
+    return header + b"".join(tail), len(header)
