@@ -9,6 +9,8 @@ CHECKOV_VENV := .tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 POLICY_VENV := .tools/policy
 POLICY_STAMP := $(POLICY_VENV)/.installed-stamp
+KSERVE_VENV := .tools/kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -36,6 +38,11 @@ $(POLICY_STAMP): policy/requirements.txt | $(STAMP)
 	$(UV_INSTALL) --python $(POLICY_VENV)/bin/python -r policy/requirements.txt
 	touch $(POLICY_STAMP)
 
+$(KSERVE_STAMP): requirements-kserve.txt | $(STAMP)
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(UV_INSTALL) --python $(KSERVE_VENV)/bin/python -r requirements-kserve.txt
+	touch $(KSERVE_STAMP)
+
 ## serve: run the model server on $(HOST):$(PORT), the demo model or MODEL=path/to/model.onnx
 # A server-only environment: exactly the image's lock, no Pulumi, no test tools.
 $(SERVE_STAMP): serving/requirements.txt
@@ -48,8 +55,9 @@ serve: $(SERVE_STAMP)
 	$(SERVE_VENV)/bin/python -m serving serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
 
 ## test: build the environment, lint everything, run every test
-test: lint $(CHECKOV_STAMP) $(POLICY_STAMP)
-	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python $(PY) -m pytest -n 2 -m "not serial"
+test: lint $(CHECKOV_STAMP) $(POLICY_STAMP) $(KSERVE_STAMP)
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python KSERVE_PYTHON=$(KSERVE_VENV)/bin/python \
+		$(PY) -m pytest -n 2 -m "not serial"
 	$(PY) -m pytest -m serial
 
 ## test-container: build the real serving/ and proxy/ images with podman, run them as ACI, Kubernetes and

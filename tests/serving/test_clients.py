@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -211,3 +213,41 @@ def test_binary_tensor_bytes_are_not_taken_for_json_separators(server: RunningSe
     rows = np.frombuffer(b"," * (10_000 * 7 * 4), dtype=np.float32).reshape(10_000, 7)
     response = post_binary(server, tensor_header(rows.nbytes, [10_000, 7]), rows.tobytes())
     assert response.status_code == 200, response.text
+
+
+KSERVE_SCRIPT = """
+import asyncio, json, sys
+import numpy as np
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+url, key, binary = sys.argv[1], sys.argv[2], sys.argv[3] == "binary"
+rows = np.array(json.loads(sys.argv[4]), dtype=np.float32)
+
+async def main():
+    client = InferenceRESTClient(RESTConfig(protocol="v2"))
+    tensor = InferInput("input", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=binary)
+    request = InferRequest(model_name="weather-rain", infer_inputs=[tensor], request_id="7")
+    response = await client.infer(url, request, model_name="weather-rain", headers={"Authorization": "Bearer " + key})
+    print(json.dumps({o.name: o.as_numpy().tolist() for o in response.outputs}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("mode", ["json", "binary"])
+def test_the_kserve_sdks_v2_rest_client(server: RunningServer, reference: ort.InferenceSession, mode: str) -> None:
+    python = Path(__file__).parents[2] / os.environ.get("KSERVE_PYTHON", ".tools/kserve/bin/python")
+    if not python.exists():
+        pytest.fail(f"{python} not found: run `make test`, which installs the KServe SDK's environment")
+    result = subprocess.run(
+        [str(python), "-c", KSERVE_SCRIPT, server.url, PRIMARY_KEY, mode, json.dumps(SAMPLE_ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    labels, probabilities = direct_predictions(reference, SAMPLE_ROWS)
+    assert outputs["label"] == labels
+    np.testing.assert_allclose(outputs["probabilities"], probabilities, rtol=1e-6)
