@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from serving import __version__
+from serving.api_pages import add_api_pages
 from serving.auth import KeyFile
 from serving.drain import install_drain_handler
 from serving.endpoints import endpoints
@@ -106,7 +107,10 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="One ONNX model behind Azure ML, SageMaker and Open Inference Protocol routes.",
+        docs_url=None,
+        redoc_url=None,
     )
+    add_api_pages(api, api.title)
     _error_handlers(api)
     base_openapi = api.openapi
 

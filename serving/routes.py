@@ -148,6 +148,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/docs", OPEN, "Swagger UI", "docs"),
     Route("/docs/oauth2-redirect", OPEN, "Swagger UI sign-in", "docs"),
     Route("/redoc", OPEN, "ReDoc", "docs"),
+    Route("/docs/static/{file}", OPEN, "The pages' scripts and styles, served from the image", "docs"),
 )
 
 
