@@ -92,12 +92,13 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_LISTEN
     log.info(
-        "serving %s version %s on %s:%s with %d worker(s)",
+        "serving %s version %s on %s:%s with %d worker(s); %s",
         runtime.name,
         runtime.version,
         settings.host,
         settings.port,
         workers,
+        auth_summary(settings),
     )
     if workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
@@ -110,6 +111,16 @@ def serve(args: argparse.Namespace) -> int:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def auth_summary(settings: Settings) -> str:
+    """Whether callers need a key or token, without a word of any key: said once at start-up."""
+    ways = []
+    if settings.api_keys:
+        ways.append(f"{len(settings.api_keys)} API key(s)")
+    if settings.entra_tenant_id and settings.entra_audience:
+        ways.append(f"Entra ID tokens of tenant {settings.entra_tenant_id}")
+    return "auth: " + " or ".join(ways) if ways else "auth off: anyone who reaches the port can score"
 
 
 def _metrics_directory(parent: str | None) -> str:

@@ -206,7 +206,9 @@ def describe_settings_error(error: ValidationError) -> str:
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"])
         flag = f" (--{field.replace('_', '-')})" if field in SERVE_FLAGS else ""
-        lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {item['msg']}")
+        # A validator's own message comes as "Value error, <message>": the prefix says nothing to a user.
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {message}")
     return "\n".join(lines)
 
 

@@ -156,8 +156,21 @@ def test_factory_for_other_asgi_servers_loads_the_model_in_the_background(tmp_pa
 
 def test_invalid_key_setting_names_no_flag_that_does_not_exist() -> None:
     result = run_cli("serve", env={"SERVING_API_KEYS": "short"})
-    assert "invalid setting SERVING_API_KEYS:" in result.stderr
-    assert "--api-keys" not in result.stderr
+    assert result.stderr.strip() == "error: invalid setting SERVING_API_KEYS: API key #1 is shorter than 16 characters"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "auth off: anyone who reaches the port can score"),
+        ({"SERVING_API_KEYS": "primary-key-0123456789,secondary-key-0123456789"}, "auth: 2 API key(s)"),
+    ],
+)
+def test_the_start_up_line_says_whether_callers_need_a_key(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    with running_server(tmp_path, env=env) as server:
+        (line,) = [json.loads(x)["message"] for x in server.log().splitlines() if '"serving ' in x]
+    assert line.endswith(f"worker(s); {says}"), line
+    assert "0123456789" not in server.log(), "no key is ever logged"
 
 
 def test_busy_port_is_one_line_and_exit_code_4(tmp_path: Path) -> None:
