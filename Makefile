@@ -54,6 +54,9 @@ $(SERVE_STAMP): serving/requirements.txt
 serve: $(SERVE_STAMP)
 	$(SERVE_VENV)/bin/python -m serving serve --host $(HOST) --port $(PORT) $(if $(MODEL),--model $(MODEL))
 
+## dev: build only the development environment (.venv: Pulumi, tests, linters)
+dev: $(STAMP)
+
 ## test: build the environment, lint everything, run every test
 test: lint $(CHECKOV_STAMP) $(POLICY_STAMP) $(KSERVE_STAMP)
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python KSERVE_PYTHON=$(KSERVE_VENV)/bin/python \

@@ -359,7 +359,7 @@ def score_parquet(
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise BatchError("Parquet needs pyarrow (pip install -r serving/requirements-batch.txt)") from None
+        raise BatchError("Parquet needs pyarrow (pip install --require-hashes -r serving/requirements-batch.txt)") from None
     parquet = open_parquet(source)
     progress.reset(total=parquet.metadata.num_rows)
     progress.unit = " rows"
@@ -443,7 +443,7 @@ def convert(source: str, kind: str, destination: str, predicted: list[str]) -> N
         import pyarrow.csv as pa_csv
         import pyarrow.parquet as pq
     except ImportError:
-        raise BatchError("Parquet needs pyarrow (pip install -r serving/requirements-batch.txt)") from None
+        raise BatchError("Parquet needs pyarrow (pip install --require-hashes -r serving/requirements-batch.txt)") from None
     if kind == "csv":
         with open(source, "rb") as handle:
             names = next(csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline="")))
