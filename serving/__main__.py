@@ -11,13 +11,14 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from serving.metrics import METRICS_DIR_VARIABLE
-from serving.runtime import ModelLoadError
 from serving.settings import SERVE_FLAGS, Settings, container_cpu_count, describe_settings_error, load_settings
+
+if TYPE_CHECKING:
+    from serving.runtime import ModelRuntime
 
 log = logging.getLogger("serving")
 
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="Run the HTTP server (default)")
     for name, help_text in SERVE_FLAGS.items():
         serve.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
-    from serving.batch import add_batch_arguments
+    from serving.batch_cli import add_batch_arguments
 
     add_batch_arguments(commands.add_parser("batch", help="Score a CSV or Parquet file"))
     return parser
@@ -52,9 +53,9 @@ EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cann
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from serving.app import create_app, load_runtime
     from serving.listener import ClosingMultiprocess, ListenError, bind
     from serving.logs import configure_logging
+    from serving.model_check import ModelCheckFailed, check_in_child
     from serving.transport import CoalescingHttpToolsProtocol
 
     try:
@@ -63,12 +64,25 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
         return EXIT_SETTINGS
     configure_logging(settings.log_level)
+    workers = settings.workers or container_cpu_count()
+    # Fail fast, before binding the port, with one clear line. With several workers the parent only
+    # supervises, so the model is checked in a child and never held here (serving/model_check.py).
+    runtime: ModelRuntime | None = None
     try:
-        runtime = load_runtime(settings)  # fail fast, before binding the port, with one clear line
-    except ModelLoadError as error:
+        if workers == 1:
+            from serving.app import load_runtime
+            from serving.runtime import ModelLoadError
+
+            try:
+                runtime = load_runtime(settings)
+            except ModelLoadError as error:
+                raise ModelCheckFailed(str(error)) from None
+            name, version = runtime.name, runtime.version
+        else:
+            name, version = check_in_child()
+    except ModelCheckFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_MODEL
-    workers = settings.workers or container_cpu_count()
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -93,17 +107,18 @@ def serve(args: argparse.Namespace) -> int:
         return EXIT_LISTEN
     log.info(
         "serving %s version %s on %s:%s with %d worker(s); %s",
-        runtime.name,
-        runtime.version,
+        name,
+        version,
         settings.host,
         settings.port,
         workers,
         auth_summary(settings),
     )
-    if workers == 1:
+    if runtime is not None:
+        from serving.app import create_app
+
         uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
         return 0
-    del runtime  # each worker loads its own copy
     try:
         config = uvicorn.Config("serving.app:app_from_environment", factory=True, workers=workers, **common)
         ClosingMultiprocess(config, sockets=[sock]).run()
@@ -135,6 +150,8 @@ def _metrics_directory(parent: str | None) -> str:
             f"cannot create the workers' metrics directory in {where} ({error.strerror}): with several workers "
             "set SERVING_METRICS_DIR to a writable directory, or mount a writable /tmp"
         ) from None
+    from serving.metrics import METRICS_DIR_VARIABLE
+
     os.environ[METRICS_DIR_VARIABLE] = path  # before workers import serving.metrics
     return path
 

@@ -51,35 +51,6 @@ MAX_COLUMNS = 65_536
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
-def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, help="CSV or Parquet file, local path or fsspec URL")
-    parser.add_argument("--output", required=True, help="Where to write input columns + predictions")
-    parser.add_argument("--model", help="ONNX file or directory (default: as for serve)")
-    parser.add_argument("--method", choices=["predict", "predict_proba"], default="predict")
-    parser.add_argument(
-        "--on-error",
-        choices=["stop", "skip"],
-        default="stop",
-        help="stop at the first bad row (default), or write bad rows to the errors file and go on",
-    )
-    parser.add_argument(
-        "--errors", help="Errors file for --on-error skip (default: OUTPUT's name with .errors.csv, out.errors.csv)"
-    )
-    parser.add_argument("--chunk-rows", type=int, default=10_000, help="Rows scored at a time")
-    parser.add_argument(
-        "--format",
-        choices=["auto", "csv", "parquet"],
-        default="auto",
-        help="Input and output format (default: by file extension)",
-    )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Progress bar on stderr (default: when stderr is a terminal)",
-    )
-
-
 @dataclass
 class Summary:
     rows: int = 0
@@ -359,7 +330,9 @@ def score_parquet(
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise BatchError("Parquet needs pyarrow (pip install --require-hashes -r serving/requirements-batch.txt)") from None
+        raise BatchError(
+            "Parquet needs pyarrow (pip install --require-hashes -r serving/requirements-batch.txt)"
+        ) from None
     parquet = open_parquet(source)
     progress.reset(total=parquet.metadata.num_rows)
     progress.unit = " rows"
@@ -443,7 +416,9 @@ def convert(source: str, kind: str, destination: str, predicted: list[str]) -> N
         import pyarrow.csv as pa_csv
         import pyarrow.parquet as pq
     except ImportError:
-        raise BatchError("Parquet needs pyarrow (pip install --require-hashes -r serving/requirements-batch.txt)") from None
+        raise BatchError(
+            "Parquet needs pyarrow (pip install --require-hashes -r serving/requirements-batch.txt)"
+        ) from None
     if kind == "csv":
         with open(source, "rb") as handle:
             names = next(csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline="")))
