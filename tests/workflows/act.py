@@ -183,6 +183,7 @@ class Stand:
     answers: Mapping[str, str] = field(default_factory=dict)
     outputs: Mapping[str, Any] = field(default_factory=dict)  # pulumi stack output, per stack name
     real_plans: bool = False  # `make plans` runs the offline plan for real (slow: two stacks)
+    env: Mapping[str, str] = field(default_factory=dict)  # for the repository's scripts on the host
 
 
 @dataclass
@@ -202,7 +203,7 @@ class Run:
 class Workspace:
     """A scratch copy of the repository and the stand-ins, and the recorder that answers them."""
 
-    def __init__(self, root: Path, socket: str, source: Path = REPO) -> None:
+    def __init__(self, root: Path, socket: str | None = None, source: Path = REPO) -> None:
         self.root = root
         self.socket = socket
         self.repo = root / "repo"  # where act runs (the event's commit is its HEAD) and the tests commit
@@ -334,7 +335,7 @@ class Workspace:
                 capture_output=True,
                 text=True,
                 timeout=480,
-                env={**os.environ, "DOCKER_HOST": self.socket},
+                env={**os.environ, **({"DOCKER_HOST": self.socket} if self.socket else {})},
                 check=False,
             )
         jobs = []
@@ -344,8 +345,39 @@ class Workspace:
             except ValueError:
                 continue
             if "jobResult" in entry:
-                jobs.append((entry["job"], entry["jobResult"]))
+                name = entry["job"].strip()
+                if entry.get("matrix"):  # act numbers matrix jobs: "Preview dev-1"
+                    name = name.rsplit("-", 1)[0]
+                jobs.append((name, entry["jobResult"]))
         return Run(result.returncode, jobs, recorder.calls, result.stdout + result.stderr)
+
+
+DEFAULT_TYPES = {"pull_request": ["opened", "synchronize", "reopened"]}
+
+
+def triggered(event: str, payload: Mapping[str, Any], cron: str | None = None) -> list[str]:
+    """The workflows GitHub starts for this event (its activity types, branches and schedule); a
+    workflow_dispatch starts the one workflow named in the payload's `workflow`."""
+    if event == "workflow_dispatch":
+        return [str(payload["workflow"])]
+    names = []
+    for path in sorted((REPO / ".github" / "workflows").glob("*.yml")):
+        on = yaml.safe_load(path.read_text())[True]  # YAML 1.1 reads the key `on` as True
+        if event not in on:
+            continue
+        spec = on[event] or {}
+        types = spec.get("types", DEFAULT_TYPES.get(event)) if isinstance(spec, dict) else None
+        if types and payload.get("action") not in types:
+            continue
+        if event == "schedule" and {"cron": cron} not in spec:
+            continue
+        branch = str(payload.get("ref", "")).removeprefix("refs/heads/") if event == "push" else None
+        base = (payload.get("pull_request") or {}).get("base", {}).get("ref") if event == "pull_request" else None
+        wanted = spec.get("branches") if isinstance(spec, dict) else None
+        if wanted and (branch or base) not in wanted:
+            continue
+        names.append(path.name)
+    return names
 
 
 def pulumi_env() -> dict[str, str]:
@@ -389,6 +421,8 @@ class Recorder:
         finally:
             self._stop.set()
             watcher.join(timeout=10)
+            for request in self.workspace.calls_dir.iterdir():  # the next run starts with none
+                shutil.rmtree(request, ignore_errors=True)
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -466,6 +500,7 @@ class Recorder:
             "PATH": f"{self.workspace.bin}:{os.environ['PATH']}",
             "MLSERVE_MODEL_CACHE": str(self.workspace.cache),
             "SMOKE_READY_TIMEOUT": "2",
+            **self.stand.env,
         }
         outputs, errors = [], []
         for extra in [None, *then]:
