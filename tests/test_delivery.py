@@ -24,9 +24,9 @@ from tests.tls import Proxy, needs_caddy, tls_proxy
 WORKFLOWS = REPO / ".github" / "workflows"
 # checkov GitHub Actions checks that do not apply, and why.
 SKIPPED_CHECKS = {
-    "CKV_GHA_7": "model-release.yml takes the model's source, version and sha256 as inputs by design (the seeds' "
-    "artifact trigger); they pass through the environment, scripts/release_model.py validates them and fetches the "
-    "source to check the digest, and they are recorded as a commit on main, which is what gets deployed",
+    "CKV_GHA_7": "model-release.yml takes the model's source, version and sha256 as inputs by design (a release "
+    "by hand); they pass through the environment, scripts/release_model.py validates them and fetches the source to "
+    "check the digest, and they become a pull request that is reviewed, previewed and merged before anything deploys",
 }
 
 
@@ -223,12 +223,14 @@ def test_model_release_ships_source_version_and_digest_weekly_or_on_demand() -> 
     assert set(triggers["workflow_dispatch"]["inputs"]) == {"source", "version", "sha256"}
     assert triggers["repository_dispatch"] == {"types": ["model-registered"]}
     assert triggers["schedule"] == [{"cron": "0 11 * * 1"}]  # Monday 11:00 UTC
-    record = release["jobs"]["record"]
-    step = next(s for s in record["steps"] if s.get("name", "").startswith("Write source, version and sha256"))
+    propose = release["jobs"]["propose"]
+    step = next(s for s in propose["steps"] if s.get("name", "").startswith("Write source, version and sha256"))
     assert "${{" not in step["run"], "inputs reach the script through the environment only"
     assert {"SOURCE", "VERSION", "SHA256"} <= set(step["env"])
     assert "scripts/release_model.py record" in step["run"]
-    assert release["jobs"]["prod"]["needs"] == ["record", "dev"]
+    # A release is a pull request: nothing deploys from this workflow; merging it runs main.yml.
+    assert set(release["jobs"]) == {"newest", "propose"}
+    assert all(job.get("permissions", {}).get("contents") == "read" for job in release["jobs"].values())
 
 
 def test_develop_deploys_dev_and_only_main_reaches_prod() -> None:
