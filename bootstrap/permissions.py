@@ -172,7 +172,12 @@ def aws_deploy_policy(region: str, account: str) -> dict:
                 "Sid": "Alarms",
                 "Effect": "Allow",
                 "Action": "cloudwatch:*",
-                "Resource": f"arn:aws:cloudwatch:{arn}:alarm:{PREFIX}-*",
+                "Resource": [
+                    f"arn:aws:cloudwatch:{arn}:alarm:{PREFIX}-*",
+                    # PutScalingPolicy of a target-tracking policy creates and deletes its alarms as the
+                    # caller: TargetTracking-endpoint/<endpoint>/variant/<variant>-AlarmHigh-<uuid>, ...
+                    f"arn:aws:cloudwatch:{arn}:alarm:TargetTracking-endpoint/{PREFIX}-*",
+                ],
             },
             {"Sid": "DescribeAlarms", "Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"},
             {"Sid": "AlarmTopic", "Effect": "Allow", "Action": "sns:*", "Resource": f"arn:aws:sns:{arn}:{PREFIX}-*"},
@@ -190,6 +195,15 @@ def aws_deploy_policy(region: str, account: str) -> dict:
                 "Action": "kms:*",
                 "Resource": f"arn:aws:kms:{arn}:key/*",
                 "Condition": {"StringEquals": {"aws:ResourceTag/project": PREFIX}},
+            },
+            {
+                # CreateKey with tags also needs kms:TagResource, asked for a key that has no tags yet:
+                # allowed when the request tags it as this project's (StackKey's condition cannot match).
+                "Sid": "TagNewStackKey",
+                "Effect": "Allow",
+                "Action": "kms:TagResource",
+                "Resource": f"arn:aws:kms:{arn}:key/*",
+                "Condition": {"StringEquals": {"aws:RequestTag/project": PREFIX}},
             },
             {
                 "Sid": "StackKeyAlias",

@@ -8,6 +8,7 @@ option). A change that breaks a rule fails here instead of in a user's `pulumi u
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bootstrap.permissions import aws_deploy_policy
 from offline.mocks import Evaluation, Recorded, evaluate, merged
 from stacks.config import has_instance_storage
 from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
@@ -461,6 +463,50 @@ def protected_stacks_protect_their_resource_group(e: Evaluation, v: Variant) -> 
     ]
 
 
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+
+
+def _allowed(policy: dict, action: str, resource: str, context: dict[str, str]) -> bool:
+    """IAM's evaluation of Allow statements (no Deny in the deploy policy): action, resource, StringEquals."""
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        conditions = statement.get("Condition", {}).get("StringEquals", {})
+        if (
+            any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+            and any(fnmatch.fnmatchcase(resource, r) for r in resources)
+            and all(context.get(key) == value for key, value in conditions.items())
+        ):
+            return True
+    return False
+
+
+def deploy_role_may_create_keys_and_scaling_alarms(e: Evaluation, _: Variant) -> list[str]:
+    # KMS, "Permissions for AWS KMS": CreateKey with Tags also needs kms:TagResource, and the new key
+    # has no tags for aws:ResourceTag to match, only aws:RequestTag. Application Auto Scaling,
+    # "Permissions required for API actions on target services and CloudWatch": PutScalingPolicy of a
+    # target-tracking policy creates its TargetTracking-<resource id>-Alarm* alarms as the caller.
+    policy = aws_deploy_policy(REGION, ACCOUNT)
+    problems = []
+    for key in e.of_type("aws:kms/key:Key"):
+        requested = {f"aws:RequestTag/{k}": str(v) for k, v in (key.inputs.get("tags") or {}).items()}
+        if not _allowed(policy, "kms:CreateKey", "*", requested):
+            problems.append(f"{key.name}: kms:CreateKey denied")
+        new_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        if not _allowed(policy, "kms:TagResource", new_key, requested):
+            problems.append(f"{key.name}: kms:TagResource on the key being created denied (tags {requested})")
+    for scaling in e.of_type("aws:appautoscaling/policy:Policy"):
+        if scaling.inputs.get("policyType") != "TargetTrackingScaling":
+            continue
+        alarm = (
+            f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-{scaling.inputs['resourceId']}-AlarmHigh-0f1e"
+        )
+        for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
+            if not _allowed(policy, action, alarm, {}):
+                problems.append(f"{scaling.name}: {action} on {alarm} denied")
+    return problems
+
+
 RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     serverless_feature_exclusions,
     no_kms_key_with_instance_storage,
@@ -479,6 +525,7 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     registry_sku_matches_use,
     sagemaker_role_and_data,
     protected_stacks_protect_their_resource_group,
+    deploy_role_may_create_keys_and_scaling_alarms,
 ]
 
 
