@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from offline.mocks import DEPLOYER, Evaluation, Recorded, evaluate, merged
+from stacks.aci import REPLACED_ON_CHANGE, group_options
 from stacks.aks_ingress import gateway_address_script
 from stacks.config import ConfigError
 from stacks.protection import stateful
@@ -237,6 +238,20 @@ def test_protect_option_comes_from_one_function() -> None:
     parent = pulumi.ComponentResource.__new__(pulumi.ComponentResource)
     assert stateful(True, parent).protect is True
     assert stateful(False, parent).protect is False
+
+
+def test_aci_group_is_replaced_deleting_first_when_aci_cannot_update_it(dev: Evaluation) -> None:
+    """CPU, memory, restart policy, logs: ACI refuses to change them in place; the new group needs the DNS label."""
+    parent = pulumi.ComponentResource.__new__(pulumi.ComponentResource)
+    options = group_options(parent, [])
+    assert options.delete_before_replace is True
+    assert options.replace_on_changes == REPLACED_ON_CHANGE
+    assert {"containers[*].resources", "restartPolicy", "diagnostics"} <= set(REPLACED_ON_CHANGE)
+    group = dev.one("azure-native:containerinstance:ContainerGroup").inputs
+    for path in REPLACED_ON_CHANGE:  # each names an input the group has (a typo would replace nothing)
+        top, _, rest = path.partition("[*].")
+        assert top in group, path
+        assert not rest or all(rest in container for container in group[top]), path
 
 
 def test_aks_cluster(prod: Evaluation) -> None:
