@@ -25,6 +25,9 @@ class AwsCiArgs:
     region: pulumi.Input[str]
     account_id: pulumi.Input[str]
     tags: dict[str, str]
+    # The account's GitHub OIDC provider when it has one already (an account holds one per URL: creating
+    # a second fails with EntityAlreadyExists); None creates it.
+    oidc_provider_arn: str | None = None
 
 
 def trust_policy(provider_arn: str, repository: str, environments: list[str]) -> dict:
@@ -51,9 +54,12 @@ class AwsCiRoles(pulumi.ComponentResource):
     def __init__(self, name: str, args: AwsCiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:bootstrap:AwsCiRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        provider = aws.iam.OpenIdConnectProvider(
-            f"{name}-github", url=GITHUB_OIDC_ISSUER, client_id_lists=[AWS_AUDIENCE], tags=args.tags, opts=child
-        )
+        if args.oidc_provider_arn:
+            provider_arn: pulumi.Output[str] = pulumi.Output.from_input(args.oidc_provider_arn)
+        else:
+            provider_arn = aws.iam.OpenIdConnectProvider(
+                f"{name}-github", url=GITHUB_OIDC_ISSUER, client_id_lists=[AWS_AUDIENCE], tags=args.tags, opts=child
+            ).arn
         environments = {
             "deploy": [e for e, who in ENVIRONMENTS.items() if who == "deploy"],
             "read": [e for e, who in ENVIRONMENTS.items() if who == "read"] + list(AWS_READ_ALSO_FROM),
@@ -66,7 +72,7 @@ class AwsCiRoles(pulumi.ComponentResource):
         for identity in ("deploy", "read"):
             role = aws.iam.Role(
                 f"{name}-{identity}",
-                assume_role_policy=provider.arn.apply(
+                assume_role_policy=provider_arn.apply(
                     lambda arn, envs=environments[identity]: pulumi.Output.json_dumps(
                         trust_policy(arn, args.repository, envs)
                     )
