@@ -463,6 +463,28 @@ def protected_stacks_protect_their_resource_group(e: Evaluation, v: Variant) -> 
     ]
 
 
+def deregistration_runs_only_on_a_new_instance_type(e: Evaluation, _: Variant) -> list[str]:
+    # pulumi-command, Command: a change of `create` or `environment` is an update, which runs `update`,
+    # or `create` again when there is none; only `triggers` replace the resource. Deregistering the
+    # scalable target on any other change would drop the live endpoint's autoscaling.
+    return [
+        f"{c.name}: deregisters again on any change of its script or environment (no `update`)"
+        for c in e.of_type("command:local:Command")
+        if "deregister-scalable-target" in c.inputs["create"] and c.inputs.get("update") != "true"
+    ]
+
+
+def log_alerts_skip_validation_on_new_components(e: Evaluation, _: Variant) -> list[str]:
+    # Azure Monitor, scheduled query rules: the query is validated against the scope's tables, which a
+    # component created in the same deployment does not have yet (skipQueryValidation).
+    created = {c.name + "-id" for c in e.of_type("azure-native:applicationinsights:Component")}
+    return [
+        f"{r.name}: the first up fails validating its query against a new component"
+        for r in e.of_type("azure-native:monitor:ScheduledQueryRule")
+        if set(r.inputs["scopes"]) & created and not r.inputs.get("skipQueryValidation")
+    ]
+
+
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 
 
@@ -526,6 +548,8 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     sagemaker_role_and_data,
     protected_stacks_protect_their_resource_group,
     deploy_role_may_create_keys_and_scaling_alarms,
+    deregistration_runs_only_on_a_new_instance_type,
+    log_alerts_skip_validation_on_new_components,
 ]
 
 
@@ -591,6 +615,10 @@ def test_the_rules_catch_what_they_are_about() -> None:
     )
     too_long = _renamed(prod, "azure-native:storage:StorageAccount", "mlserveprodbatchx")
     assert names_are_valid(too_long, VARIANTS[1])
+    rerun = _with(prod, "command:local:Command", update=None)
+    assert deregistration_runs_only_on_a_new_instance_type(rerun, VARIANTS[1])
+    validated = _with(prod, "azure-native:monitor:ScheduledQueryRule", skipQueryValidation=False)
+    assert log_alerts_skip_validation_on_new_components(validated, VARIANTS[1])
 
 
 def _with(evaluation: Evaluation, type_: str, **inputs: Any) -> Evaluation:
