@@ -337,7 +337,7 @@ def test_the_weekly_drift_check_previews_both_stacks_with_the_read_identities(
     assert result.returncode == 0, result.log
     assert sorted(job for job, _ in result.jobs) == ["Drift detection/Drift in dev", "Drift detection/Drift in prod"]
     calls = sorted(c for c in result.clis("pulumi") if c.startswith(("pulumi preview", "pulumi refresh")))
-    assert calls == [
+    assert calls == sorted(
         line
         for stack in ("dev", "prod")
         for line in (
@@ -345,6 +345,6 @@ def test_the_weekly_drift_check_previews_both_stacks_with_the_read_identities(
             f"pulumi refresh --stack acme/{stack} --yes --skip-preview --non-interactive "
             "--exclude **docker-build:index:Image**",
         )
-    ]
+    )
     read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
     assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
