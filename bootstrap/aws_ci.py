@@ -17,6 +17,9 @@ from bootstrap.permissions import (
 )
 
 OIDC_HOST = GITHUB_OIDC_ISSUER.removeprefix("https://")
+# An AKS cluster's or a SageMaker endpoint's first `up` takes longer than the default hour; the
+# workflows ask for this much (role-duration-seconds).
+MAX_SESSION_SECONDS = 3600 * 2
 
 
 @dataclass
@@ -77,7 +80,7 @@ class AwsCiRoles(pulumi.ComponentResource):
                         trust_policy(arn, args.repository, envs)
                     )
                 ),
-                max_session_duration=3600 * 2,  # an AKS cluster's first `up` takes longer than the default hour
+                max_session_duration=MAX_SESSION_SECONDS,
                 tags=args.tags,
                 opts=child,
             )

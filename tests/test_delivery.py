@@ -243,3 +243,24 @@ def test_develop_deploys_dev_and_only_main_reaches_prod() -> None:
     assert main[True]["push"]["branches"] == ["main", "develop"]
     assert main["jobs"]["prod"]["if"] == "github.ref == 'refs/heads/main'"
     assert "if" not in main["jobs"]["dev"]
+
+
+def test_sessions_last_as_long_as_the_longest_deploy() -> None:
+    """OIDC sessions default to an hour; an AKS or SageMaker `up` can take longer."""
+    from bootstrap.aws_ci import MAX_SESSION_SECONDS
+
+    found = 0
+    for name, workflow in workflows().items():
+        for job_name, job in workflow["jobs"].items():
+            steps = job.get("steps", [])
+            for step in steps:
+                if step.get("uses", "").startswith("aws-actions/configure-aws-credentials"):
+                    found += 1
+                    assert step["with"]["role-duration-seconds"] == MAX_SESSION_SECONDS, f"{name}:{job_name}"
+            if any(
+                s.get("with", {}).get("command") in {"up", "preview"} or "pulumi " in s.get("run", "") for s in steps
+            ):
+                env = {**workflow.get("env", {}), **job.get("env", {})}
+                assert env.get("ARM_USE_OIDC") == "${{ vars.AZURE_CLIENT_ID != '' }}", f"{name}:{job_name}"
+                assert env["ARM_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}", f"{name}:{job_name}"
+    assert found >= 5
