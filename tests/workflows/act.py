@@ -53,7 +53,7 @@ ACTIONS: dict[str, list[str]] = {
     "azure/login@v3": ["client-id", "tenant-id", "subscription-id"],
     "aws-actions/configure-aws-credentials@v6": ["role-to-assume", "aws-region", "role-duration-seconds"],
     "azure/use-kubelogin@v1": ["kubelogin-version"],
-    "pulumi/actions@v7": ["command", "stack-name", "policyPacks", "diff", "comment-on-pr"],
+    "pulumi/actions@v7": ["command", "stack-name", "policyPacks", "diff", "comment-on-pr", "upsert"],
 }
 CLIS = ["pulumi", "az", "aws", "kubectl", "gh", "make", "action", "python"]
 
@@ -386,6 +386,7 @@ def pulumi_env() -> dict[str, str]:
         "STACK_NAME": "${{ inputs.stack-name }}",
         "POLICY": "${{ inputs.policyPacks }}",
         "DIFF": "${{ inputs.diff }}",
+        "UPSERT": "${{ inputs.upsert }}",
     }
 
 
@@ -394,6 +395,7 @@ def script_pulumi(bin_dir: Path) -> str:
     return (
         f"{bin_dir}/action pulumi/actions ${{CMD:+command=$CMD}}\n"
         '[ -n "$CMD" ] || exit 0\n'
+        'if [ "$UPSERT" = true ]; then pulumi stack select --create --stack "$STACK_NAME" --non-interactive; fi\n'
         'args=("$CMD" --stack "$STACK_NAME" --non-interactive)\n'
         'if [ "$CMD" = up ]; then args+=(--yes); fi\n'
         'if [ -n "$POLICY" ]; then args+=(--policy-pack "$POLICY"); fi\n'

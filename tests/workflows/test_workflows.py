@@ -148,6 +148,11 @@ def test_a_push_to_main_tests_then_deploys_dev_then_prod_with_smoke_tests(worksp
         ("prod/Deploy a stack/Deploy prod", "success"),
     ]
     assert ups(result) == [("up acme/dev", "1"), ("up acme/prod", "1")]
+    assert result.clis("pulumi")[:3] == [
+        "pulumi stack select --create --stack acme/dev --non-interactive",  # a new org's first run creates it
+        "pulumi up --stack acme/dev --non-interactive --yes --policy-pack policy --diff",
+        "pulumi stack output --stack acme/dev --json --show-secrets",
+    ]
     assert [c.split(" --content-type")[0] for c in result.clis("aws")] == [f"{SMOKE}dev", f"{SMOKE}prod"]
     deploy_role = f"role-to-assume={BOTH['AWS_DEPLOY_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
     assert actions(result, "aws-actions/configure-aws-credentials") == [deploy_role, deploy_role]
