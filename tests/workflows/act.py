@@ -335,7 +335,12 @@ class Workspace:
                 capture_output=True,
                 text=True,
                 timeout=480,
-                env={**os.environ, **({"DOCKER_HOST": self.socket} if self.socket else {})},
+                env={
+                    **os.environ,
+                    # act keeps each job's host workspace under its cache: here, not in ~/.cache/act.
+                    "XDG_CACHE_HOME": str(self.root / "act-cache"),
+                    **({"DOCKER_HOST": self.socket} if self.socket else {}),
+                },
                 check=False,
             )
         jobs = []
