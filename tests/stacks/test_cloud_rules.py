@@ -485,6 +485,25 @@ def log_alerts_skip_validation_on_new_components(e: Evaluation, _: Variant) -> l
     ]
 
 
+def resources_elsewhere_use_their_subscription(e: Evaluation, v: Variant) -> list[str]:
+    # Azure RBAC: a role definition id is valid for scopes in its own subscription; ARM addresses a
+    # DNS record set through its zone's subscription, which the provider puts in the URL. A Key Vault
+    # or DNS zone in another subscription than the stack's is allowed by the config.
+    problems = []
+    for assignment in e.of_type("azure-native:authorization:RoleAssignment"):
+        scope, definition = str(assignment.inputs["scope"]), str(assignment.inputs["roleDefinitionId"])
+        if scope.startswith("/subscriptions/") and not definition.startswith("/".join(scope.split("/")[:3]) + "/"):
+            problems.append(f"{assignment.name}: role definition {definition} for scope {scope}")
+    zone = dict(v.overrides).get("mlserve:aks", {}).get("dnsZoneId")
+    providers = {r.urn: r for r in e.resources if r.type == "pulumi:providers:azure-native"}
+    for record in e.of_type("azure-native:dns:RecordSet"):
+        provider = providers.get(record.provider.rsplit("::", 1)[0])  # "<provider urn>::<id>"
+        wanted = zone.strip("/").split("/")[1]
+        if provider is None or provider.inputs.get("subscriptionId") != wanted:
+            problems.append(f"{record.name}: written through the stack's subscription, not the zone's ({wanted})")
+    return problems
+
+
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 
 
@@ -550,6 +569,7 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     deploy_role_may_create_keys_and_scaling_alarms,
     deregistration_runs_only_on_a_new_instance_type,
     log_alerts_skip_validation_on_new_components,
+    resources_elsewhere_use_their_subscription,
 ]
 
 
@@ -619,6 +639,18 @@ def test_the_rules_catch_what_they_are_about() -> None:
     assert deregistration_runs_only_on_a_new_instance_type(rerun, VARIANTS[1])
     validated = _with(prod, "azure-native:monitor:ScheduledQueryRule", skipQueryValidation=False)
     assert log_alerts_skip_validation_on_new_components(validated, VARIANTS[1])
+    zoned = next(v for v in VARIANTS if v.label == "prod, allow-list, DNS zone")
+    default_provider = [
+        Recorded(**{**r.__dict__, "provider": ""}) if r.type == "azure-native:dns:RecordSet" else r
+        for r in evaluated(zoned).resources
+    ]  # the record written through the stack's default provider, as before
+    stack_subscription = Evaluation(default_provider, prod.outputs, prod.secret_outputs, prod.invokes)
+    assert resources_elsewhere_use_their_subscription(stack_subscription, zoned)
+    vault_role = (
+        "/subscriptions/00000000-0000-0000-0000-00000000abcd/providers/Microsoft.Authorization/roleDefinitions/x"
+    )
+    elsewhere = _with(prod, "azure-native:authorization:RoleAssignment", roleDefinitionId=vault_role)
+    assert resources_elsewhere_use_their_subscription(elsewhere, VARIANTS[1])
 
 
 def _with(evaluation: Evaluation, type_: str, **inputs: Any) -> Evaluation:
