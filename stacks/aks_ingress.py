@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_command as command
 import pulumi_azure_native as azure_native
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import dns
 
