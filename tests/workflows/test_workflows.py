@@ -95,10 +95,8 @@ def test_a_pull_request_is_tested_planned_and_previewed_with_the_read_identities
         "Pull request/Test and lint",
     ]
     assert sorted(ups(result)) == [("preview acme/dev", "1"), ("preview acme/prod", "1")]
-    assert all(
-        "role-to-assume=" + BOTH["AWS_PREVIEW_ROLE_ARN"] in a
-        for a in actions(result, "aws-actions/configure-aws-credentials")
-    )
+    read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
+    assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
     assert result.clis("make").count("make test") == 1
     assert "make -s plans" in result.clis("make")
 
