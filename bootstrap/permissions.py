@@ -53,6 +53,8 @@ INVOKE_ACTIONS: dict[str, tuple[str, ...]] = {
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
     "aws:index/getRegion:getRegion": (),
     "aws:index/getCallerIdentity:getCallerIdentity": (),  # sts:GetCallerIdentity needs no permission
+    # kubectl reads the AKS gateway's Service with the cluster user credentials above (data-plane read).
+    "command:local:run": (),
 }
 
 

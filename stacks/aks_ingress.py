@@ -235,12 +235,12 @@ class TlsIngress(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[gateway]),
         )
         if args.dns_zone_id is not None and args.kubeconfig is not None:
-            address = command.local.Command(
-                f"{name}-gateway-address",
-                create=gateway_address_script(),
-                environment={"KUBECONFIG_CONTENT": args.kubeconfig},
-                triggers=[args.domain],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+            # Read on every preview and up (an invoke, not a resource run once): a gateway whose public
+            # address changed gets its A record moved, and the drift check sees the difference.
+            address = command.local.run_output(
+                command=gateway_address_script(),
+                environment=pulumi.Output.from_input(args.kubeconfig).apply(lambda k: {"KUBECONFIG_CONTENT": k}),
+                opts=pulumi.InvokeOutputOptions(depends_on=[gateway]),
             )
             group, zone, record = zone_parts(args.dns_zone_id, args.domain)
             # The record goes where the zone is, which may be another subscription than the stack's.
@@ -256,7 +256,7 @@ class TlsIngress(pulumi.ComponentResource):
                 relative_record_set_name=record,
                 record_type="A",
                 ttl=300,
-                a_records=[{"ipv4_address": address.stdout}],
+                a_records=[{"ipv4_address": address.stdout.apply(str.strip)}],
                 opts=pulumi.ResourceOptions(parent=self, provider=zone_subscription),
             )
         self.endpoint = pulumi.Output.from_input(f"https://{args.domain}")
