@@ -78,6 +78,12 @@ exit "$(cat "$calls/$id.call/rc" 2>/dev/null || echo 124)"
 
 # actions/checkout: a fresh clone of "GitHub" (the bare repository) in the workspace, as on a runner.
 CHECKOUT = f"""echo "$BIN" >> "$GITHUB_PATH"
+if [ ! -e /run/.containerenv ] && [ ! -e /.dockerenv ]; then
+  case "$GITHUB_WORKSPACE" in  # on the host: empty only act's own copy, never the repository
+    "$ACT_CACHE"/*) ;;
+    *) echo "stand-in checkout: workspace $GITHUB_WORKSPACE is not under $ACT_CACHE" >&2; exit 1 ;;
+  esac
+fi
 cd "$GITHUB_WORKSPACE"
 find . -mindepth 1 -delete
 git clone -q --no-checkout "$REMOTE" .
@@ -212,6 +218,7 @@ class Workspace:
         self.calls_dir = root / "calls"
         self.actions = root / "actions"
         self.cache = root / "model-cache"
+        self.act_cache = root / "act-cache"  # act's host workspaces (XDG_CACHE_HOME)
         for directory in (self.bin, self.calls_dir, self.actions, self.cache):
             directory.mkdir(parents=True)
         self._copy_repository(source)
@@ -268,6 +275,7 @@ class Workspace:
             if action.startswith("actions/checkout"):
                 # Every job starts here: the stand-in CLIs go first on PATH, the workspace is cloned.
                 env = {"REF": "${{ inputs.ref }}", "REMOTE": str(self.remote), "BIN": str(self.bin)}
+                env["ACT_CACHE"] = str(self.act_cache)
                 steps.append({"shell": "bash", "env": env, "run": CHECKOUT})
             if action.startswith("pulumi/actions"):
                 steps.append({"shell": "bash", "env": pulumi_env(), "run": script_pulumi(self.bin)})
@@ -338,7 +346,7 @@ class Workspace:
                 env={
                     **os.environ,
                     # act keeps each job's host workspace under its cache: here, not in ~/.cache/act.
-                    "XDG_CACHE_HOME": str(self.root / "act-cache"),
+                    "XDG_CACHE_HOME": str(self.act_cache),
                     **({"DOCKER_HOST": self.socket} if self.socket else {}),
                 },
                 check=False,
