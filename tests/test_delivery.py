@@ -235,7 +235,8 @@ def test_model_release_ships_source_version_and_digest_weekly_or_on_demand() -> 
     assert "scripts/release_model.py record" in step["run"]
     # A release is a pull request: nothing deploys from this workflow; merging it runs main.yml.
     assert set(release["jobs"]) == {"newest", "propose"}
-    assert all(job.get("permissions", {}).get("contents") == "read" for job in release["jobs"].values())
+    assert release["jobs"]["newest"]["permissions"]["contents"] == "read"
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
 
 
 def test_develop_deploys_dev_and_only_main_reaches_prod() -> None:
