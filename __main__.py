@@ -171,7 +171,6 @@ def deploy_azure(
                 tenant_id=client.tenant_id,
                 csi_identity_client_id=cluster.csi_identity_client_id,
                 csi_identity_object_id=cluster.csi_identity_object_id,
-                subscription_id=client.subscription_id,
                 rbac_wait_seconds=azure.rbac_wait_seconds,
                 sync_image_ref=image_ref,
                 labels=kubernetes_labels(config),

@@ -17,6 +17,9 @@ from bootstrap.permissions import (
 )
 
 OIDC_HOST = GITHUB_OIDC_ISSUER.removeprefix("https://")
+# An AKS cluster's or a SageMaker endpoint's first `up` takes longer than the default hour; the
+# workflows ask for this much (role-duration-seconds).
+MAX_SESSION_SECONDS = 3600 * 2
 
 
 @dataclass
@@ -25,6 +28,9 @@ class AwsCiArgs:
     region: pulumi.Input[str]
     account_id: pulumi.Input[str]
     tags: dict[str, str]
+    # The account's GitHub OIDC provider when it has one already (an account holds one per URL: creating
+    # a second fails with EntityAlreadyExists); None creates it.
+    oidc_provider_arn: str | None = None
 
 
 def trust_policy(provider_arn: str, repository: str, environments: list[str]) -> dict:
@@ -51,9 +57,12 @@ class AwsCiRoles(pulumi.ComponentResource):
     def __init__(self, name: str, args: AwsCiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlserve:bootstrap:AwsCiRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        provider = aws.iam.OpenIdConnectProvider(
-            f"{name}-github", url=GITHUB_OIDC_ISSUER, client_id_lists=[AWS_AUDIENCE], tags=args.tags, opts=child
-        )
+        if args.oidc_provider_arn:
+            provider_arn: pulumi.Output[str] = pulumi.Output.from_input(args.oidc_provider_arn)
+        else:
+            provider_arn = aws.iam.OpenIdConnectProvider(
+                f"{name}-github", url=GITHUB_OIDC_ISSUER, client_id_lists=[AWS_AUDIENCE], tags=args.tags, opts=child
+            ).arn
         environments = {
             "deploy": [e for e, who in ENVIRONMENTS.items() if who == "deploy"],
             "read": [e for e, who in ENVIRONMENTS.items() if who == "read"] + list(AWS_READ_ALSO_FROM),
@@ -66,12 +75,12 @@ class AwsCiRoles(pulumi.ComponentResource):
         for identity in ("deploy", "read"):
             role = aws.iam.Role(
                 f"{name}-{identity}",
-                assume_role_policy=provider.arn.apply(
+                assume_role_policy=provider_arn.apply(
                     lambda arn, envs=environments[identity]: pulumi.Output.json_dumps(
                         trust_policy(arn, args.repository, envs)
                     )
                 ),
-                max_session_duration=3600 * 2,  # an AKS cluster's first `up` takes longer than the default hour
+                max_session_duration=MAX_SESSION_SECONDS,
                 tags=args.tags,
                 opts=child,
             )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
+import yaml
 
 from stacks.config import OBJECT_ID
 
@@ -23,10 +25,37 @@ class BootstrapConfig:
     cluster_admins: tuple[str, ...]  # Entra ID object ids (people), besides the deploy identity
     pulumi_access_token: pulumi.Output[str]  # secret
     mlflow_tracking_uri: str | None  # for models:/ model sources; becomes the MLFLOW_TRACKING_URI variable
+    clouds: frozenset[str]  # "azure", "aws": those the stacks CI deploys use
+    aws_oidc_provider_arn: str | None = None  # the account's GitHub OIDC provider, if it exists already
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.repository}"
+
+
+# The stacks the workflows deploy (main.yml, deploy.yml) and the cloud of each target.
+CI_STACKS = ("dev", "prod")
+TARGET_CLOUDS = {"aci": "azure", "aks": "azure", "sagemaker": "aws"}
+
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # the main program's, above bootstrap/
+
+
+def clouds_of_stacks() -> frozenset[str]:
+    """The clouds the repository's CI stacks use: identities, variables and sign-ins for those only."""
+    clouds: set[str] = set()
+    for stack in CI_STACKS:
+        stack_file = PROJECT_DIR / f"Pulumi.{stack}.yaml"
+        if stack_file.is_file():
+            config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+            targets = config.get("mlserve:targets") or []
+            clouds |= {TARGET_CLOUDS[t] for t in targets if t in TARGET_CLOUDS}
+    if not clouds:
+        raise BootstrapConfigError(
+            f"no CI stack to set up: {' or '.join(f'Pulumi.{s}.yaml' for s in CI_STACKS)} with mlserve:targets "
+            "(aci, aks, sagemaker) is needed next to bootstrap/"
+        )
+    return frozenset(clouds)
 
 
 def load() -> BootstrapConfig:
@@ -61,8 +90,18 @@ def load() -> BootstrapConfig:
     mlflow = config.get("mlflowTrackingUri")
     if mlflow is not None and not re.fullmatch(r"(https|databricks)(://\S+)?", mlflow):
         raise fail("bootstrap:mlflowTrackingUri", f"{mlflow!r}: expected the registry's https:// URL, or databricks")
+    provider = config.get("awsOidcProviderArn")
+    if provider is not None and not re.fullmatch(
+        r"arn:aws[\w-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com", provider
+    ):
+        raise fail(
+            "bootstrap:awsOidcProviderArn",
+            f"{provider!r}: expected the ARN of the account's token.actions.githubusercontent.com provider",
+        )
     return BootstrapConfig(
         mlflow_tracking_uri=mlflow,
+        clouds=clouds_of_stacks(),
+        aws_oidc_provider_arn=provider,
         owner=owner,
         repository=repository,
         pulumi_org=pulumi_org,

@@ -15,7 +15,7 @@ class GitHubSetupArgs:
     repository: str  # name only; the owner comes from the github provider's config
     production_reviewers: tuple[int, ...]
     variables: dict[str, pulumi.Input[str]]  # repository variables
-    azure_client_ids: dict[str, pulumi.Input[str]]  # "deploy" / "read" -> client id
+    azure_client_ids: dict[str, pulumi.Input[str]]  # "deploy" / "read" -> client id; empty without Azure
     pulumi_access_token: pulumi.Input[str]  # secret
 
 
@@ -35,14 +35,15 @@ class GitHubSetup(pulumi.ComponentResource):
                 can_admins_bypass=not protected,
                 opts=child,
             )
-            github.ActionsEnvironmentVariable(
-                f"{name}-{environment}-azure-client-id",
-                repository=args.repository,
-                environment=env.environment,
-                variable_name="AZURE_CLIENT_ID",
-                value=args.azure_client_ids[identity],
-                opts=child,
-            )
+            if args.azure_client_ids:  # an AWS-only repository: its workflows never sign in to Azure
+                github.ActionsEnvironmentVariable(
+                    f"{name}-{environment}-azure-client-id",
+                    repository=args.repository,
+                    environment=env.environment,
+                    variable_name="AZURE_CLIENT_ID",
+                    value=args.azure_client_ids[identity],
+                    opts=child,
+                )
         for variable, value in sorted(args.variables.items()):
             github.ActionsVariable(
                 f"{name}-{variable.lower().replace('_', '-')}",

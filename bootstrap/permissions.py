@@ -53,6 +53,8 @@ INVOKE_ACTIONS: dict[str, tuple[str, ...]] = {
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
     "aws:index/getRegion:getRegion": (),
     "aws:index/getCallerIdentity:getCallerIdentity": (),  # sts:GetCallerIdentity needs no permission
+    # kubectl reads the AKS gateway's Service with the cluster user credentials above (data-plane read).
+    "command:local:run": (),
 }
 
 
@@ -172,7 +174,12 @@ def aws_deploy_policy(region: str, account: str) -> dict:
                 "Sid": "Alarms",
                 "Effect": "Allow",
                 "Action": "cloudwatch:*",
-                "Resource": f"arn:aws:cloudwatch:{arn}:alarm:{PREFIX}-*",
+                "Resource": [
+                    f"arn:aws:cloudwatch:{arn}:alarm:{PREFIX}-*",
+                    # PutScalingPolicy of a target-tracking policy creates and deletes its alarms as the
+                    # caller: TargetTracking-endpoint/<endpoint>/variant/<variant>-AlarmHigh-<uuid>, ...
+                    f"arn:aws:cloudwatch:{arn}:alarm:TargetTracking-endpoint/{PREFIX}-*",
+                ],
             },
             {"Sid": "DescribeAlarms", "Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"},
             {"Sid": "AlarmTopic", "Effect": "Allow", "Action": "sns:*", "Resource": f"arn:aws:sns:{arn}:{PREFIX}-*"},
@@ -190,6 +197,15 @@ def aws_deploy_policy(region: str, account: str) -> dict:
                 "Action": "kms:*",
                 "Resource": f"arn:aws:kms:{arn}:key/*",
                 "Condition": {"StringEquals": {"aws:ResourceTag/project": PREFIX}},
+            },
+            {
+                # CreateKey with tags also needs kms:TagResource, asked for a key that has no tags yet:
+                # allowed when the request tags it as this project's (StackKey's condition cannot match).
+                "Sid": "TagNewStackKey",
+                "Effect": "Allow",
+                "Action": "kms:TagResource",
+                "Resource": f"arn:aws:kms:{arn}:key/*",
+                "Condition": {"StringEquals": {"aws:RequestTag/project": PREFIX}},
             },
             {
                 "Sid": "StackKeyAlias",

@@ -275,11 +275,3 @@ def finish(imported: Imported, name: str, version: str, sample: list[float]) -> 
     onnx.helper.set_model_props(model, {**kept, **metadata})
     onnx.checker.check_model(model)
     return model
-
-
-def convert_mlflow_sklearn(directory: Path, output: Path) -> Path:
-    """For stacks.model_source: an MLflow sklearn model as model.onnx (metadata from the model)."""
-    imported = from_mlflow(directory)
-    rows = np.zeros((1, imported.n_features), dtype=np.float32)
-    onnx.save_model(finish(imported, directory.name, "", rows[0].tolist()), output)
-    return output

@@ -23,6 +23,7 @@ from pulumi.runtime.sync_await import _sync_await
 REPO = Path(__file__).resolve().parents[1]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
+GATEWAY_ADDRESS = "203.0.113.80"
 DEPLOYER = "11111111-1111-1111-1111-111111111111"
 ACCOUNT = "123456789012"
 
@@ -246,6 +247,8 @@ class CloudMocks(pulumi.runtime.Mocks):
                 "tenantId": "tenant",
                 "clientId": "client",
             }, []
+        if args.token == "command:local:run":  # the AKS gateway's address (stacks/aks_ingress.py)
+            return {"stdout": GATEWAY_ADDRESS, "stderr": "", "command": args.args.get("command", "")}, []
         if args.token == "azure-native:operationalinsights:getSharedKeys":
             return {"primarySharedKey": "workspace-shared-key"}, []
         if args.token == "azure-native:storage:listStorageAccountKeys":

@@ -140,8 +140,7 @@ class AciService(pulumi.ComponentResource):
                 }
             },
             tags=args.tags,
-            # The identity must be allowed to pull before the group starts (ACI fails on a refused pull).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[pull_ready]),
+            opts=group_options(self, [pull_ready]),
         )
         self.fqdn = self.group.ip_address.apply(lambda ip: ip.fqdn if ip else "")
         host = args.custom_domain or self.fqdn
@@ -153,6 +152,22 @@ def loopback_probe(path: str) -> dict[str, Any]:
     """A probe command: GET the server's health route on loopback; non-2xx or no answer fails it."""
     check = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{path}', timeout=2)"
     return {"command": ["python", "-c", check]}
+
+
+# What Azure cannot change on an existing container group (ACI, "Update containers in Azure Container
+# Instances": properties that require deleting the group first): a change of these replaces it.
+REPLACED_ON_CHANGE = ["containers[*].resources", "restartPolicy", "diagnostics", "osType", "sku", "volumes"]
+
+
+def group_options(parent: pulumi.Resource, ready: list[pulumi.Resource]) -> pulumi.ResourceOptions:
+    """The container group's options (mocks never see options: tested directly).
+
+    Replaced, deleting first, when what ACI cannot update changes: the new group keeps the DNS label,
+    which two groups cannot hold at once. The identity must be allowed to pull before the group
+    starts (ACI fails on a refused pull)."""
+    return pulumi.ResourceOptions(
+        parent=parent, depends_on=ready, replace_on_changes=REPLACED_ON_CHANGE, delete_before_replace=True
+    )
 
 
 class CertificateShare(pulumi.ComponentResource):

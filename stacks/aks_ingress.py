@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_azure_native as azure_native
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import dns
@@ -38,7 +39,6 @@ class TlsIngressArgs:
     tenant_id: pulumi.Input[str]
     csi_identity_client_id: pulumi.Input[str]  # the Key Vault CSI add-on's identity
     csi_identity_object_id: pulumi.Input[str]
-    subscription_id: pulumi.Input[str]
     rbac_wait_seconds: int
     sync_image_ref: pulumi.Input[str]  # any image with Python; the serving image, already pulled
     labels: dict[str, str]
@@ -78,6 +78,11 @@ def zone_parts(zone_id: str, domain: str) -> tuple[str, str, str]:
     return group, zone, record
 
 
+def subscription_of(resource_id: str) -> str:
+    """The subscription an Azure resource id names: a vault or zone may live outside the stack's."""
+    return resource_id.strip("/").split("/")[1]
+
+
 def vault_name(key_vault_id: str) -> str:
     return key_vault_id.rstrip("/").rsplit("/", 1)[-1]
 
@@ -92,7 +97,8 @@ class TlsIngress(pulumi.ComponentResource):
             KEY_VAULT_SECRETS_USER,
             args.csi_identity_object_id,
             f"{args.key_vault_id.rstrip('/')}/secrets/{args.certificate_name}",
-            args.subscription_id,
+            # A role definition id is valid for scopes in its own subscription: the vault's.
+            subscription_of(args.key_vault_id),
             self,
         )
         readable = propagated(f"{name}-certificate-propagation", [read], args.rbac_wait_seconds, self)
@@ -229,14 +235,20 @@ class TlsIngress(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[gateway]),
         )
         if args.dns_zone_id is not None and args.kubeconfig is not None:
-            address = command.local.Command(
-                f"{name}-gateway-address",
-                create=gateway_address_script(),
-                environment={"KUBECONFIG_CONTENT": args.kubeconfig},
-                triggers=[args.domain],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+            # Read on every preview and up (an invoke, not a resource run once): a gateway whose public
+            # address changed gets its A record moved, and the drift check sees the difference.
+            address = command.local.run_output(
+                command=gateway_address_script(),
+                environment=pulumi.Output.from_input(args.kubeconfig).apply(lambda k: {"KUBECONFIG_CONTENT": k}),
+                opts=pulumi.InvokeOutputOptions(depends_on=[gateway]),
             )
             group, zone, record = zone_parts(args.dns_zone_id, args.domain)
+            # The record goes where the zone is, which may be another subscription than the stack's.
+            zone_subscription = azure_native.Provider(
+                f"{name}-dns-zone-subscription",
+                subscription_id=subscription_of(args.dns_zone_id),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
             dns.RecordSet(
                 f"{name}-a-record",
                 resource_group_name=group,
@@ -244,8 +256,8 @@ class TlsIngress(pulumi.ComponentResource):
                 relative_record_set_name=record,
                 record_type="A",
                 ttl=300,
-                a_records=[{"ipv4_address": address.stdout}],
-                opts=pulumi.ResourceOptions(parent=self),
+                a_records=[{"ipv4_address": address.stdout.apply(str.strip)}],
+                opts=pulumi.ResourceOptions(parent=self, provider=zone_subscription),
             )
         self.endpoint = pulumi.Output.from_input(f"https://{args.domain}")
         self.register_outputs({"endpoint": self.endpoint})

@@ -4,13 +4,15 @@ Runs when the program runs (preview and up), before any resource is declared: an
 source, a digest mismatch or a file that is not an ONNX model stops the program with one message.
 The result is a directory holding exactly `model.onnx`, what the image bakes in, kept in a
 content-addressed cache (`~/.cache/mlserve/models/<sha256>/`, or $MLSERVE_MODEL_CACHE), so a pinned
-model is fetched once and a preview needs no network.
+model is fetched once and a preview needs no network. Beside it, `<sha256>.sources` records where
+those bytes came from: a pinned digest is answered from the cache only for a source it was fetched
+from (a changed source is fetched and checked again), and only while the file still has that digest.
 
 Sources: a local file or directory, `https://…`, `s3://…`, `az://…` / `abfs://…` (fsspec with s3fs
 or adlfs; the cloud SDKs' usual credentials), `models:/<name>/<version>` (MLflow's registry; the
 tracking URI from MLFLOW_TRACKING_URI, as MLflow does). A `.tar.gz` (a SageMaker `model.tar.gz`) is
-unpacked; a directory may be an MLflow model (MLmodel: its onnx flavor as is, its sklearn flavor
-converted by `python -m importer`'s converter).
+unpacked; a directory may be an MLflow model with an onnx flavor. Nothing is ever unpickled here: a
+pickle, or an MLflow sklearn model, is refused with the `python -m importer` command that converts it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ import yaml
 from stacks.config import ConfigError, ModelConfig
 
 MODEL_FILE = "model.onnx"
+SOURCES_SUFFIX = ".sources"  # <cache>/<sha256>.sources: every source those bytes were fetched from
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+IMPORTER_HINT = (
+    "the program never unpickles (unpickling runs the file's code, here during preview and up): convert it once "
+    "with `python -m importer <file or MLflow model directory> -o model.onnx`, check what it prints, and point "
+    "mlserve:model.source at that ONNX file with the sha256 it prints"
+)
 DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
@@ -61,22 +70,26 @@ def sha256_of(path: Path) -> str:
 
 def fetch_model(source: str, expected_sha256: str | None, cache: Path | None = None) -> ModelArtifact:
     cache = cache or default_cache()
-    if expected_sha256 and (cache / expected_sha256 / MODEL_FILE).is_file():
-        return ModelArtifact(str(cache / expected_sha256), expected_sha256)
+    if expected_sha256:
+        cached = _cached(cache / expected_sha256, source, expected_sha256)
+        if cached is not None:
+            return cached
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
         work = Path(tmp)
         fetched = _download(source, work / "download")
-        onnx_file = _onnx_in(_unpacked(fetched, work / "unpacked"), work / "converted")
+        onnx_file = _onnx_in(_unpacked(fetched, work / "unpacked"))
         _check_onnx(onnx_file)
         actual = sha256_of(onnx_file)
         if expected_sha256 and actual != expected_sha256:
+            earlier = _sources(cache / expected_sha256)
+            where = f"; the pinned model was fetched from {', '.join(earlier)}" if earlier else ""
             raise ModelSourceError(
-                f"the model's sha256 is {actual}, not the pinned {expected_sha256}: the source changed since it "
-                "was reviewed; check it, then pin the new digest"
+                f"the model's sha256 is {actual}, not the pinned {expected_sha256}: {source} is not what was "
+                f"reviewed{where}; check it, then pin the new digest"
             )
         target = cache / actual
-        if not (target / MODEL_FILE).is_file():
+        if not _intact(target, actual):
             staged = work / "staged"
             staged.mkdir()
             shutil.copyfile(onnx_file, staged / MODEL_FILE)
@@ -84,7 +97,47 @@ def fetch_model(source: str, expected_sha256: str | None, cache: Path | None = N
             staged.chmod(0o755)
             shutil.rmtree(target, ignore_errors=True)
             staged.rename(target)
+            _sources_file(target).unlink(missing_ok=True)
+        _record_source(target, source)
     return ModelArtifact(str(target), actual)
+
+
+def _cached(directory: Path, source: str, sha256: str) -> ModelArtifact | None:
+    """The cached model for a pinned digest, if it is intact and was fetched from this very source.
+
+    A cache entry records every source its bytes were fetched from: a stack whose source changed but
+    whose digest did not is fetched again (and refused if the new source holds other bytes), never
+    answered with the old model. A file whose bytes no longer match its digest is dropped."""
+    if not _intact(directory, sha256):
+        shutil.rmtree(directory, ignore_errors=True)
+        _sources_file(directory).unlink(missing_ok=True)
+        return None
+    if source not in _sources(directory):
+        return None
+    return ModelArtifact(str(directory), sha256)
+
+
+def _intact(directory: Path, sha256: str) -> bool:
+    model = directory / MODEL_FILE
+    return model.is_file() and sha256_of(model) == sha256
+
+
+def _sources(directory: Path) -> list[str]:
+    try:
+        return [line for line in _sources_file(directory).read_text().splitlines() if line]
+    except OSError:
+        return []
+
+
+def _record_source(directory: Path, source: str) -> None:
+    if source not in _sources(directory):
+        with _sources_file(directory).open("a") as file:
+            file.write(source + "\n")
+
+
+def _sources_file(directory: Path) -> Path:
+    """Beside the model's directory, not in it: the directory is the image's build context."""
+    return directory.with_name(directory.name + SOURCES_SUFFIX)
 
 
 def resolve(model: ModelConfig, stack: str) -> ModelArtifact | None:
@@ -191,29 +244,30 @@ def _unpacked(path: Path, destination: Path) -> Path:
     return path
 
 
-def _onnx_in(path: Path, work: Path) -> Path:
+def _onnx_in(path: Path) -> Path:
     """The one ONNX file a file, a directory or an MLflow model directory holds."""
     if path.is_file():
+        if path.name.lower().endswith(PICKLE_SUFFIXES):
+            raise ModelSourceError(f"{path.name} is a pickle: {IMPORTER_HINT}")
         return path
     mlmodel = path / "MLmodel"
     if mlmodel.is_file():
-        return _from_mlflow_model(path, yaml.safe_load(mlmodel.read_text()) or {}, work)
+        return _from_mlflow_model(path, yaml.safe_load(mlmodel.read_text()) or {})
     found = sorted(p for p in path.rglob("*.onnx") if p.is_file())
     if len(found) != 1:
         names = ", ".join(str(p.relative_to(path)) for p in found) or "none"
-        raise ModelSourceError(f"expected exactly one .onnx file in the source, found {names}")
+        pickles = [p for p in path.rglob("*") if p.name.lower().endswith(PICKLE_SUFFIXES)]
+        hint = f"; it holds a pickle ({pickles[0].name}): {IMPORTER_HINT}" if pickles and not found else ""
+        raise ModelSourceError(f"expected exactly one .onnx file in the source, found {names}{hint}")
     return found[0]
 
 
-def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any], work: Path) -> Path:
+def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any]) -> Path:
     flavors = mlmodel.get("flavors") or {}
     if "onnx" in flavors:
         return directory / str(flavors["onnx"].get("data", MODEL_FILE))
     if "sklearn" in flavors:
-        from importer.convert import convert_mlflow_sklearn
-
-        work.mkdir(parents=True, exist_ok=True)
-        return convert_mlflow_sklearn(directory, work / MODEL_FILE)
+        raise ModelSourceError(f"an MLflow sklearn model is a pickle: {IMPORTER_HINT}")
     raise ModelSourceError(
         f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx and sklearn models are served"
     )

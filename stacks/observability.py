@@ -108,6 +108,9 @@ class AzureMonitoring(pulumi.ComponentResource):
                     ]
                 },
                 auto_mitigate=True,
+                # Azure validates the query against the component's tables, which a component created
+                # in the same `up` does not have yet: the first up would fail. The queries are fixed here.
+                skip_query_validation=True,
                 actions={"action_groups": [self.action_group.id]},
                 tags=args.tags,
                 opts=child,

@@ -326,6 +326,10 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             deregistered = command.local.Command(
                 f"{name}-deregister-scaling",
                 create=deregister_scalable_target_script(),
+                # A change of the script or its environment alone updates the resource: nothing to run
+                # then (without `update`, pulumi-command would run `create` again and deregister the
+                # live registration). Only a new instance type (the trigger) replaces it and runs it.
+                update="true",
                 environment={"ENDPOINT": args.endpoint_name, "VARIANT": VARIANT, "AWS_REGION": args.region},
                 triggers=[args.instance_type],
                 opts=child,

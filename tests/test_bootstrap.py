@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,6 +17,8 @@ from offline.mocks import REPO, Evaluation, evaluate
 
 BOOTSTRAP = REPO / "bootstrap"
 WORKFLOWS = REPO / ".github" / "workflows"
+# Variables a team sets itself if it wants what they do (README, CI/CD).
+OPTIONAL_VARIABLES = {"MODEL_RELEASE_AUTO_MERGE"}
 
 
 # What `pulumi config set --secret bootstrap:pulumiAccessToken ...` adds to the example stack file.
@@ -180,8 +184,9 @@ def test_github_gets_environments_variables_and_the_token(bootstrap: Evaluation)
     variables = {v.inputs["variableName"] for v in bootstrap.of_type("github:index/actionsVariable:ActionsVariable")}
     used = set()
     for path in WORKFLOWS.glob("*.yml"):
-        text = path.read_text()
-        used |= {part.split("}}")[0].strip() for part in text.split("vars.")[1:]}
+        used |= set(re.findall(r"\bvars\.([A-Za-z0-9_]+)", path.read_text()))
+    assert {"AZURE_CLIENT_ID", "AWS_DEPLOY_ROLE_ARN", "PULUMI_ORG"} <= used
+    used -= OPTIONAL_VARIABLES
     per_environment = {
         v.inputs["variableName"]
         for v in bootstrap.of_type("github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
@@ -227,3 +232,41 @@ def test_dependabot_security_updates_are_on(bootstrap: Evaluation) -> None:
     updates = bootstrap.one("github:index/repositoryDependabotSecurityUpdates:RepositoryDependabotSecurityUpdates")
     assert alerts.inputs == {"repository": "mlserve", "enabled": True}
     assert updates.inputs == {"repository": "mlserve", "enabled": True}
+
+
+@pytest.mark.parametrize(
+    ("targets", "absent"),
+    [(["aci"], "aws:"), (["sagemaker"], "azure")],
+    ids=["azure-only", "aws-only"],
+)
+def test_a_one_cloud_repository_gets_identities_and_variables_for_its_cloud_only(
+    targets: list[str], absent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for stack in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": {"mlserve:targets": targets}}))
+    monkeypatch.setattr("bootstrap.config.PROJECT_DIR", tmp_path)
+    one = evaluate("ci", TOKEN, project_dir=BOOTSTRAP, project="mlserve-bootstrap")
+    custom = {r.type for r in one.resources if r.custom}
+    assert not {t for t in custom if t.startswith(absent)}, "no identity in the cloud the stacks do not use"
+    variables = {v.inputs["variableName"] for v in one.of_type("github:index/actionsVariable:ActionsVariable")}
+    per_environment = one.of_type("github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
+    if absent == "aws:":
+        assert not {v for v in variables if v.startswith("AWS_")}
+        assert {"AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID"} <= variables
+        assert len(per_environment) == len(ENVIRONMENTS)
+    else:
+        assert not {v for v in variables if v.startswith("AZURE_")}
+        assert not per_environment
+        assert {"AWS_DEPLOY_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN", "AWS_REGION"} <= variables
+    assert one.outputs["clouds"] == (["azure"] if absent == "aws:" else ["aws"])
+
+
+def test_an_existing_github_oidc_provider_is_used_not_created() -> None:
+    arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    reused = evaluate(
+        "ci", {**TOKEN, "bootstrap:awsOidcProviderArn": arn}, project_dir=BOOTSTRAP, project="mlserve-bootstrap"
+    )
+    assert not reused.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    for role in reused.of_type("aws:iam/role:Role"):
+        (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        assert statement["Principal"] == {"Federated": arn}

@@ -24,9 +24,9 @@ from tests.tls import Proxy, needs_caddy, tls_proxy
 WORKFLOWS = REPO / ".github" / "workflows"
 # checkov GitHub Actions checks that do not apply, and why.
 SKIPPED_CHECKS = {
-    "CKV_GHA_7": "model-release.yml takes the model's source, version and sha256 as inputs by design (the seeds' "
-    "artifact trigger); they pass through the environment, scripts/release_model.py validates them and fetches the "
-    "source to check the digest, and they are recorded as a commit on main, which is what gets deployed",
+    "CKV_GHA_7": "model-release.yml takes the model's source, version and sha256 as inputs by design (a release "
+    "by hand); they pass through the environment, scripts/release_model.py validates them and fetches the source to "
+    "check the digest, and they become a pull request that is reviewed, previewed and merged before anything deploys",
 }
 
 
@@ -84,9 +84,14 @@ def test_drift_detection_runs_weekly_and_fails_on_changes() -> None:
     script = next(s["run"] for s in drift["jobs"]["refresh"]["steps"] if "run" in s and "refresh" in s["run"])
     # A preview after a refresh honours ignoreChanges (autoscaled node counts, auto-upgraded versions);
     # `refresh --preview-only` would report them as drift every week.
-    assert "pulumi preview" in script
-    assert "--refresh --expect-no-changes" in script
-    assert "refresh --preview-only" not in script
+    refresh, preview = (
+        next(line for line in script.splitlines() if f"pulumi {verb} " in line) for verb in ("refresh", "preview")
+    )
+    assert script.index(refresh) < script.index(preview)
+    assert "--expect-no-changes" in preview
+    assert "--preview-only" not in script
+    # Images are not refreshed: their saved ECR login has expired by then.
+    assert "--exclude '**docker-build:index:Image**'" in refresh
     uses = [s.get("uses", "") for s in drift["jobs"]["refresh"]["steps"]]
     assert any(u.startswith("docker/setup-buildx-action") for u in uses), "a preview builds the image"
 
@@ -223,12 +228,15 @@ def test_model_release_ships_source_version_and_digest_weekly_or_on_demand() -> 
     assert set(triggers["workflow_dispatch"]["inputs"]) == {"source", "version", "sha256"}
     assert triggers["repository_dispatch"] == {"types": ["model-registered"]}
     assert triggers["schedule"] == [{"cron": "0 11 * * 1"}]  # Monday 11:00 UTC
-    record = release["jobs"]["record"]
-    step = next(s for s in record["steps"] if s.get("name", "").startswith("Write source, version and sha256"))
+    propose = release["jobs"]["propose"]
+    step = next(s for s in propose["steps"] if s.get("name", "").startswith("Write source, version and sha256"))
     assert "${{" not in step["run"], "inputs reach the script through the environment only"
     assert {"SOURCE", "VERSION", "SHA256"} <= set(step["env"])
     assert "scripts/release_model.py record" in step["run"]
-    assert release["jobs"]["prod"]["needs"] == ["record", "dev"]
+    # A release is a pull request: nothing deploys from this workflow; merging it runs main.yml.
+    assert set(release["jobs"]) == {"newest", "propose"}
+    assert release["jobs"]["newest"]["permissions"]["contents"] == "read"
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
 
 
 def test_develop_deploys_dev_and_only_main_reaches_prod() -> None:
@@ -236,3 +244,24 @@ def test_develop_deploys_dev_and_only_main_reaches_prod() -> None:
     assert main[True]["push"]["branches"] == ["main", "develop"]
     assert main["jobs"]["prod"]["if"] == "github.ref == 'refs/heads/main'"
     assert "if" not in main["jobs"]["dev"]
+
+
+def test_sessions_last_as_long_as_the_longest_deploy() -> None:
+    """OIDC sessions default to an hour; an AKS or SageMaker `up` can take longer."""
+    from bootstrap.aws_ci import MAX_SESSION_SECONDS
+
+    found = 0
+    for name, workflow in workflows().items():
+        for job_name, job in workflow["jobs"].items():
+            steps = job.get("steps", [])
+            for step in steps:
+                if step.get("uses", "").startswith("aws-actions/configure-aws-credentials"):
+                    found += 1
+                    assert step["with"]["role-duration-seconds"] == MAX_SESSION_SECONDS, f"{name}:{job_name}"
+            if any(
+                s.get("with", {}).get("command") in {"up", "preview"} or "pulumi " in s.get("run", "") for s in steps
+            ):
+                env = {**workflow.get("env", {}), **job.get("env", {})}
+                assert env.get("ARM_USE_OIDC") == "${{ vars.AZURE_CLIENT_ID != '' }}", f"{name}:{job_name}"
+                assert env["ARM_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}", f"{name}:{job_name}"
+    assert found >= 5

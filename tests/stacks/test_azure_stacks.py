@@ -10,7 +10,8 @@ import pulumi
 import pytest
 import yaml
 
-from offline.mocks import DEPLOYER, Evaluation, Recorded, evaluate, merged
+from offline.mocks import DEPLOYER, GATEWAY_ADDRESS, Evaluation, Recorded, evaluate, merged
+from stacks.aci import REPLACED_ON_CHANGE, group_options
 from stacks.aks_ingress import gateway_address_script
 from stacks.config import ConfigError
 from stacks.image import base_image
@@ -239,6 +240,20 @@ def test_protect_option_comes_from_one_function() -> None:
     parent = pulumi.ComponentResource.__new__(pulumi.ComponentResource)
     assert stateful(True, parent).protect is True
     assert stateful(False, parent).protect is False
+
+
+def test_aci_group_is_replaced_deleting_first_when_aci_cannot_update_it(dev: Evaluation) -> None:
+    """CPU, memory, restart policy, logs: ACI refuses to change them in place; the new group needs the DNS label."""
+    parent = pulumi.ComponentResource.__new__(pulumi.ComponentResource)
+    options = group_options(parent, [])
+    assert options.delete_before_replace is True
+    assert options.replace_on_changes == REPLACED_ON_CHANGE
+    assert {"containers[*].resources", "restartPolicy", "diagnostics"} <= set(REPLACED_ON_CHANGE)
+    group = dev.one("azure-native:containerinstance:ContainerGroup").inputs
+    for path in REPLACED_ON_CHANGE:  # each names an input the group has (a typo would replace nothing)
+        top, _, rest = path.partition("[*].")
+        assert top in group, path
+        assert not rest or all(rest in container for container in group[top]), path
 
 
 def test_aks_cluster(prod: Evaluation) -> None:
@@ -565,18 +580,17 @@ ZONE = (
 
 def test_with_a_dns_zone_the_program_keeps_the_domains_a_record() -> None:
     evaluation = evaluate("prod", {"mlserve:aks": merged("prod", "mlserve:aks", {"dnsZoneId": ZONE})})
-    (address,) = [c for c in evaluation.of_type("command:local:Command") if c.name.endswith("gateway-address")]
-    assert "kubectl" in address.inputs["create"]
-    assert "environment.KUBECONFIG_CONTENT" in address.secret_paths
+    # The address is read on every preview and up (an invoke), not once by a resource.
+    assert not [c for c in evaluation.of_type("command:local:Command") if c.name.endswith("gateway-address")]
+    assert "command:local:run" in evaluation.invokes
     record = evaluation.one("azure-native:dns:RecordSet").inputs
+    assert record["aRecords"] == [{"ipv4Address": GATEWAY_ADDRESS}]
     assert (record["resourceGroupName"], record["zoneName"], record["relativeRecordSetName"]) == (
         "dns",
         "example.com",
         "rain",
     )
     assert record["recordType"] == "A"
-    gateway = next(r for r in evaluation.resources if r.type.endswith(":Gateway") and r.type.startswith("kubernetes"))
-    assert gateway.urn in address.dependencies
     with pytest.raises(ConfigError, match=re.escape("the zone example.org does not hold aks.domain")):
         evaluate("prod", {"mlserve:aks": merged("prod", "mlserve:aks", {"dnsZoneId": ZONE.replace(".com", ".org")})})
 

@@ -8,6 +8,7 @@ option). A change that breaks a rule fails here instead of in a user's `pulumi u
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bootstrap.permissions import aws_deploy_policy
 from offline.mocks import Evaluation, Recorded, evaluate, merged
 from stacks.config import has_instance_storage
 from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
@@ -461,6 +463,91 @@ def protected_stacks_protect_their_resource_group(e: Evaluation, v: Variant) -> 
     ]
 
 
+def deregistration_runs_only_on_a_new_instance_type(e: Evaluation, _: Variant) -> list[str]:
+    # pulumi-command, Command: a change of `create` or `environment` is an update, which runs `update`,
+    # or `create` again when there is none; only `triggers` replace the resource. Deregistering the
+    # scalable target on any other change would drop the live endpoint's autoscaling.
+    return [
+        f"{c.name}: deregisters again on any change of its script or environment (no `update`)"
+        for c in e.of_type("command:local:Command")
+        if "deregister-scalable-target" in c.inputs["create"] and c.inputs.get("update") != "true"
+    ]
+
+
+def log_alerts_skip_validation_on_new_components(e: Evaluation, _: Variant) -> list[str]:
+    # Azure Monitor, scheduled query rules: the query is validated against the scope's tables, which a
+    # component created in the same deployment does not have yet (skipQueryValidation).
+    created = {c.name + "-id" for c in e.of_type("azure-native:applicationinsights:Component")}
+    return [
+        f"{r.name}: the first up fails validating its query against a new component"
+        for r in e.of_type("azure-native:monitor:ScheduledQueryRule")
+        if set(r.inputs["scopes"]) & created and not r.inputs.get("skipQueryValidation")
+    ]
+
+
+def resources_elsewhere_use_their_subscription(e: Evaluation, v: Variant) -> list[str]:
+    # Azure RBAC: a role definition id is valid for scopes in its own subscription; ARM addresses a
+    # DNS record set through its zone's subscription, which the provider puts in the URL. A Key Vault
+    # or DNS zone in another subscription than the stack's is allowed by the config.
+    problems = []
+    for assignment in e.of_type("azure-native:authorization:RoleAssignment"):
+        scope, definition = str(assignment.inputs["scope"]), str(assignment.inputs["roleDefinitionId"])
+        if scope.startswith("/subscriptions/") and not definition.startswith("/".join(scope.split("/")[:3]) + "/"):
+            problems.append(f"{assignment.name}: role definition {definition} for scope {scope}")
+    zone = dict(v.overrides).get("mlserve:aks", {}).get("dnsZoneId")
+    providers = {r.urn: r for r in e.resources if r.type == "pulumi:providers:azure-native"}
+    for record in e.of_type("azure-native:dns:RecordSet"):
+        provider = providers.get(record.provider.rsplit("::", 1)[0])  # "<provider urn>::<id>"
+        wanted = zone.strip("/").split("/")[1]
+        if provider is None or provider.inputs.get("subscriptionId") != wanted:
+            problems.append(f"{record.name}: written through the stack's subscription, not the zone's ({wanted})")
+    return problems
+
+
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+
+
+def _allowed(policy: dict, action: str, resource: str, context: dict[str, str]) -> bool:
+    """IAM's evaluation of Allow statements (no Deny in the deploy policy): action, resource, StringEquals."""
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        conditions = statement.get("Condition", {}).get("StringEquals", {})
+        if (
+            any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+            and any(fnmatch.fnmatchcase(resource, r) for r in resources)
+            and all(context.get(key) == value for key, value in conditions.items())
+        ):
+            return True
+    return False
+
+
+def deploy_role_may_create_keys_and_scaling_alarms(e: Evaluation, _: Variant) -> list[str]:
+    # KMS, "Permissions for AWS KMS": CreateKey with Tags also needs kms:TagResource, and the new key
+    # has no tags for aws:ResourceTag to match, only aws:RequestTag. Application Auto Scaling,
+    # "Permissions required for API actions on target services and CloudWatch": PutScalingPolicy of a
+    # target-tracking policy creates its TargetTracking-<resource id>-Alarm* alarms as the caller.
+    policy = aws_deploy_policy(REGION, ACCOUNT)
+    problems = []
+    for key in e.of_type("aws:kms/key:Key"):
+        requested = {f"aws:RequestTag/{k}": str(v) for k, v in (key.inputs.get("tags") or {}).items()}
+        if not _allowed(policy, "kms:CreateKey", "*", requested):
+            problems.append(f"{key.name}: kms:CreateKey denied")
+        new_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        if not _allowed(policy, "kms:TagResource", new_key, requested):
+            problems.append(f"{key.name}: kms:TagResource on the key being created denied (tags {requested})")
+    for scaling in e.of_type("aws:appautoscaling/policy:Policy"):
+        if scaling.inputs.get("policyType") != "TargetTrackingScaling":
+            continue
+        alarm = (
+            f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:TargetTracking-{scaling.inputs['resourceId']}-AlarmHigh-0f1e"
+        )
+        for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
+            if not _allowed(policy, action, alarm, {}):
+                problems.append(f"{scaling.name}: {action} on {alarm} denied")
+    return problems
+
+
 RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     serverless_feature_exclusions,
     no_kms_key_with_instance_storage,
@@ -479,6 +566,10 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     registry_sku_matches_use,
     sagemaker_role_and_data,
     protected_stacks_protect_their_resource_group,
+    deploy_role_may_create_keys_and_scaling_alarms,
+    deregistration_runs_only_on_a_new_instance_type,
+    log_alerts_skip_validation_on_new_components,
+    resources_elsewhere_use_their_subscription,
 ]
 
 
@@ -544,6 +635,22 @@ def test_the_rules_catch_what_they_are_about() -> None:
     )
     too_long = _renamed(prod, "azure-native:storage:StorageAccount", "mlserveprodbatchx")
     assert names_are_valid(too_long, VARIANTS[1])
+    rerun = _with(prod, "command:local:Command", update=None)
+    assert deregistration_runs_only_on_a_new_instance_type(rerun, VARIANTS[1])
+    validated = _with(prod, "azure-native:monitor:ScheduledQueryRule", skipQueryValidation=False)
+    assert log_alerts_skip_validation_on_new_components(validated, VARIANTS[1])
+    zoned = next(v for v in VARIANTS if v.label == "prod, allow-list, DNS zone")
+    default_provider = [
+        Recorded(**{**r.__dict__, "provider": ""}) if r.type == "azure-native:dns:RecordSet" else r
+        for r in evaluated(zoned).resources
+    ]  # the record written through the stack's default provider, as before
+    stack_subscription = Evaluation(default_provider, prod.outputs, prod.secret_outputs, prod.invokes)
+    assert resources_elsewhere_use_their_subscription(stack_subscription, zoned)
+    vault_role = (
+        "/subscriptions/00000000-0000-0000-0000-00000000abcd/providers/Microsoft.Authorization/roleDefinitions/x"
+    )
+    elsewhere = _with(prod, "azure-native:authorization:RoleAssignment", roleDefinitionId=vault_role)
+    assert resources_elsewhere_use_their_subscription(elsewhere, VARIANTS[1])
 
 
 def _with(evaluation: Evaluation, type_: str, **inputs: Any) -> Evaluation:

@@ -51,23 +51,18 @@ def test_a_directory_and_a_sagemaker_tarball(model: Path, cache: Path, tmp_path:
     assert fetch_model(str(archive), sha(model), tmp_path / "cache2").sha256 == sha(model)
 
 
-def test_an_mlflow_sklearn_model_is_converted(cache: Path, tmp_path: Path) -> None:
-    import joblib
-    import numpy as np
-    from sklearn.linear_model import LinearRegression
-
-    directory = tmp_path / "mlflow-sklearn"
+@pytest.mark.parametrize("layout", ["mlflow-sklearn", "pickle-file", "directory-of-pickles"])
+def test_a_pickle_is_refused_with_the_importer_command(layout: str, cache: Path, tmp_path: Path) -> None:
+    """Unpickling runs the file's code: the program never does it, during preview or up."""
+    directory = tmp_path / layout
     directory.mkdir()
-    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
-    joblib.dump(LinearRegression().fit(rows, rows.sum(axis=1)), directory / "model.pkl")
-    (directory / "MLmodel").write_text("flavors:\n  sklearn:\n    pickled_model: model.pkl\n")
-    with pytest.warns(UserWarning, match="unpickling runs the code in the file"):
-        artifact = fetch_model(str(directory), None, cache)
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(Path(artifact.directory) / "model.onnx"), providers=["CPUExecutionProvider"])
-    (answer,) = session.run(None, {session.get_inputs()[0].name: rows})
-    np.testing.assert_allclose(answer.reshape(-1), rows.sum(axis=1), rtol=1e-4)
+    (directory / "model.pkl").write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "ran").encode() + b"'\ntR.")
+    if layout == "mlflow-sklearn":
+        (directory / "MLmodel").write_text("flavors:\n  sklearn:\n    pickled_model: model.pkl\n")
+    source = directory / "model.pkl" if layout == "pickle-file" else directory
+    with pytest.raises(ModelSourceError, match=r"pickle.*never unpickles.*python -m importer"):
+        fetch_model(str(source), None, cache)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_an_mlflow_onnx_model_directory(model: Path, cache: Path, tmp_path: Path) -> None:
@@ -76,6 +71,39 @@ def test_an_mlflow_onnx_model_directory(model: Path, cache: Path, tmp_path: Path
     shutil.copy(model, directory / "weights.onnx")
     (directory / "MLmodel").write_text("flavors:\n  onnx:\n    data: weights.onnx\n")
     assert fetch_model(str(directory), None, cache).sha256 == sha(model)
+
+
+def test_a_changed_source_with_the_old_digest_is_fetched_and_refused_naming_both(
+    model: Path, cache: Path, tmp_path: Path
+) -> None:
+    """Pinned and cached under another source: the cache does not answer for the new source."""
+    fetch_model(str(model), sha(model), cache)
+    other = linear_regressor(tmp_path / "other" / "model.onnx", [3.0, 2.0, 1.0], 0.0)
+    with pytest.raises(ModelSourceError) as refused:
+        fetch_model(str(other), sha(model), cache)
+    message = str(refused.value)
+    assert f"the model's sha256 is {sha(other)}, not the pinned {sha(model)}" in message
+    assert f"{other} is not what was reviewed; the pinned model was fetched from {model}" in message
+    # The same bytes under a second source are fine, and remembered: no fetch next time.
+    digest = sha(model)
+    mirror = shutil.copy(model, tmp_path / "mirror.onnx")
+    assert fetch_model(str(mirror), digest, cache).sha256 == digest
+    Path(mirror).unlink()
+    model.unlink()
+    assert fetch_model(str(mirror), digest, cache).sha256 == digest
+    assert fetch_model(str(model), digest, cache).sha256 == digest
+
+
+def test_a_cached_file_whose_bytes_changed_is_not_used(model: Path, cache: Path) -> None:
+    digest = sha(model)
+    cached = Path(fetch_model(str(model), digest, cache).directory) / "model.onnx"
+    cached.write_bytes(b"tampered")
+    assert fetch_model(str(model), digest, cache).sha256 == digest, "fetched again from the source"
+    assert sha(cached) == digest
+    cached.write_bytes(b"tampered")
+    model.unlink()
+    with pytest.raises(ModelSourceError, match="no such file or directory"):
+        fetch_model(str(model), digest, cache)
 
 
 @pytest.mark.parametrize(

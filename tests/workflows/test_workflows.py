@@ -1,0 +1,353 @@
+"""The workflows, run: every trigger through act, the stand-in actions and CLIs of tests/workflows/act.py.
+
+Most cases run act's jobs as host processes (act's `-self-hosted` platform): the job graph, the
+conditions, the outputs between jobs, the steps and what reaches the CLIs are act's, as with
+containers, and a run takes seconds. Measured here, a job in a podman container costs about a minute
+(act's per-step container calls through podman's API), so one case, the drift check, runs in the
+podman job containers to keep that path proven, and the suite stays within a few minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.mlflow_registry import ALLOW_FILE_STORE, register
+from tests.serving.models import linear_regressor
+from tests.workflows.act import ORG, Run, Stand, Workspace, missing, missing_containers, podman_service, triggered
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+
+BOTH = {
+    "PULUMI_ORG": ORG,
+    "AZURE_CLIENT_ID": "azure-deploy-client",
+    "AZURE_TENANT_ID": "tenant",
+    "AZURE_SUBSCRIPTION_ID": "subscription",
+    "AWS_REGION": "eu-west-1",
+    "AWS_DEPLOY_ROLE_ARN": "arn:aws:iam::111122223333:role/mlserve-ci-deploy",
+    "AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::111122223333:role/mlserve-ci-read",
+}
+AZURE_ONLY = {k: v for k, v in BOTH.items() if not k.startswith("AWS_")}
+AWS_ONLY = {k: v for k, v in BOTH.items() if not k.startswith("AZURE_")}
+OUTPUTS = {
+    stack: {"sagemaker_endpoint_name": f"mlserve-{stack}", "sagemaker_region": "eu-west-1", "model_sample": [1, 2]}
+    for stack in ("dev", "prod", "pr-7")
+}
+SMOKE = "aws sagemaker-runtime invoke-endpoint --region eu-west-1 --endpoint-name mlserve-"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "w")
+
+
+def run(workspace: Workspace, event: str, payload: dict, variables: dict | None = None, **stand: object) -> Run:
+    workflows = triggered(event, payload, cron=str(payload.pop("cron", "")) or None)
+    return workspace.run(event, payload, workflows, variables or BOTH, Stand(outputs=OUTPUTS, **stand))  # type: ignore[arg-type]
+
+
+def ups(result: Run) -> list[tuple[str, str | None]]:
+    """(pulumi command and stack, model version in that stack's file) for every pulumi call that changes or shows."""
+    found = []
+    for call in result.calls:
+        if call.argv[0] == "pulumi" and call.argv[1] in {"up", "preview", "destroy"}:
+            found.append((f"{call.argv[1]} {call.argv[call.argv.index('--stack') + 1]}", call.model))
+    return found
+
+
+def actions(result: Run, name: str) -> list[str]:
+    return [c.line.removeprefix(f"action {name}").strip() for c in result.calls if c.argv[:2] == ["action", name]]
+
+
+def push(branch: str, workspace: Workspace, before: str | None = None) -> dict:
+    after = workspace.git("rev-parse", "HEAD")
+    return {"ref": f"refs/heads/{branch}", "before": before or "0" * 40, "after": after}
+
+
+def pull_request(action: str, workspace: Workspace, **extra: object) -> dict:
+    head = workspace.git("rev-parse", "HEAD")
+    return {
+        "action": action,
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "head": {"ref": "feature", "sha": head, "repo": {"full_name": "example/mlserve"}},
+            "base": {"ref": "main", "repo": {"full_name": "example/mlserve"}},
+            "labels": [{"name": "review-env"}],
+        },
+        **extra,
+    }
+
+
+# Pull requests and their review environment
+
+
+def test_a_pull_request_is_tested_planned_and_previewed_with_the_read_identities(workspace: Workspace) -> None:
+    result = run(workspace, "pull_request", pull_request("opened", workspace))
+    assert result.returncode == 0, result.log
+    assert sorted(job for job, _ in result.jobs) == [
+        "Pull request/Offline plan",
+        "Pull request/Preview dev",
+        "Pull request/Preview prod",
+        "Pull request/Test and lint",
+    ]
+    assert sorted(ups(result)) == [("preview acme/dev", "1"), ("preview acme/prod", "1")]
+    read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
+    assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
+    assert result.clis("make").count("make test") == 1
+    assert "make -s plans" in result.clis("make")
+
+
+def test_a_review_environment_goes_up_up_again_with_the_same_config_and_down(workspace: Workspace) -> None:
+    labeled = run(workspace, "pull_request", pull_request("labeled", workspace, label={"name": "review-env"}))
+    assert labeled.returncode == 0, labeled.log
+    assert [job for job, _ in labeled.jobs] == ["Review environment/up"]
+    setup = [
+        "pulumi login",
+        "pulumi stack select acme/pr-7",
+        "pulumi config cp --stack acme/dev --dest acme/pr-7",
+        "pulumi up --stack acme/pr-7 --non-interactive --yes --policy-pack policy",
+        "pulumi stack output --stack acme/pr-7 scoring_uri",
+    ]
+    assert labeled.clis("pulumi") == setup
+    assert labeled.clis("gh")[0].startswith("gh pr comment 7 --repo example/mlserve --body Review environment")
+
+    workspace.git("commit", "-q", "--allow-empty", "-m", "a second push")
+    workspace.git("push", "-q", "origin", "HEAD:refs/heads/feature")
+    again = run(workspace, "pull_request", pull_request("synchronize", workspace))
+    assert again.returncode == 0, again.log
+    assert "Review environment/up" in [job for job, _ in again.jobs]
+    review = [c.line for c in again.calls if c.argv[0] == "pulumi" and c.job == "up"]
+    assert review == setup, "config copied from dev again: the runner has no Pulumi.pr-7.yaml"
+
+    closed = run(workspace, "pull_request", pull_request("closed", workspace))
+    assert closed.returncode == 0, closed.log
+    assert [job for job, _ in closed.jobs] == ["Review environment/down"]
+    assert closed.clis("pulumi") == [
+        "pulumi login",
+        "pulumi stack select acme/pr-7",
+        "pulumi destroy --stack acme/pr-7 --yes --non-interactive",
+        "pulumi stack rm acme/pr-7 --yes --non-interactive",
+    ]
+
+
+# Pushes
+
+
+def test_a_push_to_main_tests_then_deploys_dev_then_prod_with_smoke_tests(workspace: Workspace) -> None:
+    result = run(workspace, "push", push("main", workspace))
+    assert result.returncode == 0, result.log
+    assert result.jobs == [
+        ("Main/test", "success"),
+        ("dev/Deploy a stack/Deploy dev", "success"),
+        ("prod/Deploy a stack/Deploy prod", "success"),
+    ]
+    assert ups(result) == [("up acme/dev", "1"), ("up acme/prod", "1")]
+    assert result.clis("pulumi")[:3] == [
+        "pulumi stack select --create --stack acme/dev --non-interactive",  # a new org's first run creates it
+        "pulumi up --stack acme/dev --non-interactive --yes --policy-pack policy --diff",
+        "pulumi stack output --stack acme/dev --json --show-secrets",
+    ]
+    assert [c.split(" --content-type")[0] for c in result.clis("aws")] == [f"{SMOKE}dev", f"{SMOKE}prod"]
+    deploy_role = f"role-to-assume={BOTH['AWS_DEPLOY_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
+    assert actions(result, "aws-actions/configure-aws-credentials") == [deploy_role, deploy_role]
+    assert (
+        actions(result, "azure/login")
+        == ["client-id=azure-deploy-client tenant-id=tenant subscription-id=subscription"] * 2
+    )
+
+
+def test_a_push_to_develop_deploys_dev_only(workspace: Workspace) -> None:
+    result = run(workspace, "push", push("develop", workspace))
+    assert result.returncode == 0, result.log
+    assert [job for job, _ in result.jobs] == ["Main/test", "dev/Deploy a stack/Deploy dev"]
+    assert ups(result) == [("up acme/dev", "1")]
+
+
+@pytest.mark.parametrize(
+    ("variables", "cloud_actions"),
+    [
+        (AZURE_ONLY, ["azure/login", "azure/use-kubelogin"]),
+        (AWS_ONLY, ["aws-actions/configure-aws-credentials"]),
+    ],
+)
+def test_a_one_cloud_repository_signs_in_to_its_cloud_only(
+    workspace: Workspace, variables: dict, cloud_actions: list[str]
+) -> None:
+    result = run(workspace, "push", push("main", workspace), variables)
+    assert result.returncode == 0, result.log
+    clouds = {"azure/login", "azure/use-kubelogin", "aws-actions/configure-aws-credentials"}
+    used = {c.argv[1] for c in result.calls if c.argv[0] == "action"} & clouds
+    assert used == set(cloud_actions)
+
+
+# Failures on the way to prod
+
+
+def test_a_failing_dev_deploy_stops_before_prod(workspace: Workspace) -> None:
+    result = run(workspace, "push", push("main", workspace), fail=["pulumi up --stack acme/dev"])
+    assert result.returncode != 0
+    assert result.jobs == [("Main/test", "success"), ("dev/Deploy a stack/Deploy dev", "failure")]
+    assert ups(result) == [("up acme/dev", "1")], "no smoke test, no rollback of a failed up, no prod"
+    assert result.clis("aws") == []
+
+
+def test_a_failing_dev_smoke_test_rolls_dev_back_and_stops_before_prod(workspace: Workspace) -> None:
+    before = workspace.git("rev-parse", "HEAD")
+    bump_model_version(workspace, "2")
+    result = run(workspace, "push", push("main", workspace, before=before), fail=[f"{SMOKE}dev"])
+    assert result.returncode != 0
+    assert result.jobs == [("Main/test", "success"), ("dev/Deploy a stack/Deploy dev", "failure")]
+    assert ups(result) == [("up acme/dev", "2"), ("up acme/dev", "1")], "the previous model comes back"
+
+
+def bump_model_version(workspace: Workspace, version: str) -> None:
+    for stack in ("dev", "prod"):
+        path = workspace.repo / f"Pulumi.{stack}.yaml"
+        path.write_text(path.read_text().replace('    version: "1"\n', f'    version: "{version}"\n'))
+    workspace.git("commit", "-q", "-am", f"model {version}")
+    workspace.git("push", "-q", "origin", "HEAD:refs/heads/main")
+
+
+# Model releases: a pull request, then the normal path to prod
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return linear_regressor(tmp_path / "registry" / "v2" / "model.onnx", [1.0, 2.0], 0.5)
+
+
+def stack_model(workspace: Workspace, ref: str, stack: str) -> dict:
+    text = workspace.git("show", f"{ref}:Pulumi.{stack}.yaml", cwd=workspace.remote)
+    return yaml.safe_load(text)["config"]["mlserve:model"]
+
+
+def test_a_release_by_hand_goes_through_a_pull_request_to_prod(workspace: Workspace, model: Path) -> None:
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    inputs = {"source": str(model), "version": "2", "sha256": ""}
+    released = run(workspace, "workflow_dispatch", {"workflow": "model-release.yml", "inputs": inputs}, real_plans=True)
+    assert released.returncode == 0, released.log
+    assert released.jobs == [("Model release/Propose the release as a pull request", "success")]
+    # The branch on GitHub: the stack files and the refreshed plans, one commit on main.
+    assert workspace.branches() == ["main", "model-release/2"]
+    changed = workspace.git("diff", "--name-only", "main", "model-release/2", cwd=workspace.remote).split()
+    assert changed == ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "plans/dev.txt", "plans/prod.txt"]
+    assert (
+        workspace.git("log", "--format=%s", "main..model-release/2", cwd=workspace.remote) == "Release model version 2"
+    )
+    for stack in ("dev", "prod"):
+        assert stack_model(workspace, "model-release/2", stack) == {
+            "name": "weather-rain",
+            "version": "2",
+            "source": str(model),
+            "sha256": digest,
+        }
+    plan = workspace.git("show", "model-release/2:plans/dev.txt", cwd=workspace.remote)
+    assert digest in plan, "the committed plan shows the new model"
+    (create,) = released.clis("gh")[1:]
+    assert create.startswith("gh pr create --base main --head model-release/2 --title Release model version 2")
+    assert released.clis("gh")[0].startswith("gh pr list --head model-release/2 --state open")
+
+    # Its pull request previews the new model ...
+    workspace.fetch()
+    workspace.git("checkout", "-q", "origin/model-release/2")
+    preview = run(workspace, "pull_request", pull_request("opened", workspace))
+    assert sorted(ups(preview)) == [("preview acme/dev", "2"), ("preview acme/prod", "2")]
+    # ... and merging it deploys dev, then prod, with the new model. Prod's smoke test fails here:
+    # the previous model comes back and the run is red.
+    before = workspace.git("rev-parse", "origin/main")
+    workspace.git("push", "-q", "origin", "HEAD:refs/heads/main")
+    merged = run(workspace, "push", push("main", workspace, before=before), fail=[f"{SMOKE}prod"])
+    assert merged.returncode != 0
+    assert merged.jobs == [
+        ("Main/test", "success"),
+        ("dev/Deploy a stack/Deploy dev", "success"),
+        ("prod/Deploy a stack/Deploy prod", "failure"),
+    ]
+    assert ups(merged) == [("up acme/dev", "2"), ("up acme/prod", "2"), ("up acme/prod", "1")]
+
+
+def test_a_release_from_a_training_pipeline_updates_its_open_pull_request(workspace: Workspace, model: Path) -> None:
+    payload = {"action": "model-registered", "client_payload": {"source": str(model), "version": "2"}}
+    result = run(workspace, "repository_dispatch", payload, answers={"gh pr list": "12\n"})
+    assert result.returncode == 0, result.log
+    assert [job for job, _ in result.jobs] == ["Model release/Propose the release as a pull request"]
+    record = next(c for c in result.clis("python") if "record" in c)
+    stacks = "Pulumi.dev.yaml Pulumi.prod.yaml"
+    assert record == f"python scripts/release_model.py record --source {model} --version 2 --sha256  {stacks}"
+    assert result.clis("make") == ["make .venv/.installed-stamp", "make plans"]
+    assert result.clis("gh")[1].startswith("gh pr edit model-release/2 --title Release model version 2")
+    assert stack_model(workspace, "model-release/2", "prod")["version"] == "2"
+
+
+@pytest.fixture
+def registry(tmp_path: Path, workspace: Workspace) -> tuple[Path, dict[str, str]]:
+    """The dev and prod stacks run models:/tariff/1 from an MLflow registry on local files."""
+    for stack in ("dev", "prod"):
+        path = workspace.repo / f"Pulumi.{stack}.yaml"
+        path.write_text(
+            path.read_text().replace('    version: "1"\n', '    version: "1"\n    source: "models:/tariff/1"\n')
+        )
+    workspace.git("commit", "-q", "-am", "models from the registry")
+    workspace.git("push", "-q", "origin", "HEAD:refs/heads/main")
+    (tmp_path / "mlflow").mkdir()
+    return tmp_path / "mlflow", ALLOW_FILE_STORE
+
+
+def test_the_weekly_release_proposes_a_newer_registered_version(
+    workspace: Workspace, registry: tuple[Path, dict[str, str]], model: Path
+) -> None:
+    directory, env = registry
+    tracking = register(directory, model, "tariff", versions=2)
+    variables = {**BOTH, "MLFLOW_TRACKING_URI": tracking}
+    result = run(workspace, "schedule", {"cron": "0 11 * * 1"}, variables, env=env)
+    assert result.returncode == 0, result.log
+    assert [job for job, _ in result.jobs] == [
+        "Model release/Newest registered version",
+        "Model release/Propose the release as a pull request",
+    ]
+    assert stack_model(workspace, "model-release/2", "dev")["source"] == "models:/tariff/2"
+    assert result.clis("gh")[1].startswith("gh pr create --base main --head model-release/2")
+
+
+def test_the_weekly_release_does_nothing_when_nothing_is_newer(
+    workspace: Workspace, registry: tuple[Path, dict[str, str]], model: Path
+) -> None:
+    directory, env = registry
+    tracking = register(directory, model, "tariff", versions=1)
+    result = run(workspace, "schedule", {"cron": "0 11 * * 1"}, {**BOTH, "MLFLOW_TRACKING_URI": tracking}, env=env)
+    assert result.returncode == 0, result.log
+    assert [job for job, _ in result.jobs] == ["Model release/Newest registered version"]
+    assert result.clis("gh") == []
+    assert workspace.branches() == ["main"]
+
+
+# Drift, in podman job containers
+
+
+@pytest.mark.serial
+@pytest.mark.skipif(missing_containers() is not None, reason=missing_containers() or "")
+def test_the_weekly_drift_check_previews_both_stacks_with_the_read_identities(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    assert triggered("schedule", {}, cron="17 6 * * 1") == ["drift.yml"]
+    with podman_service(tmp_path) as socket:
+        workspace.socket = socket
+        result = workspace.run("schedule", {}, ["drift.yml"], BOTH, Stand(), in_containers=True)
+    assert result.returncode == 0, result.log
+    assert sorted(job for job, _ in result.jobs) == ["Drift detection/Drift in dev", "Drift detection/Drift in prod"]
+    calls = sorted(c for c in result.clis("pulumi") if c.startswith(("pulumi preview", "pulumi refresh")))
+    assert calls == sorted(
+        line
+        for stack in ("dev", "prod")
+        for line in (
+            f"pulumi preview --stack acme/{stack} --expect-no-changes --non-interactive --diff",
+            f"pulumi refresh --stack acme/{stack} --yes --skip-preview --non-interactive "
+            "--exclude **docker-build:index:Image**",
+        )
+    )
+    read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
+    assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
