@@ -4,7 +4,7 @@ Each run gets a scratch directory R holding a copy of the repository (a git repo
 branch is the working tree, `origin` pushing to the bare R/remote.git), the stand-in actions and
 the stand-in CLIs. act runs the jobs in a Debian container with the workspace bind-mounted and R
 mounted at its own path. The actions are local composite stand-ins (`--local-repository`) and
-`pulumi`, `az`, `aws`, `kubectl`, `gh`, `make` and the program's `.venv/bin/python` are one small
+`pulumi`, `az`, `aws`, `kubectl`, `gh`, `make`, `sudo` and the program's `.venv/bin/python` are one small
 script that hands its arguments to this harness on the host and replays the answer: the harness
 records every call in order, answers it (`pulumi stack output`, `gh pr list`, ...) or fails it when
 a test says so, and runs the repository's own Python scripts (release_model.py, smoke_test.py,
@@ -55,7 +55,7 @@ ACTIONS: dict[str, list[str]] = {
     "azure/use-kubelogin@v1": ["kubelogin-version"],
     "pulumi/actions@v7": ["command", "stack-name", "policyPacks", "diff", "comment-on-pr", "upsert"],
 }
-CLIS = ["pulumi", "az", "aws", "kubectl", "gh", "make", "action", "python"]
+CLIS = ["pulumi", "az", "aws", "kubectl", "gh", "make", "action", "python", "sudo"]
 
 FORWARDER = r"""#!/bin/bash
 # Stand-in CLI: hands its name and arguments to the test harness and replays its answer.

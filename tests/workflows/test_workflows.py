@@ -82,6 +82,13 @@ def pull_request(action: str, workspace: Workspace, **extra: object) -> dict:
     }
 
 
+def checked_first(jobs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """main.yml's jobs after its first stage, which must be the tests and the audit (side by side, in
+    either order), both passed."""
+    assert sorted(jobs[:2]) == [("Main/audit", "success"), ("Main/test", "success")], jobs
+    return jobs[2:]
+
+
 # Pull requests and their review environment
 
 
@@ -89,11 +96,16 @@ def test_a_pull_request_is_tested_planned_and_previewed_with_the_read_identities
     result = run(workspace, "pull_request", pull_request("opened", workspace))
     assert result.returncode == 0, result.log
     assert sorted(job for job, _ in result.jobs) == [
+        "Pull request/Container tests",
         "Pull request/Offline plan",
         "Pull request/Preview dev",
         "Pull request/Preview prod",
         "Pull request/Test and lint",
+        "Pull request/Vulnerability audit",
     ]
+    assert "make audit" in result.clis("make")
+    (containers,) = result.clis("sudo")
+    assert "pytest tests/container" in containers, "the container tests run as root, from the pinned bases"
     assert sorted(ups(result)) == [("preview acme/dev", "1"), ("preview acme/prod", "1")]
     read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
     assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
@@ -140,8 +152,7 @@ def test_a_review_environment_goes_up_up_again_with_the_same_config_and_down(wor
 def test_a_push_to_main_tests_then_deploys_dev_then_prod_with_smoke_tests(workspace: Workspace) -> None:
     result = run(workspace, "push", push("main", workspace))
     assert result.returncode == 0, result.log
-    assert result.jobs == [
-        ("Main/test", "success"),
+    assert checked_first(result.jobs) == [
         ("dev/Deploy a stack/Deploy dev", "success"),
         ("prod/Deploy a stack/Deploy prod", "success"),
     ]
@@ -163,7 +174,7 @@ def test_a_push_to_main_tests_then_deploys_dev_then_prod_with_smoke_tests(worksp
 def test_a_push_to_develop_deploys_dev_only(workspace: Workspace) -> None:
     result = run(workspace, "push", push("develop", workspace))
     assert result.returncode == 0, result.log
-    assert [job for job, _ in result.jobs] == ["Main/test", "dev/Deploy a stack/Deploy dev"]
+    assert [job for job, _ in checked_first(result.jobs)] == ["dev/Deploy a stack/Deploy dev"]
     assert ups(result) == [("up acme/dev", "1")]
 
 
@@ -190,7 +201,7 @@ def test_a_one_cloud_repository_signs_in_to_its_cloud_only(
 def test_a_failing_dev_deploy_stops_before_prod(workspace: Workspace) -> None:
     result = run(workspace, "push", push("main", workspace), fail=["pulumi up --stack acme/dev"])
     assert result.returncode != 0
-    assert result.jobs == [("Main/test", "success"), ("dev/Deploy a stack/Deploy dev", "failure")]
+    assert checked_first(result.jobs) == [("dev/Deploy a stack/Deploy dev", "failure")]
     assert ups(result) == [("up acme/dev", "1")], "no smoke test, no rollback of a failed up, no prod"
     assert result.clis("aws") == []
 
@@ -200,7 +211,7 @@ def test_a_failing_dev_smoke_test_rolls_dev_back_and_stops_before_prod(workspace
     bump_model_version(workspace, "2")
     result = run(workspace, "push", push("main", workspace, before=before), fail=[f"{SMOKE}dev"])
     assert result.returncode != 0
-    assert result.jobs == [("Main/test", "success"), ("dev/Deploy a stack/Deploy dev", "failure")]
+    assert checked_first(result.jobs) == [("dev/Deploy a stack/Deploy dev", "failure")]
     assert ups(result) == [("up acme/dev", "2"), ("up acme/dev", "1")], "the previous model comes back"
 
 
@@ -262,8 +273,7 @@ def test_a_release_by_hand_goes_through_a_pull_request_to_prod(workspace: Worksp
     workspace.git("push", "-q", "origin", "HEAD:refs/heads/main")
     merged = run(workspace, "push", push("main", workspace, before=before), fail=[f"{SMOKE}prod"])
     assert merged.returncode != 0
-    assert merged.jobs == [
-        ("Main/test", "success"),
+    assert checked_first(merged.jobs) == [
         ("dev/Deploy a stack/Deploy dev", "success"),
         ("prod/Deploy a stack/Deploy prod", "failure"),
     ]
