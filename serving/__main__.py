@@ -70,8 +70,7 @@ def serve(args: argparse.Namespace) -> int:
     runtime: ModelRuntime | None = None
     try:
         if workers == 1:
-            from serving.app import load_runtime
-            from serving.runtime import ModelLoadError
+            from serving.runtime import ModelLoadError, load_runtime
 
             try:
                 runtime = load_runtime(settings)

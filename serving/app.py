@@ -28,23 +28,11 @@ from serving.metrics import Metrics
 from serving.openapi import document
 from serving.openapi_models import ErrorBody
 from serving.routes import ROUTES
-from serving.runtime import ModelLoadError, ModelRuntime
+from serving.runtime import ModelLoadError, ModelRuntime, load_runtime
 from serving.settings import Settings, load_settings
 from serving.state import ServerState
 
 log = logging.getLogger("serving")
-
-
-def load_runtime(settings: Settings) -> ModelRuntime:
-    """Load and warm up the model the settings name. Raises ModelLoadError with a one-line message."""
-    runtime = ModelRuntime(
-        settings.model,
-        name=settings.model_name,
-        version=settings.model_version,
-        intra_op_threads=settings.intra_op_threads,
-    )
-    runtime.warm_up()
-    return runtime
 
 
 def _error_response(error: RequestError) -> JSONResponse:

@@ -28,8 +28,7 @@ def check_in_child() -> tuple[str, str]:
 
 
 def main() -> int:
-    from serving.app import load_runtime
-    from serving.runtime import ModelLoadError
+    from serving.runtime import ModelLoadError, load_runtime
     from serving.settings import load_settings
 
     try:

@@ -6,12 +6,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
 from serving.onnx_fastpath import session_run
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 _FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 
@@ -247,3 +250,15 @@ class ModelRuntime:
             return 0
         width = next(s.shape[1] for s in self.outputs if s.name == self._proba_output)
         return width if isinstance(width, int) and width > 0 else 0
+
+
+def load_runtime(settings: Settings) -> ModelRuntime:
+    """Load and warm up the model the settings name. Raises ModelLoadError with a one-line message."""
+    runtime = ModelRuntime(
+        settings.model,
+        name=settings.model_name,
+        version=settings.model_version,
+        intra_op_threads=settings.intra_op_threads,
+    )
+    runtime.warm_up()
+    return runtime
