@@ -11,11 +11,14 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr, ValidationError
 
 from serving.errors import Unauthorized
-from serving.tokens import TokenCheck
+
+if TYPE_CHECKING:
+    from serving.tokens import TokenCheck  # PyJWT and cryptography load only where tokens are on
 
 log = logging.getLogger("serving")
 

@@ -33,7 +33,6 @@ from serving.routes import TABLE
 from serving.runtime import ModelRuntime
 from serving.settings import Settings, inline_scoring_budget_us
 from serving.state import ServerState
-from serving.tokens import TokenCheck, TokenPolicy
 from serving.transport import WHOLE_RESPONSE
 
 log = logging.getLogger("serving")
@@ -54,6 +53,9 @@ class InferenceFront:
         self.journal = RequestJournal(metrics, access_log)
         tokens = None
         if settings.entra_tenant_id and settings.entra_audience:
+            # PyJWT with cryptography is 9 MB a worker: loaded only where tokens are accepted.
+            from serving.tokens import TokenCheck, TokenPolicy
+
             tokens = TokenCheck(
                 TokenPolicy(
                     settings.entra_tenant_id,
