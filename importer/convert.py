@@ -1,35 +1,29 @@
-"""Turn what users have into the one-graph ONNX model the server runs.
+"""Step 2, convert: a loaded model as the one-graph ONNX model the server runs (one 2-D float input).
 
-- a scikit-learn estimator or pipeline saved with joblib or pickle;
-- the Azure ML SDK v1 seeds' two files, a fitted scaler (`scaler.pkl`) and an ONNX model (`svc.onnx`),
-  merged into one graph that scales, then predicts;
-- an MLflow model directory (MLmodel): the onnx flavor as is, the sklearn flavor converted.
+- scikit-learn estimators and pipelines through skl2onnx (no ZipMap: plain tensors), tree models with a
+  double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks columns by
+  name through one input split into named columns;
+- XGBoost and LightGBM (scikit-learn API or native boosters) through onnxmltools;
+- ONNX files as they are, and the Azure ML SDK v1 seeds' scaler + ONNX pair merged into one graph.
 
-The result carries `name`, `version`, `feature_names`, `class_labels` (classifiers) and
-`sample_input` (one row, for smoke tests) metadata, and is checked against the original on sample
-rows. Training libraries (scikit-learn, skl2onnx) live here, in the development environment, never
-in the serving image. Unpickling runs code: import only files you trust.
+Training libraries live here, in the development environment, never in the serving image.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-import yaml
 
-UNPICKLING_WARNING = "unpickling runs the code in the file: import only models you trust"
+from importer.problems import ImportProblem
+from importer.sources import Loaded, from_mlflow, load_pickle
+from importer.trees import sklearn_trees, with_double_thresholds
 
-
-class ImportProblem(Exception):
-    """What cannot be imported, and what to do instead."""
+OPSETS = {"": 17, "ai.onnx.ml": 3}
 
 
 @dataclass
@@ -37,73 +31,217 @@ class Imported:
     model: onnx.ModelProto
     n_features: int
     feature_names: list[str] | None
-    class_labels: list | None
-    reference: Any | None  # the original (an estimator, or the scaler + ONNX pair) to compare with
+    class_labels: list[Any] | None
+    reference: Any | None  # the original (an estimator, a booster, or the scaler + ONNX pair) to compare with
+    library: str = "onnx"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def double(self) -> bool:
+        """Whether the graph takes float64 (tree thresholds kept in double precision)."""
+        (graph_input,) = _inputs(self.model)
+        return bool(graph_input.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE)
 
 
-def load_pickle(path: Path) -> Any:
-    warnings.warn(f"{path}: {UNPICKLING_WARNING}", stacklevel=2)
-    try:
-        import joblib
-
-        return joblib.load(path)
-    except Exception:  # not a joblib file: plain pickle
-        with path.open("rb") as file:
-            try:
-                return pickle.load(file)  # noqa: S301 - documented: the user's own model
-            except Exception as error:
-                raise ImportProblem(f"{path}: not a joblib or pickle file ({type(error).__name__}: {error})") from None
+def convert(loaded: Loaded, features: list[str] | None) -> Imported:
+    features = features or loaded.feature_names
+    if loaded.library == "onnx":
+        imported = from_onnx(Path(loaded.model), features)
+    elif loaded.library in ("xgboost", "lightgbm"):
+        imported = from_booster(loaded.model, loaded.library, features)
+    else:
+        imported = from_estimator(loaded.model, features)
+    imported.notes = [*loaded.notes, *imported.notes]
+    return imported
 
 
 def _n_features(estimator: Any, features: list[str] | None) -> int:
-    if hasattr(estimator, "n_features_in_"):
-        return int(estimator.n_features_in_)
+    for attribute in ("n_features_in_", "n_features_"):
+        if hasattr(estimator, attribute):
+            return int(getattr(estimator, attribute))
+    if hasattr(estimator, "num_features"):  # native boosters: xgboost.Booster, lightgbm.Booster
+        return int(estimator.num_features())
     if features:
         return len(features)
-    raise ImportProblem("the estimator does not say how many features it takes: pass --features a,b,c")
+    raise ImportProblem(
+        f"a {type(estimator).__name__} that does not say how many features it takes: is it fitted? "
+        "Fit it (or save it after fitting) and import it again"
+    )
 
 
 def _feature_names(estimator: Any, features: list[str] | None) -> list[str] | None:
     if features:
         return features
     names = getattr(estimator, "feature_names_in_", None)
+    if names is None and hasattr(estimator, "feature_name"):  # lightgbm.Booster
+        names = estimator.feature_name()
+    if names is None:
+        names = getattr(estimator, "feature_names", None)  # xgboost.Booster
     return [str(n) for n in names] if names is not None else None
 
 
-def from_estimator(estimator: Any, features: list[str] | None = None) -> Imported:
-    """A fitted scikit-learn estimator or pipeline, converted with skl2onnx (no ZipMap: plain tensors)."""
-    try:
-        from skl2onnx import to_onnx
-        from skl2onnx.common.data_types import FloatTensorType
-    except ImportError:
-        raise ImportProblem("skl2onnx is not installed: pip install -r requirements-dev.txt") from None
+def _check_fitted(estimator: Any) -> None:
     if not hasattr(estimator, "predict"):
         raise ImportProblem(f"a {type(estimator).__name__} is not a fitted estimator (it has no predict)")
+    try:
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise ImportProblem(
+            f"the {type(estimator).__name__} is not fitted: fit it before saving, then import it again"
+        ) from None
+    except TypeError:  # not a scikit-learn estimator: the converter says what it lacks
+        pass
+
+
+def from_estimator(estimator: Any, features: list[str] | None = None) -> Imported:
+    """A fitted scikit-learn estimator or pipeline, converted with skl2onnx."""
+    try:
+        from skl2onnx import to_onnx
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    except ImportError:
+        raise ImportProblem("skl2onnx is not installed: pip install -r requirements-dev.txt") from None
+    _check_fitted(estimator)
     n = _n_features(estimator, features)
     names = _feature_names(estimator, features)
     if names is not None and len(names) != n:
         raise ImportProblem(f"{len(names)} feature names for a model that takes {n} features")
     classifier = hasattr(estimator, "classes_")
-    options = {"zipmap": False} if classifier else {}
+    # Trees compare float32(x) with double thresholds: a double graph keeps them (importer/trees.py).
+    double = bool(sklearn_trees(estimator))
+    tensor = DoubleTensorType if double else FloatTensorType
+    by_name = _columns_by_name(estimator)
+    if by_name and names is None:
+        raise ImportProblem("a ColumnTransformer picks columns by name, but the model has no feature names")
+    initial = [(c, tensor([None, 1])) for c in names or []] if by_name else [("input", tensor([None, n]))]
     try:
         model = to_onnx(
             estimator,
-            initial_types=[("input", FloatTensorType([None, n]))],
-            options={type(_final_step(estimator)): options} if options else None,
-            target_opset={"": 17, "ai.onnx.ml": 3},
+            initial_types=initial,
+            options={"zipmap": False} if classifier else None,
+            target_opset=OPSETS,
         )
     except Exception as error:  # skl2onnx: MissingShapeCalculator, RuntimeError, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ImportProblem(
-            f"skl2onnx cannot convert a {type(estimator).__name__} ({type(error).__name__}: {error}); "
-            "export it to ONNX yourself and import the .onnx file"
+            f"skl2onnx cannot convert the {_describe(estimator)} ({type(error).__name__}: {first:.300}); "
+            "replace that step with one skl2onnx supports, or export to ONNX yourself and import the .onnx file",
+            "convert",
         ) from None
+    notes: list[str] = []
+    if double and with_double_thresholds(model, estimator) < len(sklearn_trees(estimator)):
+        notes.append("some tree thresholds stay float32 (their trees did not match the converted graph)")
+    if by_name:
+        model = _one_input(model, names or [], onnx.TensorProto.DOUBLE if double else onnx.TensorProto.FLOAT)
     labels = [_plain(c) for c in estimator.classes_] if classifier else None
-    return Imported(model, n, names, labels, estimator)
+    return Imported(model, n, names, labels, estimator, "sklearn", notes)
 
 
-def _final_step(estimator: Any) -> Any:
+def _describe(estimator: Any) -> str:
     steps = getattr(estimator, "steps", None)
-    return steps[-1][1] if steps else estimator
+    if steps:
+        return f"{type(estimator).__name__}({' -> '.join(f'{n}: {type(s).__name__}' for n, s in steps)})"
+    return type(estimator).__name__
+
+
+def _columns_by_name(estimator: Any) -> bool:
+    """Whether a ColumnTransformer in the pipeline selects columns by name."""
+    from sklearn.compose import ColumnTransformer
+
+    def named(columns: Any) -> bool:
+        values = [columns] if isinstance(columns, str) else list(np.ravel(columns)) if columns is not None else []
+        return any(isinstance(c, str) for c in values)
+
+    stack = [estimator]
+    while stack:
+        step = stack.pop()
+        if isinstance(step, ColumnTransformer):
+            if any(named(cols) for _, _, cols in step.transformers_):
+                return True
+            stack += [t for _, t, _ in step.transformers_ if not isinstance(t, str)]
+        stack += [s for _, s in getattr(step, "steps", [])]
+    return False
+
+
+def _one_input(model: onnx.ModelProto, names: list[str], elem_type: int) -> onnx.ModelProto:
+    """One [N, n] input split into the named [N, 1] inputs a by-name ColumnTransformer was converted with."""
+    from onnx import helper
+
+    n = len(names)
+    split = helper.make_graph(
+        [helper.make_node("Split", ["input", "split_sizes"], [f"column_{i}" for i in range(n)], axis=1)],
+        "columns",
+        [helper.make_tensor_value_info("input", elem_type, [None, n])],
+        [helper.make_tensor_value_info(f"column_{i}", elem_type, [None, 1]) for i in range(n)],
+        [onnx.numpy_helper.from_array(np.ones(n, dtype=np.int64), "split_sizes")],
+    )
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    first = helper.make_model(split, opset_imports=[helper.make_opsetid("", opsets.get("", 17))])
+    first.ir_version = model.ir_version
+    inner = onnx.compose.add_prefix(model, "model_")
+    io_map = [(f"column_{i}", f"model_{name}") for i, name in enumerate(names)]
+    return onnx.compose.merge_models(first, inner, io_map=io_map)
+
+
+def from_booster(model: Any, library: str, features: list[str] | None = None) -> Imported:
+    """XGBoost or LightGBM, as the scikit-learn API or a native booster, through onnxmltools."""
+    try:
+        from onnxmltools import convert_lightgbm, convert_xgboost
+        from onnxmltools.convert.common.data_types import FloatTensorType
+    except ImportError:
+        raise ImportProblem("onnxmltools is not installed: pip install -r requirements-dev.txt") from None
+    n = _n_features(model, features)
+    names = _feature_names(model, features)
+    initial = [("input", FloatTensorType([None, n]))]
+    try:
+        if library == "xgboost":
+            onx = convert_xgboost(_xgboost_for_conversion(model), initial_types=initial, target_opset=OPSETS)
+        else:
+            onx = convert_lightgbm(model, initial_types=initial, zipmap=False, target_opset=OPSETS)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ImportProblem(
+            f"onnxmltools cannot convert the {type(model).__name__} ({type(error).__name__}: {first:.300}); "
+            "export it to ONNX yourself and import the .onnx file",
+            "convert",
+        ) from None
+    onx = _without_zipmap(onx)
+    classes = getattr(model, "classes_", None)
+    labels = [_plain(c) for c in classes] if classes is not None else _onnx_class_labels(onx)
+    return Imported(onx, n, names, labels, model, library)
+
+
+def _xgboost_for_conversion(model: Any) -> Any:
+    """onnxmltools reads feature indices from names f0, f1, ...: a booster with its own names gets those."""
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    if booster.feature_names and booster.feature_names != [f"f{i}" for i in range(len(booster.feature_names))]:
+        copy = booster.copy()
+        copy.feature_names = None
+        if hasattr(model, "get_booster"):
+            import copy as copying
+
+            clone = copying.copy(model)
+            clone._Booster = copy
+            return clone
+        return copy
+    return model
+
+
+def _without_zipmap(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Probabilities as a tensor: a ZipMap at the end is dropped, its input becomes the output."""
+    zipmaps = [n for n in model.graph.node if n.op_type == "ZipMap"]
+    if not zipmaps:
+        return model
+    (zipmap,) = zipmaps
+    tensor = zipmap.input[0]
+    outputs = [o for o in model.graph.output if o.name != zipmap.output[0]]
+    info = onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, [None, None])
+    model.graph.node.remove(zipmap)
+    del model.graph.output[:]
+    model.graph.output.extend([*outputs, info])
+    return model
 
 
 def _plain(value: Any) -> Any:
@@ -121,7 +259,7 @@ def from_onnx(path: Path, features: list[str] | None = None) -> Imported:
     return Imported(model, n, features or _metadata_list(model, "feature_names"), _onnx_class_labels(model), None)
 
 
-def _metadata_list(model: onnx.ModelProto, key: str) -> list | None:
+def _metadata_list(model: onnx.ModelProto, key: str) -> list[Any] | None:
     raw = {p.key: p.value for p in model.metadata_props}.get(key)
     try:
         value = json.loads(raw) if raw else None
@@ -130,7 +268,7 @@ def _metadata_list(model: onnx.ModelProto, key: str) -> list | None:
     return value if isinstance(value, list) else None
 
 
-def _onnx_class_labels(model: onnx.ModelProto) -> list | None:
+def _onnx_class_labels(model: onnx.ModelProto) -> list[Any] | None:
     """The labels a classifier was exported with (ai.onnx.ml *Classifier nodes carry them)."""
     known = _metadata_list(model, "class_labels")
     if known is not None:
@@ -138,16 +276,20 @@ def _onnx_class_labels(model: onnx.ModelProto) -> list | None:
     for node in model.graph.node:
         if node.domain == "ai.onnx.ml" and node.op_type.endswith("Classifier"):
             for attribute in node.attribute:
-                if attribute.name == "classlabels_strings":
+                if attribute.name == "classlabels_strings" and attribute.strings:
                     return [v.decode() for v in attribute.strings]
-                if attribute.name in ("classlabels_ints", "classlabels_int64s"):
+                if attribute.name in ("classlabels_ints", "classlabels_int64s") and attribute.ints:
                     return list(attribute.ints)
     return None
 
 
-def _single_input(model: onnx.ModelProto, path: Path) -> list[onnx.ValueInfoProto]:
+def _inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def _single_input(model: onnx.ModelProto, path: Path) -> list[onnx.ValueInfoProto]:
+    inputs = _inputs(model)
     if len(inputs) != 1:
         raise ImportProblem(
             f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); the server takes one 2-D float "
@@ -185,10 +327,12 @@ def merge_scaler(scaler: Any, model_path: Path, features: list[str] | None = Non
     try:
         merged = onnx.compose.merge_models(first, second, io_map=[(scaled, model_input.name)])
     except Exception as error:
-        raise ImportProblem(f"cannot merge the scaler into {model_path} ({type(error).__name__}: {error})") from None
+        raise ImportProblem(
+            f"cannot merge the scaler into {model_path} ({type(error).__name__}: {error})", "convert"
+        ) from None
     onnx.checker.check_model(merged)
     names = downstream.feature_names or _feature_names(scaler, features)
-    return Imported(merged, downstream.n_features, names, downstream.class_labels, (scaler, model_path))
+    return Imported(merged, downstream.n_features, names, downstream.class_labels, (scaler, model_path), "sklearn")
 
 
 def _with_opsets(scaler: Any, n: int, domains: dict[str, int]) -> onnx.ModelProto:
@@ -201,71 +345,9 @@ def _with_opsets(scaler: Any, n: int, domains: dict[str, int]) -> onnx.ModelProt
     return to_onnx(scaler, initial_types=[("input", FloatTensorType([None, n]))], target_opset=target)
 
 
-def from_mlflow(directory: Path, features: list[str] | None = None) -> Imported:
-    mlmodel = yaml.safe_load((directory / "MLmodel").read_text()) or {}
-    flavors = mlmodel.get("flavors") or {}
-    names = features or _mlflow_feature_names(mlmodel)
-    if "onnx" in flavors:
-        return from_onnx(directory / flavors["onnx"].get("data", "model.onnx"), names)
-    if "sklearn" in flavors:
-        pickled = directory / flavors["sklearn"].get("pickled_model", "model.pkl")
-        estimator = load_pickle(pickled)
-        return from_estimator(estimator, names)
-    raise ImportProblem(f"{directory}: MLflow flavors {', '.join(flavors) or 'none'}; only onnx and sklearn are served")
-
-
-def _mlflow_feature_names(mlmodel: dict) -> list[str] | None:
-    raw = (mlmodel.get("signature") or {}).get("inputs")
-    if not raw:
-        return None
-    try:
-        columns = json.loads(raw)
-    except ValueError:
-        return None
-    names = [c.get("name") for c in columns if isinstance(c, dict)]
-    return names if names and all(isinstance(n, str) for n in names) else None
-
-
-def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-
-
-def _run(session: ort.InferenceSession, rows: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(o) for o in session.run(None, {session.get_inputs()[0].name: rows.astype(np.float32)})]
-
-
-def _compared(imported: Imported, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(original, imported) answers on `rows`: labels and probabilities, or values."""
-    actual = _run(_session(imported.model), rows)
-    reference = imported.reference
-    if isinstance(reference, tuple):  # the seeds' pair: scaler.transform, then their ONNX model
-        scaler, model_path = reference
-        return list(zip(_run(_session(model_path), scaler.transform(rows)), actual, strict=True))
-    pairs = [(np.asarray(reference.predict(rows)), actual[0])]
-    if hasattr(reference, "predict_proba") and len(actual) > 1:
-        pairs.append((np.asarray(reference.predict_proba(rows)), actual[1]))
-    return pairs
-
-
-def max_difference(imported: Imported, rows: np.ndarray) -> float | None:
-    """Largest absolute difference from the original on `rows` (inf: a label differs; None: no original)."""
-    if imported.reference is None:
-        return None
-    worst = 0.0
-    for expected, actual in _compared(imported, rows):
-        if expected.size != actual.size:
-            raise ImportProblem(f"the ONNX model answers shape {actual.shape}, the original {expected.shape}")
-        expected, actual = expected.reshape(-1), actual.reshape(-1)
-        if np.issubdtype(expected.dtype, np.number) and np.issubdtype(actual.dtype, np.number):
-            worst = max(worst, float(np.max(np.abs(expected.astype(np.float64) - actual.astype(np.float64)))))
-        elif [str(_plain(v)) for v in expected] != [str(_plain(v)) for v in actual]:
-            return float("inf")
-    return worst
-
-
-def finish(imported: Imported, name: str, version: str, sample: list[float]) -> onnx.ModelProto:
-    metadata = {"name": name, "version": version, "sample_input": json.dumps(sample)}
+def finish(imported: Imported, name: str, version: str, extra: dict[str, str]) -> onnx.ModelProto:
+    """The metadata the server reads (name, version, feature_names, class_labels) and `extra`."""
+    metadata = {"name": name, "version": version, **extra}
     if imported.feature_names:
         metadata["feature_names"] = json.dumps(imported.feature_names)
     if imported.class_labels is not None:
@@ -278,8 +360,10 @@ def finish(imported: Imported, name: str, version: str, sample: list[float]) -> 
 
 
 def convert_mlflow_sklearn(directory: Path, output: Path) -> Path:
-    """For stacks.model_source: an MLflow sklearn model as model.onnx (metadata from the model)."""
-    imported = from_mlflow(directory)
-    rows = np.zeros((1, imported.n_features), dtype=np.float32)
-    onnx.save_model(finish(imported, directory.name, "", rows[0].tolist()), output)
+    """For stacks.model_source: an MLflow sklearn (xgboost, lightgbm) model as model.onnx."""
+    imported = convert(from_mlflow(directory), None)
+    onnx.save_model(finish(imported, directory.name, "", {}), output)
     return output
+
+
+__all__ = ["ImportProblem", "Imported", "convert", "finish", "from_onnx", "load_pickle", "merge_scaler"]
