@@ -121,7 +121,8 @@ def _one(name: str, expected: np.ndarray, actual: np.ndarray, rtol: float, atol:
         return OutputCheck(name, True, rows, float("nan"), float("nan"), off)
     e, a = expected.astype(np.float64), actual.astype(np.float64)
     gap = np.abs(e - a)
-    relative = gap / np.maximum(np.abs(e), np.finfo(np.float64).tiny)
+    # Relative to the original where it is beyond the absolute tolerance (near 0, atol governs).
+    relative = np.where(np.abs(e) > atol, gap / np.maximum(np.abs(e), atol), 0.0)
     off = int((gap > atol + rtol * np.abs(e)).any(axis=1).sum())
     return OutputCheck(name, False, rows, float(gap.max()), float(relative.max()), off)
 

@@ -24,6 +24,7 @@ from importer.sources import Loaded, from_mlflow, load_pickle
 from importer.trees import sklearn_trees, with_double_thresholds
 
 OPSETS = {"": 17, "ai.onnx.ml": 3}
+BOOSTER_OPSET = 15  # the highest onnxmltools 1.16 converts XGBoost and LightGBM to
 
 
 @dataclass
@@ -59,8 +60,9 @@ def _n_features(estimator: Any, features: list[str] | None) -> int:
     for attribute in ("n_features_in_", "n_features_"):
         if hasattr(estimator, attribute):
             return int(getattr(estimator, attribute))
-    if hasattr(estimator, "num_features"):  # native boosters: xgboost.Booster, lightgbm.Booster
-        return int(estimator.num_features())
+    for method in ("num_features", "num_feature"):  # native boosters: xgboost.Booster, lightgbm.Booster
+        if hasattr(estimator, method):
+            return int(getattr(estimator, method)())
     if features:
         return len(features)
     raise ImportProblem(
@@ -170,19 +172,22 @@ def _one_input(model: onnx.ModelProto, names: list[str], elem_type: int) -> onnx
     from onnx import helper
 
     n = len(names)
+    parts = [f"mlserve_column_{i}" for i in range(n)]
     split = helper.make_graph(
-        [helper.make_node("Split", ["input", "split_sizes"], [f"column_{i}" for i in range(n)], axis=1)],
+        [helper.make_node("Split", ["input", "mlserve_split_sizes"], parts, axis=1, name="mlserve_columns")],
         "columns",
         [helper.make_tensor_value_info("input", elem_type, [None, n])],
-        [helper.make_tensor_value_info(f"column_{i}", elem_type, [None, 1]) for i in range(n)],
-        [onnx.numpy_helper.from_array(np.ones(n, dtype=np.int64), "split_sizes")],
+        [helper.make_tensor_value_info(part, elem_type, [None, 1]) for part in parts],
+        [onnx.numpy_helper.from_array(np.ones(n, dtype=np.int64), "mlserve_split_sizes")],
     )
     opsets = {o.domain or "": o.version for o in model.opset_import}
     first = helper.make_model(split, opset_imports=[helper.make_opsetid("", opsets.get("", 17))])
     first.ir_version = model.ir_version
-    inner = onnx.compose.add_prefix(model, "model_")
-    io_map = [(f"column_{i}", f"model_{name}") for i, name in enumerate(names)]
-    return onnx.compose.merge_models(first, inner, io_map=io_map)
+    inputs = _inputs(model)  # in the order given, with names skl2onnx made safe ("a (cm)" -> "a__cm_")
+    if len(inputs) != n:
+        raise ImportProblem(f"the converted graph has {len(inputs)} inputs for {n} columns", "convert")
+    io_map = [(part, graph_input.name) for part, graph_input in zip(parts, inputs, strict=True)]
+    return onnx.compose.merge_models(first, model, io_map=io_map)
 
 
 def from_booster(model: Any, library: str, features: list[str] | None = None) -> Imported:
@@ -197,9 +202,9 @@ def from_booster(model: Any, library: str, features: list[str] | None = None) ->
     initial = [("input", FloatTensorType([None, n]))]
     try:
         if library == "xgboost":
-            onx = convert_xgboost(_xgboost_for_conversion(model), initial_types=initial, target_opset=OPSETS)
+            onx = convert_xgboost(_xgboost_for_conversion(model), initial_types=initial, target_opset=BOOSTER_OPSET)
         else:
-            onx = convert_lightgbm(model, initial_types=initial, zipmap=False, target_opset=OPSETS)
+            onx = convert_lightgbm(model, initial_types=initial, zipmap=False, target_opset=BOOSTER_OPSET)
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ImportProblem(

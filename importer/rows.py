@@ -7,6 +7,7 @@ They decide whether the import passes, give the `sample_input` row (smoke tests,
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ def made_up(n: int, names: list[str] | None) -> Rows:
     return Rows(pd.DataFrame(values, columns=columns_for(n, names)), "made-up rows", yours=False)
 
 
+def _plain(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "_", name)
+
+
 def _numeric(row: list[Any]) -> bool:
     try:
         [float(v) for v in row]
@@ -67,6 +72,10 @@ def _rows(header: list[str] | None, body: list[Any], n: int, names: list[str] | 
     columns = columns_for(n, names)
     if header is not None and names is not None and set(names) <= set(header):
         index = [header.index(c) for c in names]  # by name, any order; other columns are ignored
+    elif header is not None and names is not None and {_plain(c) for c in names} <= {_plain(h) for h in header}:
+        # LightGBM keeps names with spaces as "a_(cm)": the same column as the header's "a (cm)"
+        plain = [_plain(h) for h in header]
+        index = [plain.index(_plain(c)) for c in names]
     elif header is not None and names is not None:
         missing = ", ".join(c for c in names if c not in header)
         raise ImportProblem(f"{origin}: the header lacks the model's columns {missing}", "check")
