@@ -100,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     source = args.source
-    if (
-        args.scaler is not None
-        or source.endswith((*PICKLES, ".skops"))
-        or Path(source).is_dir()
-        or (source.startswith("models:/"))
-    ):
+    if args.scaler is not None or source.endswith(PICKLES):  # MLflow's pickles say so when they are loaded
         print(f"warning: {UNPICKLING_WARNING}", file=sys.stderr)
     warnings.simplefilter("ignore")  # converters' noise; version skew is collected where models are loaded
     try:

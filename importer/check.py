@@ -34,7 +34,9 @@ class OutputCheck:
 
 def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
     source = str(model) if isinstance(model, Path) else model.SerializeToString()
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: they reach the user as the step's one line
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(model: onnx.ModelProto | Path, values: np.ndarray, served: bool = True) -> list[np.ndarray]:

@@ -212,7 +212,7 @@ def from_booster(model: Any, library: str, features: list[str] | None = None) ->
             "export it to ONNX yourself and import the .onnx file",
             "convert",
         ) from None
-    onx = _without_zipmap(onx)
+    onx = _rows_dynamic(_without_zipmap(onx))
     classes = getattr(model, "classes_", None)
     labels = [_plain(c) for c in classes] if classes is not None else _onnx_class_labels(onx)
     return Imported(onx, n, names, labels, model, library)
@@ -231,6 +231,15 @@ def _xgboost_for_conversion(model: Any) -> Any:
             clone._Booster = copy
             return clone
         return copy
+    return model
+
+
+def _rows_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Outputs declared with one row (onnxmltools' LightGBM labels) get a row count left open, as the input's."""
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value"):
+            dims[0].dim_param = "N"
     return model
 
 

@@ -209,7 +209,8 @@ def _mlflow_model(flavor: str, conf: dict[str, Any], path: Path, trust: list[str
         return _mlflow_xgboost(conf, path), []
     if flavor == "lightgbm" and not str(conf.get("model_class", "")).startswith("lightgbm.sklearn"):
         return _lightgbm_booster(path), []
-    return load_pickle(path)
+    model, notes = load_pickle(path)
+    return model, [f"{path.name} was unpickled ({serialization or 'pickle'}): {UNPICKLING_WARNING}", *notes]
 
 
 def _mlflow_xgboost(conf: dict[str, Any], path: Path) -> Any:
