@@ -9,6 +9,7 @@ from typing import Any
 
 import joblib
 import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.utils import Bunch
 
@@ -145,7 +146,7 @@ CASES = [
 ]
 
 
-class Doubler:
+class Doubler(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """A hand-written regressor skl2onnx knows nothing of: the importer must refuse it at convert."""
 
     def fit(self, x: Any, y: Any) -> Doubler:
