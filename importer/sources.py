@@ -84,12 +84,17 @@ def load(source: str, trust: list[str]) -> Loaded:
         return _with_skew(load_skops(path, trust))
     if suffix in XGBOOST_FILES:
         return Loaded(_xgboost_booster(path), "xgboost")
-    if suffix == ".txt":
+    if suffix == ".txt" and _first_line(path) == "tree":  # LightGBM's text format starts so
         return Loaded(_lightgbm_booster(path), "lightgbm")
     raise ImportProblem(
         f"{source}: expected .pkl, .joblib, .skops, .onnx, an XGBoost .ubj/.xgb or LightGBM .txt booster, "
         "an MLflow model directory or a models:/ URI"
     )
+
+
+def _first_line(path: Path) -> str:
+    with path.open("rb") as file:
+        return file.readline(64).strip().decode(errors="replace")
 
 
 def _with_skew(loaded: tuple[Any, list[str]]) -> Loaded:
