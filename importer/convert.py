@@ -374,9 +374,18 @@ def finish(imported: Imported, name: str, version: str, extra: dict[str, str]) -
 
 
 def convert_mlflow_sklearn(directory: Path, output: Path) -> Path:
-    """For stacks.model_source: an MLflow sklearn (xgboost, lightgbm) model as model.onnx."""
-    imported = convert(from_mlflow(directory), None)
-    onnx.save_model(finish(imported, directory.name, "", {}), output)
+    """For stacks.model_source: an MLflow sklearn, xgboost or lightgbm model as model.onnx, its sample row
+    and baseline from the model's input example when it has one."""
+    from importer.baseline import baseline
+    from importer.rows import from_example
+
+    loaded = from_mlflow(directory)
+    imported = convert(loaded, None)
+    extra = {}
+    if loaded.example is not None:
+        rows = from_example(loaded.example, imported.n_features, imported.feature_names).frame
+        extra = {"sample_input": json.dumps(rows.iloc[0].tolist()), "baseline": baseline(rows)}
+    onnx.save_model(finish(imported, directory.name, "", extra), output)
     return output
 
 

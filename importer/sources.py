@@ -104,6 +104,7 @@ def _with_skew(loaded: tuple[Any, list[str]]) -> Loaded:
 
 def load_pickle(path: Path) -> tuple[Any, list[str]]:
     """joblib or pickle, with the version warnings the libraries raise while unpickling turned into notes."""
+    warnings.warn(f"{path}: {UNPICKLING_WARNING}", stacklevel=2)  # for callers other than the CLI (the stacks)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

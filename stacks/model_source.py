@@ -9,7 +9,7 @@ model is fetched once and a preview needs no network.
 Sources: a local file or directory, `https://…`, `s3://…`, `az://…` / `abfs://…` (fsspec with s3fs
 or adlfs; the cloud SDKs' usual credentials), `models:/<name>/<version>` (MLflow's registry; the
 tracking URI from MLFLOW_TRACKING_URI, as MLflow does). A `.tar.gz` (a SageMaker `model.tar.gz`) is
-unpacked; a directory may be an MLflow model (MLmodel: its onnx flavor as is, its sklearn flavor
+unpacked; a directory may be an MLflow model (MLmodel: its onnx flavor as is, its sklearn, xgboost or lightgbm flavor
 converted by `python -m importer`'s converter).
 """
 
@@ -209,13 +209,18 @@ def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any], work: Path) -> 
     flavors = mlmodel.get("flavors") or {}
     if "onnx" in flavors:
         return directory / str(flavors["onnx"].get("data", MODEL_FILE))
-    if "sklearn" in flavors:
+    if {"sklearn", "xgboost", "lightgbm"} & set(flavors):
         from importer.convert import convert_mlflow_sklearn
+        from importer.problems import ImportProblem
 
         work.mkdir(parents=True, exist_ok=True)
-        return convert_mlflow_sklearn(directory, work / MODEL_FILE)
+        try:
+            return convert_mlflow_sklearn(directory, work / MODEL_FILE)
+        except ImportProblem as problem:
+            raise ModelSourceError(f"{directory.name}: not converted: {problem}") from None
     raise ModelSourceError(
-        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx and sklearn models are served"
+        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx, sklearn, xgboost and lightgbm "
+        "models are served"
     )
 
 
