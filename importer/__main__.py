@@ -62,6 +62,8 @@ def loaded_model(args: argparse.Namespace, features: list[str] | None) -> tuple[
             raise ImportProblem("--scaler goes with an .onnx SOURCE (the model that follows the scaler)")
         if not Path(args.source).is_file():
             raise ImportProblem(f"{args.source}: no such file")
+        if not args.scaler.is_file():
+            raise ImportProblem(f"--scaler {args.scaler}: no such file")
         scaler, notes = load_pickle(args.scaler)
         imported = merge_scaler(scaler, Path(args.source), features)
         imported.notes = notes
@@ -117,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportProblem as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    except Exception as error:  # a library failing in a way the steps do not foresee: still one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"error: {type(error).__name__}: {first:.300} (unforeseen: please report it with the command)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if checks:
         print(f"check on {rows.origin}: labels equal on every row, values within {args.atol:g} + {args.rtol:g} x "
               "|original| (the ONNX model reads the rows as float32, as the server does)")  # fmt: skip
@@ -132,9 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     if checks and not rows.yours:
         print("warning: a weak check: made-up rows, not your data; pass --sample rows.csv (your rows decide)",
               file=sys.stderr)  # fmt: skip
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, args.output)
-    digest = hashlib.sha256(args.output.read_bytes()).hexdigest()
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(model, args.output)
+        digest = hashlib.sha256(args.output.read_bytes()).hexdigest()
+    except OSError as error:
+        print(f"error: write: {args.output}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}: {imported.n_features} features" +
           ("" if rows.yours else "; no sample_input or baseline (no rows of yours)"))  # fmt: skip
     print(f"sha256 {digest}")

@@ -160,3 +160,40 @@ def test_a_model_saved_by_another_scikit_learn_says_so(tmp_path: Path, monkeypat
     assert result.returncode == 0, result.stderr
     assert "warning: version skew: saved with scikit-learn 1.5.2, loaded with scikit-learn " in result.stderr
     assert "Fix: import in an environment with scikit-learn==1.5.2" in result.stderr
+
+
+def test_a_hand_exported_classifier_answers_its_string_classes_once_imported(tmp_path: Path) -> None:
+    from tests.importer.served import score, scoring
+
+    classifier = LogisticRegression().fit(X, LABELS)
+    exported = to_onnx(classifier, initial_types=[("input", FloatTensorType([None, 4]))],
+                       options={id(classifier): {"zipmap": False}})  # fmt: skip
+    (tmp_path / "hand.onnx").write_bytes(exported.SerializeToString())
+    result = run_import(tmp_path / "hand.onnx", "-o", tmp_path / "model.onnx", "--name", "rain", "--version", "1")
+    assert result.returncode == 0, result.stderr
+    with scoring(tmp_path / "model.onnx") as http:
+        answer = score(http, X[:3].astype(np.float64), "predict_proba")
+    assert answer["classes"] == ["dry", "rain"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sample", "absent.csv"], "error: check: --sample absent.csv: not readable as CSV"),
+        (["--scaler", "absent.pkl"], "error: load: --scaler goes with an .onnx SOURCE"),
+        (["-o", "/proc/no/such/dir/m.onnx"], "error: write: /proc/no/such/dir/m.onnx: "),
+    ],
+)
+def test_bad_arguments_are_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
+    joblib.dump(LinearRegression().fit(X, X[:, 0]), tmp_path / "model.pkl")
+    output = [] if "-o" in extra else ["-o", tmp_path / "m.onnx"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "importer"), "model.pkl", *output, "--name", "m", "--version", "1", *extra],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [
+        line for line in result.stderr.splitlines() if line.startswith(message)
+    ]
+    assert message in result.stderr
