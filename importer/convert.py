@@ -101,8 +101,7 @@ def _check_fitted(estimator: Any) -> None:
 def from_estimator(estimator: Any, features: list[str] | None = None) -> Imported:
     """A fitted scikit-learn estimator or pipeline, converted with skl2onnx."""
     try:
-        from skl2onnx import to_onnx
-        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+        import skl2onnx  # noqa: F401 - said here, once, when missing
     except ImportError:
         raise ImportProblem("skl2onnx is not installed: pip install -r requirements-dev.txt") from None
     _check_fitted(estimator)
@@ -111,19 +110,48 @@ def from_estimator(estimator: Any, features: list[str] | None = None) -> Importe
     if names is not None and len(names) != n:
         raise ImportProblem(f"{len(names)} feature names for a model that takes {n} features")
     classifier = hasattr(estimator, "classes_")
-    # Trees compare float32(x) with double thresholds: a double graph keeps them (importer/trees.py).
-    double = bool(sklearn_trees(estimator))
-    tensor = DoubleTensorType if double else FloatTensorType
     by_name = _columns_by_name(estimator)
     if by_name and names is None:
         raise ImportProblem("a ColumnTransformer picks columns by name, but the model has no feature names")
-    initial = [(c, tensor([None, 1])) for c in names or []] if by_name else [("input", tensor([None, n]))]
+    columns = names if by_name else None
+    notes: list[str] = []
+    model = None
+    if sklearn_trees(estimator):  # trees compare float32(x) with double thresholds: a double graph keeps them
+        try:
+            model = _double_graph(estimator, n, columns, classifier)
+        except Exception:  # a step without a double converter or kernel: float32 thresholds, said
+            notes.append("a step has no float64 converter: tree thresholds are float32, rows near one may differ")
+    if model is None:
+        model = _skl2onnx(estimator, n, columns, False, classifier)
+        if by_name:
+            model = _one_input(model, names or [], onnx.TensorProto.FLOAT)
+    labels = [_plain(c) for c in estimator.classes_] if classifier else None
+    return Imported(model, n, names, labels, estimator, "sklearn", notes)
+
+
+def _double_graph(estimator: Any, n: int, columns: list[str] | None, classifier: bool) -> onnx.ModelProto:
+    """A float64 graph with scikit-learn's double thresholds, refused (raises) unless onnxruntime runs it."""
+    model = _skl2onnx(estimator, n, columns, True, classifier)
+    if with_double_thresholds(model, estimator) < len(sklearn_trees(estimator)):
+        raise ImportProblem("some trees did not match the converted graph", "convert")
+    if columns:
+        model = _one_input(model, columns, onnx.TensorProto.DOUBLE)
+    import onnxruntime as ort
+
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return model
+
+
+def _skl2onnx(estimator: Any, n: int, columns: list[str] | None, double: bool, classifier: bool) -> onnx.ModelProto:
+    """skl2onnx's graph: one [N, n] input, or one [N, 1] input per named column."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    tensor = DoubleTensorType if double else FloatTensorType
+    initial = [(c, tensor([None, 1])) for c in columns] if columns else [("input", tensor([None, n]))]
     try:
-        model = to_onnx(
-            estimator,
-            initial_types=initial,
-            options={"zipmap": False} if classifier else None,
-            target_opset=OPSETS,
+        return to_onnx(
+            estimator, initial_types=initial, options={"zipmap": False} if classifier else None, target_opset=OPSETS
         )
     except Exception as error:  # skl2onnx: MissingShapeCalculator, RuntimeError, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -132,13 +160,6 @@ def from_estimator(estimator: Any, features: list[str] | None = None) -> Importe
             "replace that step with one skl2onnx supports, or export to ONNX yourself and import the .onnx file",
             "convert",
         ) from None
-    notes: list[str] = []
-    if double and with_double_thresholds(model, estimator) < len(sklearn_trees(estimator)):
-        notes.append("some tree thresholds stay float32 (their trees did not match the converted graph)")
-    if by_name:
-        model = _one_input(model, names or [], onnx.TensorProto.DOUBLE if double else onnx.TensorProto.FLOAT)
-    labels = [_plain(c) for c in estimator.classes_] if classifier else None
-    return Imported(model, n, names, labels, estimator, "sklearn", notes)
 
 
 def _describe(estimator: Any) -> str:
