@@ -23,10 +23,15 @@ def sklearn_trees(estimator: Any) -> list[list[Any]]:
     """The `tree_` lists of every tree-based estimator in a pipeline, in conversion order (one per model)."""
     found: list[list[Any]] = []
     for step in _walk(estimator):
+        members = getattr(step, "estimators_", None)
+        # GradientBoosting keeps an array (iterations x classes), in row-major order as converted
+        members = list(members.ravel()) if isinstance(members, np.ndarray) else list(members or [])
         if hasattr(step, "tree_"):
             found.append([step.tree_])
-        elif hasattr(step, "estimators_") and all(hasattr(e, "tree_") for e in np.ravel(step.estimators_)):
-            found.append([e.tree_ for e in np.ravel(step.estimators_)])  # GradientBoosting: row-major (i, k)
+        elif members and all(hasattr(e, "tree_") for e in members):
+            found.append([e.tree_ for e in members])
+        elif members:  # Voting, Stacking, Bagging of other models: their trees, each model in turn
+            found += [trees for member in members for trees in sklearn_trees(member)]
     return found
 
 

@@ -102,3 +102,20 @@ def test_the_baseline_has_counts_means_quantiles_and_category_frequencies() -> N
         "categories": 2,
         "frequencies": {"Turku": 0.666667, "Oulu": 0.333333},
     }
+
+
+def test_trees_beside_a_step_without_a_double_kernel_keep_float32_and_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.ensemble import RandomForestRegressor, VotingRegressor
+    from sklearn.svm import SVR
+
+    data = corpus.diabetes()
+    members = [("forest", RandomForestRegressor(n_estimators=3, random_state=0)), ("svr", SVR())]
+    joblib.dump(VotingRegressor(members).fit(data.data, data.target), tmp_path / "m.pkl")
+    data.data.iloc[:50].to_csv(tmp_path / "rows.csv", index=False)
+    code = run(tmp_path / "m.pkl", "-o", tmp_path / "m.onnx", "--name", "m", "--version", "1", "--sample",
+               tmp_path / "rows.csv", "--accept-differences")  # fmt: skip
+    assert code == 0
+    assert "warning: a step has no float64 converter: tree thresholds are float32" in capsys.readouterr().err
+    assert onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
