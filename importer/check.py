@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 
-from importer.convert import Imported
+from importer.imported import Imported
 from importer.problems import ImportProblem
 
 RTOL = 1e-4

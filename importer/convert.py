@@ -1,47 +1,29 @@
 """Step 2, convert: a loaded model as the one-graph ONNX model the server runs (one 2-D float input).
 
-- scikit-learn estimators and pipelines through skl2onnx (no ZipMap: plain tensors), tree models with a
-  double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks columns by
-  name through one input split into named columns;
-- XGBoost and LightGBM (scikit-learn API or native boosters) through onnxmltools;
-- ONNX files as they are, and the Azure ML SDK v1 seeds' scaler + ONNX pair merged into one graph.
-
-Training libraries live here, in the development environment, never in the serving image.
+scikit-learn estimators and pipelines go through skl2onnx here (no ZipMap: plain tensors): tree models
+with a double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks columns
+by name through one input split into named columns. XGBoost and LightGBM: importer/boosters.py; ONNX
+files and the seeds' scaler + ONNX pair: importer/onnx_files.py. Training libraries live here, in the
+development environment, never in the serving image.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from importer.boosters import from_booster
+from importer.imported import Imported, feature_names, graph_inputs, n_features, plain
+from importer.onnx_files import from_onnx, merge_scaler
 from importer.problems import ImportProblem
-from importer.sources import Loaded, from_mlflow, load_pickle
+from importer.sources import Loaded, from_mlflow
 from importer.trees import sklearn_trees, with_double_thresholds
 
 OPSETS = {"": 17, "ai.onnx.ml": 3}
-BOOSTER_OPSET = 15  # the highest onnxmltools 1.16 converts XGBoost and LightGBM to
-
-
-@dataclass
-class Imported:
-    model: onnx.ModelProto
-    n_features: int
-    feature_names: list[str] | None
-    class_labels: list[Any] | None
-    reference: Any | None  # the original (an estimator, a booster, or the scaler + ONNX pair) to compare with
-    library: str = "onnx"
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def double(self) -> bool:
-        """Whether the graph takes float64 (tree thresholds kept in double precision)."""
-        (graph_input,) = _inputs(self.model)
-        return bool(graph_input.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE)
 
 
 def convert(loaded: Loaded, features: list[str] | None) -> Imported:
@@ -54,32 +36,6 @@ def convert(loaded: Loaded, features: list[str] | None) -> Imported:
         imported = from_estimator(loaded.model, features)
     imported.notes = [*loaded.notes, *imported.notes]
     return imported
-
-
-def _n_features(estimator: Any, features: list[str] | None) -> int:
-    for attribute in ("n_features_in_", "n_features_"):
-        if hasattr(estimator, attribute):
-            return int(getattr(estimator, attribute))
-    for method in ("num_features", "num_feature"):  # native boosters: xgboost.Booster, lightgbm.Booster
-        if hasattr(estimator, method):
-            return int(getattr(estimator, method)())
-    if features:
-        return len(features)
-    raise ImportProblem(
-        f"a {type(estimator).__name__} that does not say how many features it takes: is it fitted? "
-        "Fit it (or save it after fitting) and import it again"
-    )
-
-
-def _feature_names(estimator: Any, features: list[str] | None) -> list[str] | None:
-    if features:
-        return features
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is None and hasattr(estimator, "feature_name"):  # lightgbm.Booster
-        names = estimator.feature_name()
-    if names is None:
-        names = getattr(estimator, "feature_names", None)  # xgboost.Booster
-    return [str(n) for n in names] if names is not None else None
 
 
 def _check_fitted(estimator: Any) -> None:
@@ -105,8 +61,8 @@ def from_estimator(estimator: Any, features: list[str] | None = None) -> Importe
     except ImportError:
         raise ImportProblem("skl2onnx is not installed: pip install -r requirements-dev.txt") from None
     _check_fitted(estimator)
-    n = _n_features(estimator, features)
-    names = _feature_names(estimator, features)
+    n = n_features(estimator, features)
+    names = feature_names(estimator, features)
     if names is not None and len(names) != n:
         raise ImportProblem(f"{len(names)} feature names for a model that takes {n} features")
     classifier = hasattr(estimator, "classes_")
@@ -125,7 +81,7 @@ def from_estimator(estimator: Any, features: list[str] | None = None) -> Importe
         model = _skl2onnx(estimator, n, columns, False, classifier)
         if by_name:
             model = _one_input(model, names or [], onnx.TensorProto.FLOAT)
-    labels = [_plain(c) for c in estimator.classes_] if classifier else None
+    labels = [plain(c) for c in estimator.classes_] if classifier else None
     return Imported(model, n, names, labels, estimator, "sklearn", notes)
 
 
@@ -204,180 +160,11 @@ def _one_input(model: onnx.ModelProto, names: list[str], elem_type: int) -> onnx
     opsets = {o.domain or "": o.version for o in model.opset_import}
     first = helper.make_model(split, opset_imports=[helper.make_opsetid("", opsets.get("", 17))])
     first.ir_version = model.ir_version
-    inputs = _inputs(model)  # in the order given, with names skl2onnx made safe ("a (cm)" -> "a__cm_")
+    inputs = graph_inputs(model)  # in the order given, with names skl2onnx made safe ("a (cm)" -> "a__cm_")
     if len(inputs) != n:
         raise ImportProblem(f"the converted graph has {len(inputs)} inputs for {n} columns", "convert")
     io_map = [(part, graph_input.name) for part, graph_input in zip(parts, inputs, strict=True)]
     return onnx.compose.merge_models(first, model, io_map=io_map)
-
-
-def from_booster(model: Any, library: str, features: list[str] | None = None) -> Imported:
-    """XGBoost or LightGBM, as the scikit-learn API or a native booster, through onnxmltools."""
-    try:
-        from onnxmltools import convert_lightgbm, convert_xgboost
-        from onnxmltools.convert.common.data_types import FloatTensorType
-    except ImportError:
-        raise ImportProblem("onnxmltools is not installed: pip install -r requirements-dev.txt") from None
-    n = _n_features(model, features)
-    names = _feature_names(model, features)
-    initial = [("input", FloatTensorType([None, n]))]
-    try:
-        if library == "xgboost":
-            onx = convert_xgboost(_xgboost_for_conversion(model), initial_types=initial, target_opset=BOOSTER_OPSET)
-        else:
-            onx = convert_lightgbm(model, initial_types=initial, zipmap=False, target_opset=BOOSTER_OPSET)
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ImportProblem(
-            f"onnxmltools cannot convert the {type(model).__name__} ({type(error).__name__}: {first:.300}); "
-            "export it to ONNX yourself and import the .onnx file",
-            "convert",
-        ) from None
-    onx = _rows_dynamic(_without_zipmap(onx))
-    classes = getattr(model, "classes_", None)
-    labels = [_plain(c) for c in classes] if classes is not None else _onnx_class_labels(onx)
-    return Imported(onx, n, names, labels, model, library)
-
-
-def _xgboost_for_conversion(model: Any) -> Any:
-    """onnxmltools reads feature indices from names f0, f1, ...: a booster with its own names gets those."""
-    booster = model.get_booster() if hasattr(model, "get_booster") else model
-    if booster.feature_names and booster.feature_names != [f"f{i}" for i in range(len(booster.feature_names))]:
-        copy = booster.copy()
-        copy.feature_names = None
-        if hasattr(model, "get_booster"):
-            import copy as copying
-
-            clone = copying.copy(model)
-            clone._Booster = copy
-            return clone
-        return copy
-    return model
-
-
-def _rows_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Outputs declared with one row (onnxmltools' LightGBM labels) get a row count left open, as the input's."""
-    for output in model.graph.output:
-        dims = output.type.tensor_type.shape.dim
-        if dims and dims[0].HasField("dim_value"):
-            dims[0].dim_param = "N"
-    return model
-
-
-def _without_zipmap(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Probabilities as a tensor: a ZipMap at the end is dropped, its input becomes the output."""
-    zipmaps = [n for n in model.graph.node if n.op_type == "ZipMap"]
-    if not zipmaps:
-        return model
-    (zipmap,) = zipmaps
-    tensor = zipmap.input[0]
-    outputs = [o for o in model.graph.output if o.name != zipmap.output[0]]
-    info = onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, [None, None])
-    model.graph.node.remove(zipmap)
-    del model.graph.output[:]
-    model.graph.output.extend([*outputs, info])
-    return model
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
-def from_onnx(path: Path, features: list[str] | None = None) -> Imported:
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as error:
-        raise ImportProblem(f"{path}: not a valid ONNX model ({type(error).__name__}: {error})") from None
-    (graph_input,) = _single_input(model, path)
-    n = _input_width(graph_input, features, path)
-    return Imported(model, n, features or _metadata_list(model, "feature_names"), _onnx_class_labels(model), None)
-
-
-def _metadata_list(model: onnx.ModelProto, key: str) -> list[Any] | None:
-    raw = {p.key: p.value for p in model.metadata_props}.get(key)
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
-
-
-def _onnx_class_labels(model: onnx.ModelProto) -> list[Any] | None:
-    """The labels a classifier was exported with (ai.onnx.ml *Classifier nodes carry them)."""
-    known = _metadata_list(model, "class_labels")
-    if known is not None:
-        return known
-    for node in model.graph.node:
-        if node.domain == "ai.onnx.ml" and node.op_type.endswith("Classifier"):
-            for attribute in node.attribute:
-                if attribute.name == "classlabels_strings" and attribute.strings:
-                    return [v.decode() for v in attribute.strings]
-                if attribute.name in ("classlabels_ints", "classlabels_int64s") and attribute.ints:
-                    return list(attribute.ints)
-    return None
-
-
-def _inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    initializers = {i.name for i in model.graph.initializer}
-    return [i for i in model.graph.input if i.name not in initializers]
-
-
-def _single_input(model: onnx.ModelProto, path: Path) -> list[onnx.ValueInfoProto]:
-    inputs = _inputs(model)
-    if len(inputs) != 1:
-        raise ImportProblem(
-            f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); the server takes one 2-D float "
-            "input: re-export with the columns concatenated (skl2onnx: initial_types=[('input', "
-            "FloatTensorType([None, n_features]))])"
-        )
-    return inputs
-
-
-def _input_width(graph_input: onnx.ValueInfoProto, features: list[str] | None, path: Path) -> int:
-    dims = graph_input.type.tensor_type.shape.dim
-    if len(dims) == 2 and dims[1].HasField("dim_value"):
-        return int(dims[1].dim_value)
-    if features:
-        return len(features)
-    raise ImportProblem(f"{path}: the input's width is not fixed: pass --features a,b,c")
-
-
-def merge_scaler(scaler: Any, model_path: Path, features: list[str] | None = None) -> Imported:
-    """The seeds' layout: `scaler.transform` then the ONNX model, as one graph."""
-    if not hasattr(scaler, "transform"):
-        raise ImportProblem(f"a {type(scaler).__name__} is not a fitted scaler (it has no transform)")
-    n = _n_features(scaler, features)
-    downstream = from_onnx(model_path, features)
-    if n != downstream.n_features:
-        raise ImportProblem(f"the scaler takes {n} features, the model {downstream.n_features}: not a pair")
-    second = downstream.model
-    domains = {o.domain or "": o.version for o in second.opset_import}
-    # merge_models wants one IR version and one opset per domain: the scaler is exported to match.
-    first = onnx.compose.add_prefix(_with_opsets(scaler, n, domains), "scaler_")
-    second = onnx.compose.add_prefix(second, "model_")
-    first.ir_version = second.ir_version = max(first.ir_version, second.ir_version)
-    (scaled,) = [o.name for o in first.graph.output]
-    (model_input,) = _single_input(second, model_path)
-    try:
-        merged = onnx.compose.merge_models(first, second, io_map=[(scaled, model_input.name)])
-    except Exception as error:
-        raise ImportProblem(
-            f"cannot merge the scaler into {model_path} ({type(error).__name__}: {error})", "convert"
-        ) from None
-    onnx.checker.check_model(merged)
-    names = downstream.feature_names or _feature_names(scaler, features)
-    return Imported(merged, downstream.n_features, names, downstream.class_labels, (scaler, model_path), "sklearn")
-
-
-def _with_opsets(scaler: Any, n: int, domains: dict[str, int]) -> onnx.ModelProto:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-
-    target = {"": domains.get("", 17)}
-    if "ai.onnx.ml" in domains:
-        target["ai.onnx.ml"] = domains["ai.onnx.ml"]
-    return to_onnx(scaler, initial_types=[("input", FloatTensorType([None, n]))], target_opset=target)
 
 
 def finish(imported: Imported, name: str, version: str, extra: dict[str, str]) -> onnx.ModelProto:
@@ -410,4 +197,4 @@ def convert_mlflow_sklearn(directory: Path, output: Path) -> Path:
     return output
 
 
-__all__ = ["ImportProblem", "Imported", "convert", "finish", "from_onnx", "load_pickle", "merge_scaler"]
+__all__ = ["ImportProblem", "Imported", "convert", "finish", "from_onnx", "merge_scaler"]
