@@ -29,7 +29,7 @@ import onnx
 from importer.baseline import baseline
 from importer.check import ATOL, RTOL, OutputCheck, compare, table
 from importer.convert import Imported, convert, finish, merge_scaler
-from importer.problems import ImportProblem
+from importer.problems import ImportProblem, first_line
 from importer.rows import Rows, from_csv, from_example, made_up
 from importer.sources import PICKLES, UNPICKLING_WARNING, Loaded, load, load_pickle
 
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     except Exception as error:  # a library failing in a way the steps do not foresee: still one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(f"error: {type(error).__name__}: {first:.300} (unforeseen: please report it with the command)",
+        first = first_line(error)
+        print(f"error: {type(error).__name__}: {first} (unforeseen: please report it with the command)",
               file=sys.stderr)  # fmt: skip
         return 2
     if checks:

@@ -9,7 +9,7 @@ import onnx
 
 from importer.imported import Imported, feature_names, n_features, plain
 from importer.onnx_files import onnx_class_labels
-from importer.problems import ImportProblem
+from importer.problems import ImportProblem, first_line
 
 BOOSTER_OPSET = 15  # the highest onnxmltools 1.16 converts XGBoost and LightGBM to
 
@@ -30,9 +30,9 @@ def from_booster(model: Any, library: str, features: list[str] | None = None) ->
         else:
             onx = convert_lightgbm(model, initial_types=initial, zipmap=False, target_opset=BOOSTER_OPSET)
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = first_line(error)
         raise ImportProblem(
-            f"onnxmltools cannot convert the {type(model).__name__} ({type(error).__name__}: {first:.300}); "
+            f"onnxmltools cannot convert the {type(model).__name__} ({type(error).__name__}: {first}); "
             "export it to ONNX yourself and import the .onnx file",
             "convert",
         ) from None

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from importer.imported import Imported
-from importer.problems import ImportProblem
+from importer.problems import ImportProblem, first_line
 
 RTOL = 1e-4
 ATOL = 1e-4
@@ -93,8 +93,8 @@ def compare(
     try:
         actual = run_onnx(imported.model, frame.to_numpy(dtype=np.float64), served)
     except Exception as error:  # onnxruntime's many error types
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ImportProblem(f"onnxruntime cannot run the converted model: {first:.300}", "check") from None
+        first = first_line(error)
+        raise ImportProblem(f"onnxruntime cannot run the converted model: {first}", "check") from None
     try:
         expected = original(imported, frame)
     except Exception as error:

@@ -19,7 +19,7 @@ import onnx
 from importer.boosters import from_booster
 from importer.imported import Imported, feature_names, graph_inputs, n_features, plain
 from importer.onnx_files import from_onnx, merge_scaler
-from importer.problems import ImportProblem
+from importer.problems import ImportProblem, first_line
 from importer.sources import Loaded, from_mlflow
 from importer.trees import sklearn_trees, with_double_thresholds
 
@@ -110,9 +110,9 @@ def _skl2onnx(estimator: Any, n: int, columns: list[str] | None, double: bool, c
             estimator, initial_types=initial, options={"zipmap": False} if classifier else None, target_opset=OPSETS
         )
     except Exception as error:  # skl2onnx: MissingShapeCalculator, RuntimeError, ...
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = first_line(error)
         raise ImportProblem(
-            f"skl2onnx cannot convert the {_describe(estimator)} ({type(error).__name__}: {first:.300}); "
+            f"skl2onnx cannot convert the {_describe(estimator)} ({type(error).__name__}: {first}); "
             "replace that step with one skl2onnx supports, or export to ONNX yourself and import the .onnx file",
             "convert",
         ) from None

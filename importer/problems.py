@@ -12,3 +12,9 @@ class ImportProblem(Exception):
 
     def __str__(self) -> str:
         return f"{self.step}: {super().__str__()}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (several run to pages), at most 300 characters."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from importer.problems import ImportProblem
+from importer.problems import ImportProblem, first_line
 
 UNPICKLING_WARNING = "unpickling runs the code in the file: import only models you trust"
 PICKLES = (".pkl", ".pickle", ".joblib")
@@ -84,7 +84,7 @@ def load(source: str, trust: list[str]) -> Loaded:
         return _with_skew(load_skops(path, trust))
     if suffix in XGBOOST_FILES:
         return Loaded(_xgboost_booster(path), "xgboost")
-    if suffix == ".txt" and _first_line(path) == "tree":  # LightGBM's text format starts so
+    if suffix == ".txt" and _opening(path) == "tree":  # LightGBM's text format starts so
         return Loaded(_lightgbm_booster(path), "lightgbm")
     raise ImportProblem(
         f"{source}: expected .pkl, .joblib, .skops, .onnx, an XGBoost .ubj/.xgb or LightGBM .txt booster, "
@@ -92,7 +92,7 @@ def load(source: str, trust: list[str]) -> Loaded:
     )
 
 
-def _first_line(path: Path) -> str:
+def _opening(path: Path) -> str:
     with path.open("rb") as file:
         return file.readline(64).strip().decode(errors="replace")
 
@@ -276,7 +276,7 @@ def _registry(uri: str, trust: list[str]) -> Loaded:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
     except Exception as error:  # MlflowException, connection errors
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise ImportProblem(f"{uri}: not fetched from the MLflow registry (MLFLOW_TRACKING_URI): {first}") from None
     if not (local / "MLmodel").is_file():
         raise ImportProblem(f"{uri}: fetched, but not an MLflow model (no MLmodel file)")
