@@ -1,5 +1,6 @@
 """MLflow models as MLflow saves them by default (skops for sklearn and LightGBM, ubj for XGBoost), from a
-directory or the registry (models:/name/version, models:/name@alias); the input example decides the check."""
+directory or the registry (models:/name/version, models:/name@alias, models:/name/stage); the input
+example decides the check."""
 
 from __future__ import annotations
 
@@ -70,15 +71,15 @@ def test_a_skops_file_with_types_nobody_trusted_is_refused_by_name(
     assert main([*args, "--trust", trusted]) == 0
 
 
-def test_a_registered_model_by_version_and_by_alias(
+def test_a_registered_model_by_version_alias_and_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, directory = saved("sklearn", tmp_path / "model")
-    tracking = register(tmp_path, directory, "iris", versions=2, alias="champion")
+    tracking = register(tmp_path, directory, "iris", versions=2, alias="champion", stage="Production")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     for key, value in ALLOW_FILE_STORE.items():
         monkeypatch.setenv(key, value)
-    for reference in ("models:/iris/2", "models:/iris@champion"):
+    for reference in ("models:/iris/2", "models:/iris@champion", "models:/iris/Production"):
         code = main([reference, "-o", str(tmp_path / "model.onnx"), "--name", "iris", "--version", "2"])
         out, err = capsys.readouterr()
         assert code == 0, err
