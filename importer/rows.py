@@ -79,6 +79,12 @@ def _rows(header: list[str] | None, body: list[Any], n: int, names: list[str] | 
     elif header is not None and names is not None:
         missing = ", ".join(c for c in names if c not in header)
         raise ImportProblem(f"{origin}: the header lacks the model's columns {missing}", "check")
+    elif header is not None and len(header) != n:
+        raise ImportProblem(
+            f"{origin}: {len(header)} columns for a model of {n} features without names; pass --features a,b,c "
+            "to take the model's columns by name",
+            "check",
+        )
     else:
         index = list(range(n))
     values = []

@@ -119,3 +119,26 @@ def test_trees_beside_a_step_without_a_double_kernel_keep_float32_and_say_so(
     assert code == 0
     assert "warning: a step has no float64 converter: tree thresholds are float32" in capsys.readouterr().err
     assert onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_rows_of_another_width_are_refused_at_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x = np.random.default_rng(2).normal(size=(20, 4))
+    joblib.dump(Ridge().fit(x, x[:, 0]), tmp_path / "m.pkl")
+    (tmp_path / "rows.csv").write_text("a,b,c\n1,2,3\n")
+    args = [
+        tmp_path / "m.pkl",
+        "-o",
+        tmp_path / "m.onnx",
+        "--name",
+        "m",
+        "--version",
+        "1",
+        "--sample",
+        tmp_path / "rows.csv",
+    ]
+    assert run(*args) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert error == (
+        "error: check: --sample rows.csv: 3 columns for a model of 4 features without names; "
+        "pass --features a,b,c to take the model's columns by name"
+    )

@@ -5,6 +5,7 @@ example decides the check."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,13 @@ def test_an_unknown_registered_model_is_one_line(
     assert main(["models:/nothing/1", "-o", str(tmp_path / "m.onnx"), "--name", "m", "--version", "1"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: load: models:/nothing/1: not fetched from the MLflow registry")
+
+
+def test_a_model_saved_with_another_xgboost_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, directory = saved("xgboost", tmp_path / "model")
+    mlmodel = directory / "MLmodel"
+    mlmodel.write_text(re.sub(r"xgb_version: .*", "xgb_version: 1.7.6", mlmodel.read_text()))
+    assert main([str(directory), "-o", str(tmp_path / "model.onnx"), "--name", "iris", "--version", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: version skew: saved with xgboost 1.7.6, loaded with xgboost " in err
+    assert "Fix: import in an environment with xgboost==1.7.6" in err
