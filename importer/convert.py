@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from importer.boosters import from_booster
+from importer.boosters import from_booster, register_with_skl2onnx
 from importer.imported import Imported, feature_names, graph_inputs, n_features, plain
 from importer.onnx_files import from_onnx, merge_scaler
 from importer.problems import ImportProblem, first_line
@@ -102,6 +102,8 @@ def _skl2onnx(estimator: Any, n: int, columns: list[str] | None, double: bool, c
     """skl2onnx's graph: one [N, n] input, or one [N, 1] input per named column."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    register_with_skl2onnx()
 
     tensor = DoubleTensorType if double else FloatTensorType
     initial = [(c, tensor([None, 1])) for c in columns] if columns else [("input", tensor([None, n]))]

@@ -101,6 +101,21 @@ def xgb_classifier(x: pd.DataFrame, y: Any) -> Any:
     return xgboost.XGBClassifier(n_estimators=4, max_depth=3).fit(x, y)
 
 
+def scaled_xgb_classifier(x: pd.DataFrame, y: Any) -> Any:
+    """XGBoost at the end of a scikit-learn pipeline (skl2onnx with onnxmltools' converter)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), xgb_classifier(x, y)).fit(x, y)
+
+
+def scaled_lgbm_regressor(x: pd.DataFrame, y: Any) -> Any:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), lgbm_regressor(x, y)).fit(x, y)
+
+
 def xgb_regressor(x: pd.DataFrame, y: Any) -> Any:
     import xgboost
 
@@ -139,6 +154,8 @@ CASES = [
     Case("iris-by-name", iris(), lambda x, y: by_name(x, named_labels(iris())), pickled, True),
     Case("iris-xgboost", iris(), xgb_classifier, pickled, True),
     Case("diabetes-xgboost", diabetes(), xgb_regressor, pickled, False),
+    Case("iris-scaled-xgboost", iris(), scaled_xgb_classifier, pickled, True),
+    Case("diabetes-scaled-lightgbm", diabetes(), scaled_lgbm_regressor, pickled, False),
     Case("breast-cancer-xgboost-booster", breast_cancer(), xgb_booster, xgboost_file, True),
     Case("wine-lightgbm", wine(), lgbm_classifier, pickled, True),
     Case("diabetes-lightgbm", diabetes(), lgbm_regressor, pickled, False),
