@@ -142,3 +142,27 @@ def test_rows_of_another_width_are_refused_at_check(tmp_path: Path, capsys: pyte
         "error: check: --sample rows.csv: 3 columns for a model of 4 features without names; "
         "pass --features a,b,c to take the model's columns by name"
     )
+
+
+def test_a_float32_tree_graph_that_differs_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = corpus.diabetes()
+    model = make_pipeline(StandardScaler(), corpus.xgb_regressor(data.data, data.target)).fit(data.data, data.target)
+    joblib.dump(model, tmp_path / "m.pkl")
+    data.data.to_csv(tmp_path / "rows.csv", index=False)
+    args = [
+        tmp_path / "m.pkl",
+        "-o",
+        tmp_path / "m.onnx",
+        "--name",
+        "m",
+        "--version",
+        "1",
+        "--sample",
+        tmp_path / "rows.csv",
+    ]
+    assert run(*args) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert "rows close to a tree's threshold take the other branch in float32" in error
