@@ -1,271 +1,177 @@
-"""Turn what users have into the one-graph ONNX model the server runs.
+"""Step 2, convert: a loaded model as the one-graph ONNX model the server runs (one 2-D float input).
 
-- a scikit-learn estimator or pipeline saved with joblib or pickle;
-- the Azure ML SDK v1 seeds' two files, a fitted scaler (`scaler.pkl`) and an ONNX model (`svc.onnx`),
-  merged into one graph that scales, then predicts;
-- an MLflow model directory (MLmodel): the onnx flavor as is, the sklearn flavor converted.
-
-The result carries `name`, `version`, `feature_names`, `class_labels` (classifiers) and
-`sample_input` (one row, for smoke tests) metadata, and is checked against the original on sample
-rows. Training libraries (scikit-learn, skl2onnx) live here, in the development environment, never
-in the serving image. Unpickling runs code: import only files you trust.
+scikit-learn estimators and pipelines go through skl2onnx here (no ZipMap: plain tensors): tree models
+with a double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks columns
+by name through one input split into named columns. XGBoost and LightGBM: importer/boosters.py; ONNX
+files and the seeds' scaler + ONNX pair: importer/onnx_files.py. Training libraries live here, in the
+development environment, never in the serving image.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-import yaml
 
-UNPICKLING_WARNING = "unpickling runs the code in the file: import only models you trust"
+from importer.boosters import from_booster, register_with_skl2onnx
+from importer.imported import Imported, feature_names, graph_inputs, n_features, plain
+from importer.onnx_files import from_onnx, merge_scaler
+from importer.problems import ImportProblem, first_line
+from importer.sources import Loaded
+from importer.trees import sklearn_trees, with_double_thresholds
 
-
-class ImportProblem(Exception):
-    """What cannot be imported, and what to do instead."""
-
-
-@dataclass
-class Imported:
-    model: onnx.ModelProto
-    n_features: int
-    feature_names: list[str] | None
-    class_labels: list | None
-    reference: Any | None  # the original (an estimator, or the scaler + ONNX pair) to compare with
+OPSETS = {"": 17, "ai.onnx.ml": 3}
 
 
-def load_pickle(path: Path) -> Any:
-    warnings.warn(f"{path}: {UNPICKLING_WARNING}", stacklevel=2)
+def convert(loaded: Loaded, features: list[str] | None) -> Imported:
+    features = features or loaded.feature_names
+    if loaded.library == "onnx":
+        imported = from_onnx(Path(loaded.model), features)
+    elif loaded.library in ("xgboost", "lightgbm"):
+        imported = from_booster(loaded.model, loaded.library, features)
+    else:
+        imported = from_estimator(loaded.model, features)
+    imported.notes = [*loaded.notes, *imported.notes]
+    return imported
+
+
+def _check_fitted(estimator: Any) -> None:
+    if not hasattr(estimator, "predict"):
+        raise ImportProblem(f"a {type(estimator).__name__} is not a fitted estimator (it has no predict)")
     try:
-        import joblib
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
 
-        return joblib.load(path)
-    except Exception:  # not a joblib file: plain pickle
-        with path.open("rb") as file:
-            try:
-                return pickle.load(file)  # noqa: S301 - documented: the user's own model
-            except Exception as error:
-                raise ImportProblem(f"{path}: not a joblib or pickle file ({type(error).__name__}: {error})") from None
-
-
-def _n_features(estimator: Any, features: list[str] | None) -> int:
-    if hasattr(estimator, "n_features_in_"):
-        return int(estimator.n_features_in_)
-    if features:
-        return len(features)
-    raise ImportProblem("the estimator does not say how many features it takes: pass --features a,b,c")
-
-
-def _feature_names(estimator: Any, features: list[str] | None) -> list[str] | None:
-    if features:
-        return features
-    names = getattr(estimator, "feature_names_in_", None)
-    return [str(n) for n in names] if names is not None else None
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise ImportProblem(
+            f"the {type(estimator).__name__} is not fitted: fit it before saving, then import it again"
+        ) from None
+    except TypeError:  # not a scikit-learn estimator: the converter says what it lacks
+        pass
 
 
 def from_estimator(estimator: Any, features: list[str] | None = None) -> Imported:
-    """A fitted scikit-learn estimator or pipeline, converted with skl2onnx (no ZipMap: plain tensors)."""
+    """A fitted scikit-learn estimator or pipeline, converted with skl2onnx."""
     try:
-        from skl2onnx import to_onnx
-        from skl2onnx.common.data_types import FloatTensorType
+        import skl2onnx  # noqa: F401 - said here, once, when missing
     except ImportError:
         raise ImportProblem("skl2onnx is not installed: pip install -r requirements-dev.txt") from None
-    if not hasattr(estimator, "predict"):
-        raise ImportProblem(f"a {type(estimator).__name__} is not a fitted estimator (it has no predict)")
-    n = _n_features(estimator, features)
-    names = _feature_names(estimator, features)
+    _check_fitted(estimator)
+    n = n_features(estimator, features)
+    names = feature_names(estimator, features)
     if names is not None and len(names) != n:
         raise ImportProblem(f"{len(names)} feature names for a model that takes {n} features")
     classifier = hasattr(estimator, "classes_")
-    options = {"zipmap": False} if classifier else {}
+    by_name = _columns_by_name(estimator)
+    if by_name and names is None:
+        raise ImportProblem("a ColumnTransformer picks columns by name, but the model has no feature names")
+    columns = names if by_name else None
+    notes: list[str] = []
+    model = None
+    if sklearn_trees(estimator):  # trees compare float32(x) with double thresholds: a double graph keeps them
+        try:
+            model = _double_graph(estimator, n, columns, classifier)
+        except Exception:  # a step without a double converter or kernel: float32 thresholds, said
+            notes.append("a step has no float64 converter: tree thresholds are float32, rows near one may differ")
+    if model is None:
+        model = _skl2onnx(estimator, n, columns, False, classifier)
+        if by_name:
+            model = _one_input(model, names or [], onnx.TensorProto.FLOAT)
+    labels = [plain(c) for c in estimator.classes_] if classifier else None
+    return Imported(model, n, names, labels, estimator, "sklearn", notes)
+
+
+def _double_graph(estimator: Any, n: int, columns: list[str] | None, classifier: bool) -> onnx.ModelProto:
+    """A float64 graph with scikit-learn's double thresholds, refused (raises) unless onnxruntime runs it."""
+    model = _skl2onnx(estimator, n, columns, True, classifier)
+    if with_double_thresholds(model, estimator) < len(sklearn_trees(estimator)):
+        raise ImportProblem("some trees did not match the converted graph", "convert")
+    if columns:
+        model = _one_input(model, columns, onnx.TensorProto.DOUBLE)
+    import onnxruntime as ort
+
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return model
+
+
+def _skl2onnx(estimator: Any, n: int, columns: list[str] | None, double: bool, classifier: bool) -> onnx.ModelProto:
+    """skl2onnx's graph: one [N, n] input, or one [N, 1] input per named column."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    register_with_skl2onnx()
+
+    tensor = DoubleTensorType if double else FloatTensorType
+    initial = [(c, tensor([None, 1])) for c in columns] if columns else [("input", tensor([None, n]))]
     try:
-        model = to_onnx(
-            estimator,
-            initial_types=[("input", FloatTensorType([None, n]))],
-            options={type(_final_step(estimator)): options} if options else None,
-            target_opset={"": 17, "ai.onnx.ml": 3},
+        return to_onnx(
+            estimator, initial_types=initial, options={"zipmap": False} if classifier else None, target_opset=OPSETS
         )
     except Exception as error:  # skl2onnx: MissingShapeCalculator, RuntimeError, ...
+        first = first_line(error)
         raise ImportProblem(
-            f"skl2onnx cannot convert a {type(estimator).__name__} ({type(error).__name__}: {error}); "
-            "export it to ONNX yourself and import the .onnx file"
+            f"skl2onnx cannot convert the {_describe(estimator)} ({type(error).__name__}: {first}); "
+            "replace that step with one skl2onnx supports, or export to ONNX yourself and import the .onnx file",
+            "convert",
         ) from None
-    labels = [_plain(c) for c in estimator.classes_] if classifier else None
-    return Imported(model, n, names, labels, estimator)
 
 
-def _final_step(estimator: Any) -> Any:
+def _describe(estimator: Any) -> str:
     steps = getattr(estimator, "steps", None)
-    return steps[-1][1] if steps else estimator
+    if steps:
+        return f"{type(estimator).__name__}({' -> '.join(f'{n}: {type(s).__name__}' for n, s in steps)})"
+    return type(estimator).__name__
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def _columns_by_name(estimator: Any) -> bool:
+    """Whether a ColumnTransformer in the pipeline selects columns by name."""
+    from sklearn.compose import ColumnTransformer
+
+    def named(columns: Any) -> bool:
+        values = [columns] if isinstance(columns, str) else list(np.ravel(columns)) if columns is not None else []
+        return any(isinstance(c, str) for c in values)
+
+    stack = [estimator]
+    while stack:
+        step = stack.pop()
+        if isinstance(step, ColumnTransformer):
+            if any(named(cols) for _, _, cols in step.transformers_):
+                return True
+            stack += [t for _, t, _ in step.transformers_ if not isinstance(t, str)]
+        stack += [s for _, s in getattr(step, "steps", [])]
+    return False
 
 
-def from_onnx(path: Path, features: list[str] | None = None) -> Imported:
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as error:
-        raise ImportProblem(f"{path}: not a valid ONNX model ({type(error).__name__}: {error})") from None
-    (graph_input,) = _single_input(model, path)
-    n = _input_width(graph_input, features, path)
-    return Imported(model, n, features or _metadata_list(model, "feature_names"), _onnx_class_labels(model), None)
+def _one_input(model: onnx.ModelProto, names: list[str], elem_type: int) -> onnx.ModelProto:
+    """One [N, n] input split into the named [N, 1] inputs a by-name ColumnTransformer was converted with."""
+    from onnx import helper
+
+    n = len(names)
+    parts = [f"mlserve_column_{i}" for i in range(n)]
+    split = helper.make_graph(
+        [helper.make_node("Split", ["input", "mlserve_split_sizes"], parts, axis=1, name="mlserve_columns")],
+        "columns",
+        [helper.make_tensor_value_info("input", elem_type, [None, n])],
+        [helper.make_tensor_value_info(part, elem_type, [None, 1]) for part in parts],
+        [onnx.numpy_helper.from_array(np.ones(n, dtype=np.int64), "mlserve_split_sizes")],
+    )
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    first = helper.make_model(split, opset_imports=[helper.make_opsetid("", opsets.get("", 17))])
+    first.ir_version = model.ir_version
+    inputs = graph_inputs(model)  # in the order given, with names skl2onnx made safe ("a (cm)" -> "a__cm_")
+    if len(inputs) != n:
+        raise ImportProblem(f"the converted graph has {len(inputs)} inputs for {n} columns", "convert")
+    io_map = [(part, graph_input.name) for part, graph_input in zip(parts, inputs, strict=True)]
+    return onnx.compose.merge_models(first, model, io_map=io_map)
 
 
-def _metadata_list(model: onnx.ModelProto, key: str) -> list | None:
-    raw = {p.key: p.value for p in model.metadata_props}.get(key)
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, list) else None
-
-
-def _onnx_class_labels(model: onnx.ModelProto) -> list | None:
-    """The labels a classifier was exported with (ai.onnx.ml *Classifier nodes carry them)."""
-    known = _metadata_list(model, "class_labels")
-    if known is not None:
-        return known
-    for node in model.graph.node:
-        if node.domain == "ai.onnx.ml" and node.op_type.endswith("Classifier"):
-            for attribute in node.attribute:
-                if attribute.name == "classlabels_strings":
-                    return [v.decode() for v in attribute.strings]
-                if attribute.name in ("classlabels_ints", "classlabels_int64s"):
-                    return list(attribute.ints)
-    return None
-
-
-def _single_input(model: onnx.ModelProto, path: Path) -> list[onnx.ValueInfoProto]:
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise ImportProblem(
-            f"{path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); the server takes one 2-D float "
-            "input: re-export with the columns concatenated (skl2onnx: initial_types=[('input', "
-            "FloatTensorType([None, n_features]))])"
-        )
-    return inputs
-
-
-def _input_width(graph_input: onnx.ValueInfoProto, features: list[str] | None, path: Path) -> int:
-    dims = graph_input.type.tensor_type.shape.dim
-    if len(dims) == 2 and dims[1].HasField("dim_value"):
-        return int(dims[1].dim_value)
-    if features:
-        return len(features)
-    raise ImportProblem(f"{path}: the input's width is not fixed: pass --features a,b,c")
-
-
-def merge_scaler(scaler: Any, model_path: Path, features: list[str] | None = None) -> Imported:
-    """The seeds' layout: `scaler.transform` then the ONNX model, as one graph."""
-    if not hasattr(scaler, "transform"):
-        raise ImportProblem(f"a {type(scaler).__name__} is not a fitted scaler (it has no transform)")
-    n = _n_features(scaler, features)
-    downstream = from_onnx(model_path, features)
-    if n != downstream.n_features:
-        raise ImportProblem(f"the scaler takes {n} features, the model {downstream.n_features}: not a pair")
-    second = downstream.model
-    domains = {o.domain or "": o.version for o in second.opset_import}
-    # merge_models wants one IR version and one opset per domain: the scaler is exported to match.
-    first = onnx.compose.add_prefix(_with_opsets(scaler, n, domains), "scaler_")
-    second = onnx.compose.add_prefix(second, "model_")
-    first.ir_version = second.ir_version = max(first.ir_version, second.ir_version)
-    (scaled,) = [o.name for o in first.graph.output]
-    (model_input,) = _single_input(second, model_path)
-    try:
-        merged = onnx.compose.merge_models(first, second, io_map=[(scaled, model_input.name)])
-    except Exception as error:
-        raise ImportProblem(f"cannot merge the scaler into {model_path} ({type(error).__name__}: {error})") from None
-    onnx.checker.check_model(merged)
-    names = downstream.feature_names or _feature_names(scaler, features)
-    return Imported(merged, downstream.n_features, names, downstream.class_labels, (scaler, model_path))
-
-
-def _with_opsets(scaler: Any, n: int, domains: dict[str, int]) -> onnx.ModelProto:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-
-    target = {"": domains.get("", 17)}
-    if "ai.onnx.ml" in domains:
-        target["ai.onnx.ml"] = domains["ai.onnx.ml"]
-    return to_onnx(scaler, initial_types=[("input", FloatTensorType([None, n]))], target_opset=target)
-
-
-def from_mlflow(directory: Path, features: list[str] | None = None) -> Imported:
-    mlmodel = yaml.safe_load((directory / "MLmodel").read_text()) or {}
-    flavors = mlmodel.get("flavors") or {}
-    names = features or _mlflow_feature_names(mlmodel)
-    if "onnx" in flavors:
-        return from_onnx(directory / flavors["onnx"].get("data", "model.onnx"), names)
-    if "sklearn" in flavors:
-        pickled = directory / flavors["sklearn"].get("pickled_model", "model.pkl")
-        estimator = load_pickle(pickled)
-        return from_estimator(estimator, names)
-    raise ImportProblem(f"{directory}: MLflow flavors {', '.join(flavors) or 'none'}; only onnx and sklearn are served")
-
-
-def _mlflow_feature_names(mlmodel: dict) -> list[str] | None:
-    raw = (mlmodel.get("signature") or {}).get("inputs")
-    if not raw:
-        return None
-    try:
-        columns = json.loads(raw)
-    except ValueError:
-        return None
-    names = [c.get("name") for c in columns if isinstance(c, dict)]
-    return names if names and all(isinstance(n, str) for n in names) else None
-
-
-def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-
-
-def _run(session: ort.InferenceSession, rows: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(o) for o in session.run(None, {session.get_inputs()[0].name: rows.astype(np.float32)})]
-
-
-def _compared(imported: Imported, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(original, imported) answers on `rows`: labels and probabilities, or values."""
-    actual = _run(_session(imported.model), rows)
-    reference = imported.reference
-    if isinstance(reference, tuple):  # the seeds' pair: scaler.transform, then their ONNX model
-        scaler, model_path = reference
-        return list(zip(_run(_session(model_path), scaler.transform(rows)), actual, strict=True))
-    pairs = [(np.asarray(reference.predict(rows)), actual[0])]
-    if hasattr(reference, "predict_proba") and len(actual) > 1:
-        pairs.append((np.asarray(reference.predict_proba(rows)), actual[1]))
-    return pairs
-
-
-def max_difference(imported: Imported, rows: np.ndarray) -> float | None:
-    """Largest absolute difference from the original on `rows` (inf: a label differs; None: no original)."""
-    if imported.reference is None:
-        return None
-    worst = 0.0
-    for expected, actual in _compared(imported, rows):
-        if expected.size != actual.size:
-            raise ImportProblem(f"the ONNX model answers shape {actual.shape}, the original {expected.shape}")
-        expected, actual = expected.reshape(-1), actual.reshape(-1)
-        if np.issubdtype(expected.dtype, np.number) and np.issubdtype(actual.dtype, np.number):
-            worst = max(worst, float(np.max(np.abs(expected.astype(np.float64) - actual.astype(np.float64)))))
-        elif [str(_plain(v)) for v in expected] != [str(_plain(v)) for v in actual]:
-            return float("inf")
-    return worst
-
-
-def finish(imported: Imported, name: str, version: str, sample: list[float]) -> onnx.ModelProto:
-    metadata = {"name": name, "version": version, "sample_input": json.dumps(sample)}
+def finish(imported: Imported, name: str, version: str, extra: dict[str, str]) -> onnx.ModelProto:
+    """The metadata the server reads (name, version, feature_names, class_labels) and `extra`."""
+    metadata = {"name": name, "version": version, **extra}
     if imported.feature_names:
         metadata["feature_names"] = json.dumps(imported.feature_names)
     if imported.class_labels is not None:
@@ -275,3 +181,6 @@ def finish(imported: Imported, name: str, version: str, sample: list[float]) -> 
     onnx.helper.set_model_props(model, {**kept, **metadata})
     onnx.checker.check_model(model)
     return model
+
+
+__all__ = ["ImportProblem", "Imported", "convert", "finish", "from_onnx", "merge_scaler"]

@@ -16,6 +16,11 @@ from serving.onnx_fastpath import session_run
 if TYPE_CHECKING:
     from serving.settings import Settings
 
+# A pickle, skops file or MLflow model given as the model: the server runs ONNX only, the importer converts.
+_IMPORT_HINT = (
+    "; the server runs ONNX models: convert a scikit-learn, XGBoost, LightGBM or MLflow model with "
+    "`.venv/bin/python -m importer MODEL -o model.onnx --name NAME --version VERSION --sample rows.csv`"
+)
 _FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 
 
@@ -109,7 +114,8 @@ class ModelRuntime:
             )
         except Exception as error:  # onnxruntime raises several unrelated types
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise ModelLoadError(f"not a valid ONNX model: {self.path}: {first_line}") from None
+            hint = "" if self.path.suffix.lower() == ".onnx" else _IMPORT_HINT
+            raise ModelLoadError(f"not a valid ONNX model: {self.path}: {first_line}{hint}") from None
 
         inputs = self._session.get_inputs()
         if len(inputs) != 1:

@@ -266,10 +266,12 @@ def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any]) -> Path:
     flavors = mlmodel.get("flavors") or {}
     if "onnx" in flavors:
         return directory / str(flavors["onnx"].get("data", MODEL_FILE))
-    if "sklearn" in flavors:
-        raise ModelSourceError(f"an MLflow sklearn model is a pickle: {IMPORTER_HINT}")
+    trained = sorted({"sklearn", "xgboost", "lightgbm"} & set(flavors))
+    if trained:
+        raise ModelSourceError(f"an MLflow {trained[0]} model must be converted to ONNX first: {IMPORTER_HINT}")
     raise ModelSourceError(
-        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx and sklearn models are served"
+        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx, sklearn, xgboost and lightgbm "
+        "models are served"
     )
 
 

@@ -38,18 +38,20 @@ def metadata(path: Path) -> dict[str, str]:
 def test_a_pickled_pipeline_with_string_labels_is_served_as_trained(tmp_path: Path) -> None:
     pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, LABELS)
     joblib.dump(pipeline, tmp_path / "model.pkl")
+    np.savetxt(tmp_path / "rows.csv", X[:30], delimiter=",")  # no header: in the model's order
     result = run_import(tmp_path / "model.pkl", "-o", tmp_path / "model.onnx", "--name", "rain", "--version", "3",
-                        "--features", "t,h,w,p")  # fmt: skip
+                        "--features", "t,h,w,p", "--sample", tmp_path / "rows.csv")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "unpickling runs the code in the file" in result.stderr
-    assert "max difference from the original" in result.stdout
+    assert "check on --sample rows.csv (30 rows)" in result.stdout
+    assert "label              30        labels       (equal)         0" in result.stdout
     digest = result.stdout.split("sha256 ")[1].split()[0]
     assert f"pulumi config set --path 'mlserve:model.sha256' {digest}" in result.stdout
     info = metadata(tmp_path / "model.onnx")
     assert (info["name"], info["version"]) == ("rain", "3")
     assert json.loads(info["feature_names"]) == ["t", "h", "w", "p"]
     assert json.loads(info["class_labels"]) == ["dry", "rain"]
-    assert len(json.loads(info["sample_input"])) == 4
+    assert json.loads(info["sample_input"]) == [float(v) for v in np.loadtxt(tmp_path / "rows.csv", delimiter=",")[0]]
     served = ModelRuntime(tmp_path / "model.onnx").predict(X[:10], probabilities=True)
     assert list(served.labels) == list(pipeline.predict(X[:10]))
     np.testing.assert_allclose(served.probabilities, pipeline.predict_proba(X[:10]), atol=1e-5)
@@ -66,7 +68,7 @@ def test_the_seeds_scaler_and_onnx_pair_become_one_graph(tmp_path: Path) -> None
     result = run_import(tmp_path / "svc.onnx", "--scaler", tmp_path / "scaler.pkl", "-o", tmp_path / "merged.onnx",
                         "--name", "weather-rain", "--version", "2", "--sample", tmp_path / "rows.csv")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "on 8 rows" in result.stdout
+    assert "check on --sample rows.csv (8 rows)" in result.stdout
     merged = onnx.load(str(tmp_path / "merged.onnx"))
     assert len(merged.graph.input) == 1, "one input: the server's shape"
     assert json.loads(metadata(tmp_path / "merged.onnx")["class_labels"]) == ["dry", "rain"]
@@ -95,7 +97,8 @@ def test_an_mlflow_sklearn_model_directory(tmp_path: Path) -> None:
     [
         (lambda d: (d / "m.pkl").write_bytes(b"not a pickle"), "not a joblib or pickle file"),
         (lambda d: joblib.dump({"weights": [1, 2]}, d / "m.pkl"), "a dict is not a fitted estimator"),
-        (lambda d: (d / "m.txt").write_text("x"), "expected .pkl, .joblib, .onnx or an MLflow model directory"),
+        (lambda d: joblib.dump(LogisticRegression(), d / "m.pkl"), "the LogisticRegression is not fitted: fit it"),
+        (lambda d: (d / "m.txt").write_text("x"), "expected .pkl, .joblib, .skops, .onnx, an XGBoost"),
         (lambda d: (d / "m.onnx").write_bytes(b"\x00garbage"), "not a valid ONNX model"),
     ],
 )
@@ -118,3 +121,79 @@ def test_a_scaler_of_another_width_is_not_a_pair(tmp_path: Path) -> None:
                         "--name", "m", "--version", "1")  # fmt: skip
     assert result.returncode == 2
     assert "the scaler takes 3 features, the model 4: not a pair" in result.stderr
+
+
+def test_a_name_the_stack_would_refuse_is_refused_here() -> None:
+    from importer.__main__ import NAME
+    from stacks.config import NAME as STACK_NAME
+
+    assert NAME == STACK_NAME
+    result = run_import("model.pkl", "-o", "out.onnx", "--name", "Iris_Model", "--version", "1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --name 'Iris_Model': lowercase letters, digits and '-'")
+
+
+def test_the_importer_runs_from_any_directory(tmp_path: Path) -> None:
+    joblib.dump(LinearRegression().fit(X, X @ np.array([1.0, 2.0, 0.5, -1.0])), tmp_path / "model.pkl")
+    command = [
+        sys.executable,
+        str(REPO / "importer"),
+        "model.pkl",
+        "-o",
+        "model.onnx",
+        "--name",
+        "lin",
+        "--version",
+        "1",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model.onnx").is_file()
+
+
+def test_a_model_saved_by_another_scikit_learn_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sklearn.base
+
+    monkeypatch.setattr(sklearn.base, "__version__", "1.5.2")  # what the pickle records as its version
+    joblib.dump(LinearRegression().fit(X, X[:, 0]), tmp_path / "model.pkl")
+    result = run_import(tmp_path / "model.pkl", "-o", tmp_path / "model.onnx", "--name", "lin", "--version", "1")
+    assert result.returncode == 0, result.stderr
+    assert "warning: version skew: saved with scikit-learn 1.5.2, loaded with scikit-learn " in result.stderr
+    assert "Fix: import in an environment with scikit-learn==1.5.2" in result.stderr
+
+
+def test_a_hand_exported_classifier_answers_its_string_classes_once_imported(tmp_path: Path) -> None:
+    from tests.importer.served import score, scoring
+
+    classifier = LogisticRegression().fit(X, LABELS)
+    exported = to_onnx(classifier, initial_types=[("input", FloatTensorType([None, 4]))],
+                       options={id(classifier): {"zipmap": False}})  # fmt: skip
+    (tmp_path / "hand.onnx").write_bytes(exported.SerializeToString())
+    result = run_import(tmp_path / "hand.onnx", "-o", tmp_path / "model.onnx", "--name", "rain", "--version", "1")
+    assert result.returncode == 0, result.stderr
+    with scoring(tmp_path / "model.onnx") as http:
+        answer = score(http, X[:3].astype(np.float64), "predict_proba")
+    assert answer["classes"] == ["dry", "rain"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sample", "absent.csv"], "error: check: --sample absent.csv: not readable as CSV"),
+        (["--scaler", "absent.pkl"], "error: load: --scaler goes with an .onnx SOURCE"),
+        (["-o", "/proc/no/such/dir/m.onnx"], "error: write: /proc/no/such/dir/m.onnx: "),
+    ],
+)
+def test_bad_arguments_are_one_line(tmp_path: Path, extra: list[str], message: str) -> None:
+    joblib.dump(LinearRegression().fit(X, X[:, 0]), tmp_path / "model.pkl")
+    output = [] if "-o" in extra else ["-o", tmp_path / "m.onnx"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "importer"), "model.pkl", *output, "--name", "m", "--version", "1", *extra],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error")] == [
+        line for line in result.stderr.splitlines() if line.startswith(message)
+    ]
+    assert message in result.stderr

@@ -45,6 +45,16 @@ def test_invalid_onnx_stops_with_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith(f"error: not a valid ONNX model: {broken}")
 
 
+def test_a_pickle_given_as_the_model_is_pointed_to_the_importer(tmp_path: Path) -> None:
+    pickled = tmp_path / "model.joblib"
+    pickled.write_bytes(b"\x80\x04\x95 a joblib file, not ONNX")
+    result = run_cli("serve", "--model", str(pickled))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: not a valid ONNX model: {pickled}")
+    assert "python -m importer MODEL -o model.onnx" in line
+
+
 def test_directory_with_several_models_is_ambiguous(tmp_path: Path) -> None:
     linear_regressor(tmp_path / "a" / "one.onnx", [1.0], 0.0)
     linear_regressor(tmp_path / "b" / "two.onnx", [1.0], 0.0)
