@@ -268,10 +268,12 @@ def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any]) -> Path:
         return directory / str(flavors["onnx"].get("data", MODEL_FILE))
     trained = sorted({"sklearn", "xgboost", "lightgbm"} & set(flavors))
     if trained:
-        raise ModelSourceError(f"an MLflow {trained[0]} model must be converted to ONNX first: {IMPORTER_HINT}")
+        raise ModelSourceError(
+            f"an MLflow {trained[0]} model is a pickle or a trained library's own format: {IMPORTER_HINT}"
+        )
     raise ModelSourceError(
-        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: only onnx, sklearn, xgboost and lightgbm "
-        "models are served"
+        f"an MLflow model with flavors {', '.join(flavors) or 'none'}: the stack serves the onnx flavor; "
+        "the importer converts sklearn, xgboost and lightgbm models"
     )
 
 
