@@ -121,11 +121,9 @@ def test_trees_beside_a_step_without_a_double_kernel_keep_float32_and_say_so(
     assert onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
-def test_rows_of_another_width_are_refused_at_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    x = np.random.default_rng(2).normal(size=(20, 4))
-    joblib.dump(Ridge().fit(x, x[:, 0]), tmp_path / "m.pkl")
-    (tmp_path / "rows.csv").write_text("a,b,c\n1,2,3\n")
-    args = [
+def with_rows(tmp_path: Path) -> list[str | Path]:
+    """The importer's arguments for m.pkl with the rows in rows.csv."""
+    return [
         tmp_path / "m.pkl",
         "-o",
         tmp_path / "m.onnx",
@@ -136,7 +134,13 @@ def test_rows_of_another_width_are_refused_at_check(tmp_path: Path, capsys: pyte
         "--sample",
         tmp_path / "rows.csv",
     ]
-    assert run(*args) == 2
+
+
+def test_rows_of_another_width_are_refused_at_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    x = np.random.default_rng(2).normal(size=(20, 4))
+    joblib.dump(Ridge().fit(x, x[:, 0]), tmp_path / "m.pkl")
+    (tmp_path / "rows.csv").write_text("a,b,c\n1,2,3\n")
+    assert run(*with_rows(tmp_path)) == 2
     (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert error == (
         "error: check: --sample rows.csv: 3 columns for a model of 4 features without names; "
@@ -152,17 +156,6 @@ def test_a_float32_tree_graph_that_differs_says_why(tmp_path: Path, capsys: pyte
     model = make_pipeline(StandardScaler(), corpus.xgb_regressor(data.data, data.target)).fit(data.data, data.target)
     joblib.dump(model, tmp_path / "m.pkl")
     data.data.to_csv(tmp_path / "rows.csv", index=False)
-    args = [
-        tmp_path / "m.pkl",
-        "-o",
-        tmp_path / "m.onnx",
-        "--name",
-        "m",
-        "--version",
-        "1",
-        "--sample",
-        tmp_path / "rows.csv",
-    ]
-    assert run(*args) == 2
+    assert run(*with_rows(tmp_path)) == 2
     (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert "rows close to a tree's threshold take the other branch in float32" in error
