@@ -52,6 +52,8 @@ def entra(jwks: tuple[Jwks, str], tmp_path_factory: pytest.TempPathFactory) -> I
         "SERVING_ENTRA_AUDIENCE": AUDIENCE,
         "SERVING_ENTRA_REQUIRED_ROLE": "Score",
         "SERVING_ENTRA_JWKS_URL": jwks[1],
+        # One worker: the refetch bound is per process, and two would each fetch once for the first token.
+        "SERVING_WORKERS": "1",
     }
     with running_server(tmp_path_factory.mktemp("entra"), env=env) as server:
         yield server
