@@ -11,6 +11,7 @@ timeout is 1 s. Needs curl. Figures: bench/README.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -93,7 +94,7 @@ def main() -> None:
                         sender.kill()
                     for sender in senders:
                         sender.wait()
-                p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
+                p99 = latencies[math.ceil(len(latencies) * 0.99) - 1]  # nearest rank
                 print(
                     f"{name:24} /ping median {statistics.median(latencies):6.0f} ms  p99 {p99:6.0f} ms  "
                     f"worst {latencies[-1]:6.0f} ms  ({len(latencies)} probes)"
