@@ -343,7 +343,7 @@ def main() -> None:
         deploy_sagemaker(config, name, ecr, refs["aws"], kms_key_arn, sample)
     for target, endpoint in endpoints.items():
         pulumi.export(f"{target}_endpoint", endpoint)
-    # What the seeds printed after Model.deploy: where to score, where the API is described.
+    # What Azure ML SDK v1 `Model.deploy` scripts printed: where to score, where the API is described.
     primary = endpoints.get("aks", endpoints.get("aci"))
     if primary is not None:
         pulumi.export("scoring_uri", pulumi.Output.concat(primary, "/score"))

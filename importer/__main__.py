@@ -1,5 +1,5 @@
 """python -m importer: make the server's ONNX model from a scikit-learn, XGBoost or LightGBM model (pickle,
-skops, booster file), an MLflow model (directory or models:/ URI), the seeds' scaler + ONNX pair or an
+skops, booster file), an MLflow model (directory or models:/ URI), an Azure ML SDK v1 scaler + ONNX pair or an
 ONNX file; check it against the original on your rows; print the check and its sha256.
 
     python -m importer model.pkl -o model.onnx --name churn --version 3 --sample rows.csv
@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="where to write the ONNX model")
     p.add_argument("--name", required=True, help="model name the endpoint reports (lowercase, digits, -)")
     p.add_argument("--version", required=True, help="model version the endpoint reports")
-    p.add_argument("--scaler", type=Path, help="a fitted scaler (.pkl) applied before SOURCE (.onnx): the seeds' pair")
+    p.add_argument(
+        "--scaler", type=Path, help="a fitted scaler (.pkl) applied before SOURCE (.onnx): an Azure ML SDK v1 pair"
+    )
     p.add_argument("--features", help="comma-separated feature names, when the model does not carry them")
     p.add_argument("--sample", type=Path, help="CSV rows of your data (header optional): they decide the check")
     p.add_argument("--rtol", type=float, default=RTOL, help=f"relative tolerance of values (default {RTOL:g})")

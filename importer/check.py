@@ -52,8 +52,10 @@ def run_onnx(model: onnx.ModelProto | Path, values: np.ndarray, served: bool = T
 def original(imported: Imported, frame: pd.DataFrame) -> list[np.ndarray]:
     """The original library's answers: [labels, probabilities] for classifiers, [values] for regressors."""
     reference = imported.reference
+    if reference is None:
+        raise ImportProblem("there is no original model to compare the ONNX model with", "check")
     values = frame.to_numpy(dtype=np.float64)
-    if isinstance(reference, tuple):  # the seeds' pair: scaler.transform, then their ONNX model
+    if isinstance(reference, tuple):  # an Azure ML SDK v1 pair: scaler.transform, then the ONNX model
         scaler, model_path = reference
         return run_onnx(model_path, scaler.transform(values))
     if type(reference).__name__ == "Booster":

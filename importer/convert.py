@@ -3,7 +3,7 @@
 scikit-learn estimators and pipelines go through skl2onnx here (no ZipMap: plain tensors): tree models
 with a double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks columns
 by name through one input split into named columns. XGBoost and LightGBM: importer/boosters.py; ONNX
-files and the seeds' scaler + ONNX pair: importer/onnx_files.py. Training libraries live here, in the
+files and the Azure ML SDK v1 scaler + ONNX pair: importer/onnx_files.py. Training libraries live here, in the
 development environment, never in the serving image.
 """
 
@@ -108,9 +108,10 @@ def _skl2onnx(estimator: Any, n: int, columns: list[str] | None, double: bool, c
     tensor = DoubleTensorType if double else FloatTensorType
     initial = [(c, tensor([None, 1])) for c in columns] if columns else [("input", tensor([None, n]))]
     try:
-        return to_onnx(
+        graph: onnx.ModelProto = to_onnx(
             estimator, initial_types=initial, options={"zipmap": False} if classifier else None, target_opset=OPSETS
         )
+        return graph
     except Exception as error:  # skl2onnx: MissingShapeCalculator, RuntimeError, ...
         first = first_line(error)
         raise ImportProblem(

@@ -1,4 +1,4 @@
-"""ONNX files as they are, and the Azure ML SDK v1 seeds' scaler + ONNX pair merged into one graph."""
+"""ONNX files as they are, and the Azure ML SDK v1 scaler + ONNX pair merged into one graph."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _input_width(graph_input: onnx.ValueInfoProto, features: list[str] | None, p
 
 
 def merge_scaler(scaler: Any, model_path: Path, features: list[str] | None = None) -> Imported:
-    """The seeds' layout: `scaler.transform` then the ONNX model, as one graph."""
+    """The Azure ML SDK v1 layout: `scaler.transform` then the ONNX model, as one graph."""
     if not hasattr(scaler, "transform"):
         raise ImportProblem(f"a {type(scaler).__name__} is not a fitted scaler (it has no transform)")
     n = n_features(scaler, features)
@@ -101,4 +101,5 @@ def _with_opsets(scaler: Any, n: int, domains: dict[str, int]) -> onnx.ModelProt
     target = {"": domains.get("", 17)}
     if "ai.onnx.ml" in domains:
         target["ai.onnx.ml"] = domains["ai.onnx.ml"]
-    return to_onnx(scaler, initial_types=[("input", FloatTensorType([None, n]))], target_opset=target)
+    graph: onnx.ModelProto = to_onnx(scaler, initial_types=[("input", FloatTensorType([None, n]))], target_opset=target)
+    return graph

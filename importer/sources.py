@@ -246,7 +246,9 @@ def _signature_names(mlmodel: dict[str, Any]) -> list[str] | None:
     except ValueError:
         return None
     names = [c.get("name") for c in columns if isinstance(c, dict)]
-    return names if names and all(isinstance(n, str) for n in names) else None
+    if not names or not all(isinstance(n, str) for n in names):
+        return None
+    return [str(n) for n in names]
 
 
 def _input_example(directory: Path, mlmodel: dict[str, Any]) -> dict[str, Any] | None:

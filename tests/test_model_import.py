@@ -57,7 +57,7 @@ def test_a_pickled_pipeline_with_string_labels_is_served_as_trained(tmp_path: Pa
     np.testing.assert_allclose(served.probabilities, pipeline.predict_proba(X[:10]), atol=1e-5)
 
 
-def test_the_seeds_scaler_and_onnx_pair_become_one_graph(tmp_path: Path) -> None:
+def test_an_azure_ml_sdk_v1_scaler_and_onnx_pair_become_one_graph(tmp_path: Path) -> None:
     scaler = StandardScaler().fit(X)
     svc = SVC(probability=True, random_state=0).fit(scaler.transform(X), LABELS)
     joblib.dump(scaler, tmp_path / "scaler.pkl")

@@ -113,7 +113,7 @@ def test_components_parent_their_children(stack: str, request: pytest.FixtureReq
         assert any(f"::{c}" in resource.parent for c in components), (resource.type, resource.name)
 
 
-def test_scoring_and_swagger_uris_like_the_seeds(dev: Evaluation) -> None:
+def test_scoring_and_swagger_uris_as_model_deploy_printed_them(dev: Evaluation) -> None:
     assert dev.outputs["scoring_uri"] == "https://mlserve-dev-weather-rain.h4sh3d.westeurope.azurecontainer.io/score"
     assert (
         dev.outputs["swagger_uri"]
@@ -345,7 +345,7 @@ def test_deployment_runs_the_pinned_image_hardened(prod: Evaluation) -> None:
     assert pod["terminationGracePeriodSeconds"] > 20
 
 
-def test_deployment_passes_the_seed_limits_and_keys_from_a_secret(prod: Evaluation) -> None:
+def test_deployment_passes_the_azure_ml_limits_and_keys_from_a_secret(prod: Evaluation) -> None:
     container = _deployment(prod).inputs["spec"]["template"]["spec"]["containers"][0]
     env = env_of(container)
     assert env["SERVING_MAX_CONCURRENT_REQUESTS"]["value"] == "2"
