@@ -361,3 +361,32 @@ def test_the_weekly_drift_check_previews_both_stacks_with_the_read_identities(
     )
     read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
     assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
+
+
+# Upkeep: the weekly audit and the pins Dependabot cannot read
+
+
+@pytest.mark.parametrize("event", ["schedule", "workflow_dispatch"])
+def test_the_weekly_upkeep_audits_the_locks_and_checks_the_other_pins(workspace: Workspace, event: str) -> None:
+    payload = {"cron": "23 5 * * 1"} if event == "schedule" else {"workflow": "upkeep.yml"}
+    result = run(workspace, event, payload, answers={"python scripts/stale_pins.py": "all pins current\n"})
+    assert result.returncode == 0, result.log
+    assert sorted(result.jobs) == [
+        ("Upkeep/Pins outside Dependabot", "success"),
+        ("Upkeep/Vulnerability audit", "success"),
+    ]
+    assert result.clis("make") == ["make audit"]
+    assert result.clis("python") == ["python scripts/stale_pins.py"]
+    assert not {c.argv[1] for c in result.calls if c.argv[0] == "action"} & {
+        "azure/login",
+        "aws-actions/configure-aws-credentials",
+    }
+
+
+def test_a_stale_pin_or_an_advisory_makes_the_upkeep_run_red(workspace: Workspace) -> None:
+    result = run(workspace, "schedule", {"cron": "23 5 * * 1"}, fail=["make audit", "python scripts/stale_pins.py"])
+    assert result.returncode != 0
+    assert sorted(result.jobs) == [
+        ("Upkeep/Pins outside Dependabot", "failure"),
+        ("Upkeep/Vulnerability audit", "failure"),
+    ]
