@@ -131,7 +131,9 @@ class InferenceFront:
                 # throughout, and its cost grows with the values in the body: millions of `{}` in 6 MB
                 # kept the loop (and health probes) waiting for seconds. A body with more values than
                 # the row limit can need is refused first, by counting separators (memchr speed).
-                values = body.count(b",", 0, _json_end(body, headers))
+                # Binary tensor data after the JSON (the v2 extension) holds no separators to count.
+                end = v2_binary.json_end(body, headers.get(v2_binary.HEADER))
+                values = body.count(b",", 0, len(body) if end is None else end)
                 if values > self.max_values(runtime):
                     raise InvalidInput(
                         f"request body holds {values + 1} or more values, more than {self.settings.max_rows} rows "
@@ -209,12 +211,6 @@ class InferenceFront:
         self.journal.settle()
         self.metrics.in_flight = self.pool.running
         self.metrics.queued = self.pool.queued
-
-
-def _json_end(body: bytes, headers: dict[bytes, bytes]) -> int:
-    """Where a body's JSON ends: before any binary tensor data (the v2 binary extension), else its end."""
-    declared = headers.get(v2_binary.HEADER)
-    return min(int(declared), len(body)) if declared is not None and declared.isdigit() else len(body)
 
 
 def _without_trailing_slash(path: str) -> bytes | None:

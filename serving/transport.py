@@ -170,11 +170,12 @@ TOO_MANY = (
 )
 
 
-HEAD_TOO_LARGE_BODY = b'{"error":"request line and headers exceed %d bytes","code":"headers_too_large"}\n'
-
-
 def head_too_large(max_bytes: int) -> bytes:
-    body = HEAD_TOO_LARGE_BODY % max_bytes
+    """The whole 431 response, with the body every request error has (serving/errors.py)."""
+    from serving.errors import HeadersTooLarge
+    from serving.protocols.jsonbody import dumps
+
+    body = dumps(HeadersTooLarge(f"request line and headers exceed {max_bytes} bytes").body()) + b"\n"
     return (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n"
         b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
@@ -263,8 +264,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.requests_begun = 0
         self.limits = limits()
         # Bytes received since the current request's head began (None: its head is complete). Whole
-        # reads are counted, so a read that also holds the body can overstate it: the exact size is
-        # worked out only then (on_headers_complete).
+        # reads are counted, so a read that also holds the body can overstate it: past the bound, the
+        # head's exact size is worked out from that read (_head_fits_after).
         self.head_bytes: int | None = 0
         # Since when it owes us a request (opened, or last answered), and when it must have sent it.
         self.waiting_since = self.loop.time()

@@ -36,16 +36,25 @@ DTYPES = {
 }
 
 
+def json_end(body: bytes, declared: bytes | None) -> int | None:
+    """Where the JSON ends: the header's length, the whole body without one, None for a length that cannot be."""
+    if declared is None:
+        return len(body)
+    if not declared.isdigit() or not 0 < int(declared) <= len(body):
+        return None
+    return int(declared)
+
+
 def split(body: bytes, declared: bytes | None) -> tuple[bytes, memoryview | None]:
     """The JSON part and the binary part of a request; no binary part without the header."""
     if declared is None:
         return body, None
-    if not declared.isdigit() or not 0 < int(declared) <= len(body):
+    end = json_end(body, declared)
+    if end is None:
         raise InvalidInput(
             f"Inference-Header-Content-Length: {declared.decode('latin-1')!r:.30} must be the JSON header's "
             f"length in bytes, at most the body's {len(body)}"
         )
-    end = int(declared)
     return body[:end], memoryview(body)[end:]
 
 
