@@ -23,6 +23,8 @@ from typing import Any
 import pulumi
 
 from offline.mocks import REPO, Evaluation, Recorded, evaluate
+from stacks.config import NAMESPACE
+from stacks.stack_file import stack_file_problems
 
 PLANS = REPO / "plans"
 MASK = "[secret]"
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.project_dir / f"Pulumi.{args.stack}.yaml").is_file():
         print(f"error: no stack file Pulumi.{args.stack}.yaml in {args.project_dir}", file=sys.stderr)
+        return 2
+    shape = stack_file_problems(args.project_dir / f"Pulumi.{args.stack}.yaml", NAMESPACE)
+    if shape:  # as `pulumi preview` says it: one line each, no traceback
+        print("\n".join(shape), file=sys.stderr)
         return 2
     try:
         text = plan(args.stack, args.project_dir)
