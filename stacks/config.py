@@ -7,6 +7,7 @@ Every problem in a stack file is reported at once, one line each, naming the key
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -62,22 +63,39 @@ def _no_bool(value: object) -> object:
     return value
 
 
-def within(low: float, high: float) -> AfterValidator:
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise ValueError(f"{value:g} is out of range {low:g}..{high:g}")
+@dataclass(frozen=True)
+class Within:
+    """A range check; the reference pages (docs/) read its bounds."""
+
+    low: float
+    high: float
+
+    def __call__(self, value: float) -> float:
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{value:g} is out of range {self.low:g}..{self.high:g}")
         return value
 
-    return AfterValidator(check)
+
+def within(low: float, high: float) -> AfterValidator:
+    return AfterValidator(Within(low, high))
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A pattern check that says what it wants in words; the reference pages show the words as the type."""
+
+    pattern: str
+    words: str
+    flags: int = 0
+
+    def __call__(self, value: str) -> str:
+        if not re.fullmatch(self.pattern, value, self.flags):
+            raise ValueError(f"{value!r} is not {self.words}")
+        return value
 
 
 def matching(pattern: str, words: str, flags: int = 0) -> AfterValidator:
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value, flags):
-            raise ValueError(f"{value!r} is not {words}")
-        return value
-
-    return AfterValidator(check)
+    return AfterValidator(Matching(pattern, words, flags))
 
 
 def setting_range(name: str) -> AfterValidator:
