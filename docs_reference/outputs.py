@@ -20,7 +20,6 @@ def reference() -> str:
     stacks = {plan.stem: outputs(plan) for plan in sorted(PLANS.glob("*.txt"))}
     names = sorted({name for found in stacks.values() for name in found})
     rows = [
-        (f"`{name}`", *(f"`{found[name]}`" if name in found else "—" for found in stacks.values()))
-        for name in names
+        (f"`{name}`", *(f"`{found[name]}`" if name in found else "—" for found in stacks.values())) for name in names
     ]
     return table(("Output", *(f"`{stack}` (offline plan)" for stack in stacks)), rows)
