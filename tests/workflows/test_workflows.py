@@ -46,6 +46,8 @@ def workspace(tmp_path: Path) -> Workspace:
 
 def run(workspace: Workspace, event: str, payload: dict, variables: dict | None = None, **stand: object) -> Run:
     workflows = triggered(event, payload, cron=str(payload.pop("cron", "")) or None)
+    # The site's publication is a run of its own on GitHub, with cases of its own (below).
+    workflows = [w for w in workflows if w != "docs.yml" or event == "workflow_dispatch"]
     return workspace.run(event, payload, workflows, variables or BOTH, Stand(outputs=OUTPUTS, **stand))  # type: ignore[arg-type]
 
 
@@ -390,3 +392,31 @@ def test_a_stale_pin_or_an_advisory_makes_the_upkeep_run_red(workspace: Workspac
         ("Upkeep/Pins outside Dependabot", "failure"),
         ("Upkeep/Vulnerability audit", "failure"),
     ]
+
+
+# The documentation site
+
+
+def test_a_push_to_main_builds_the_site_then_publishes_it(workspace: Workspace) -> None:
+    payload = push("main", workspace)
+    assert "docs.yml" in triggered("push", payload)
+    assert "docs.yml" not in triggered("push", push("develop", workspace))
+    assert "docs.yml" not in triggered("pull_request", pull_request("opened", workspace))
+    result = workspace.run("push", payload, ["docs.yml"], BOTH, Stand())
+    assert result.returncode == 0, result.log
+    assert result.jobs == [("Docs/Build the site", "success"), ("Docs/Publish to GitHub Pages", "success")]
+    assert result.clis("make") == ["make docs"]
+    assert actions(result, "actions/upload-pages-artifact") == ["path=site"]
+    assert actions(result, "actions/deploy-pages") == [""]
+    assert not {c.argv[1] for c in result.calls if c.argv[0] == "action"} & {
+        "azure/login",
+        "aws-actions/configure-aws-credentials",
+    }, "publishing the site signs in to no cloud"
+
+
+def test_a_site_that_does_not_build_is_not_published(workspace: Workspace) -> None:
+    result = run(workspace, "workflow_dispatch", {"workflow": "docs.yml"}, fail=["make docs"])
+    assert result.returncode != 0
+    assert result.jobs == [("Docs/Build the site", "failure")]
+    assert actions(result, "actions/upload-pages-artifact") == []
+    assert actions(result, "actions/deploy-pages") == []
