@@ -198,22 +198,23 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-# Flag -> setting; each flag overrides its SERVING_* variable.
-SERVE_FLAGS = {
-    "model": "Path to an ONNX file or a directory holding one",
-    "model_name": "Model name in URLs (default: from the model's metadata)",
-    "model_version": "Model version (default: from the model's metadata)",
-    "host": "Address to bind (default 0.0.0.0)",
-    "port": "Port (default 8080)",
-    "workers": "Worker processes, each with its own copy of the model (default: CPU count)",
-    "max_concurrent_requests": "Inferences running at once per worker",
-    "max_queue_size": "Requests waiting for a slot per worker",
-    "max_queue_wait_ms": "Longest wait for a slot before 503",
-    "scoring_timeout_ms": "Longest scoring time before 504",
-    "max_body_bytes": "Largest request body accepted",
-    "max_rows": "Most rows per request",
-    "log_level": "debug, info, warning or error",
-}
+# The settings `serve` also takes as flags (`--max-rows`); a flag overrides its SERVING_* variable, and its
+# help is the setting's description.
+SERVE_FLAGS = (
+    "model",
+    "model_name",
+    "model_version",
+    "host",
+    "port",
+    "workers",
+    "max_concurrent_requests",
+    "max_queue_size",
+    "max_queue_wait_ms",
+    "scoring_timeout_ms",
+    "max_body_bytes",
+    "max_rows",
+    "log_level",
+)
 
 
 def describe_settings_error(error: ValidationError) -> str:
