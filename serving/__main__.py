@@ -45,7 +45,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings()
 
 
-# Exit codes of `serve`, as the README lists them.
+# Exit codes of `serve`, as the documentation lists them (docs/concepts/server.md).
 EXIT_MODEL = 1  # the model cannot be loaded
 EXIT_SETTINGS = 2  # a setting or argument is invalid
 EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cannot be made
