@@ -9,6 +9,7 @@ import html
 import http.server
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -26,6 +28,7 @@ from serving.routes import ROUTES
 from serving.settings import Settings
 from stacks.config import NAMESPACE, StackConfig
 from tests.chromium import needs_chromium, rendered
+from tests.conftest import PRIMARY_KEY, send
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -220,3 +223,92 @@ def test_pages_render_their_content_with_no_network(served: str, path: str, show
     assert shown in dom
     for title in ("Getting started", "Troubleshooting"):  # the navigation
         assert title in dom
+
+
+# Every call the pages show with its answer gets that answer, byte for byte.
+
+
+def documented_calls(text: str) -> Iterator[tuple[str, list[str]]]:
+    """(shell command, the answer shown under it) for each `curl ... localhost:8080` in a `sh` block followed by
+    `# <answer>` lines; a command runs on until its quotes close, as in the shell."""
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        lines, command = block.splitlines(), ""
+        for number, line in enumerate(lines):
+            if not command and line.lstrip().startswith("#"):
+                continue  # a comment (an answer, or words: "the model's order" opens no quote)
+            text_of_line = line.rstrip().removesuffix("\\")
+            command = f"{command} {text_of_line}" if command else text_of_line
+            try:
+                shlex.split(command)
+            except ValueError:
+                continue  # an open quote: the command goes on
+            if line.rstrip().endswith("\\"):
+                continue
+            if "curl" in command and "localhost:8080" in command:
+                answer = []
+                for following in lines[number + 1 :]:
+                    if not following.startswith("# "):
+                        break
+                    answer.append(following[2:].strip())
+                if answer:
+                    yield command, answer
+            command = ""
+
+
+def curl(command: str) -> tuple[str, str, dict[str, str], str | None]:
+    """The method, path, headers and body a `[printf ... |] curl` command sends."""
+    stdin = None
+    if " | curl " in command:
+        producer, command = command.split(" | ", 1)
+        stdin = shlex.split(producer)[1].encode().decode("unicode_escape")  # printf's \n
+    args = iter(shlex.split(command)[1:])
+    path, headers, body = "", {}, None
+    for arg in args:
+        if arg == "-s":
+            continue
+        if arg == "-H":
+            name, value = next(args).split(":", 1)
+            headers[name.strip()] = value.strip().replace("$KEY", PRIMARY_KEY)
+        elif arg in ("-d", "--data-binary"):
+            body = next(args)
+            body = stdin if body == "@-" else body
+        elif arg.startswith("localhost:8080"):
+            path = arg.removeprefix("localhost:8080")
+        else:
+            raise AssertionError(f"a curl option this test does not know: {arg}")
+    if body is not None:
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")  # what curl -d sends
+    return ("POST" if body is not None else "GET"), path, headers, body
+
+
+@pytest.fixture(scope="module")
+def open_client() -> Iterator[httpx.Client]:
+    """The app in process as `make serve` runs it: the demo model, no keys."""
+    from starlette.testclient import TestClient
+
+    from serving.app import create_app, load_runtime
+
+    settings = Settings(access_log=False)
+    app = create_app(settings, load_runtime(settings))
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as http:
+        yield http
+    app.pool.shutdown()
+
+
+@pytest.mark.parametrize("path", [DOCS / "getting-started.md", REPO / "README.md"], ids=lambda p: p.name)
+def test_every_call_shown_with_its_answer_gets_that_answer(
+    path: Path, open_client: httpx.Client, client: httpx.Client
+) -> None:
+    calls = list(documented_calls(path.read_text()))
+    assert calls, "the page shows calls with their answers"
+    for command, answer in calls:
+        method, route, headers, body = curl(command)
+        if "Authorization" in headers:  # the $KEY of a server started with keys
+            response = send(client, method, route, headers.pop("Authorization"), headers=headers, content=body)
+        else:
+            response = open_client.request(method, route, headers=headers, content=body)
+        assert response.status_code == 200, (command, response.text)
+        if response.headers["content-type"].startswith("text/csv"):
+            assert response.text.splitlines() == answer, command
+        else:
+            assert response.text == "".join(answer), command
