@@ -49,7 +49,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
     "python -m serving batch": (_serving, ["batch"]),
     "python -m importer": (_importer, []),
     "python -m offline.plan": (_plan, []),
-    "python scripts/release_model.py": (_script("release_model"), []),
+    "python scripts/release_model.py record": (_script("release_model"), ["record"]),
+    "python scripts/release_model.py newest": (_script("release_model"), ["newest"]),
     "python scripts/audit.py": (_script("audit"), []),
     "python scripts/stale_pins.py": (_script("stale_pins"), []),
 }

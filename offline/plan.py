@@ -105,7 +105,9 @@ def plan(stack: str, project_dir: Path = REPO) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Offline plan of a stack (no cloud, no credentials)")
+    parser = argparse.ArgumentParser(
+        prog="python -m offline.plan", description="Offline plan of a stack (no cloud, no credentials)"
+    )
     parser.add_argument("--stack", required=True)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write plans/<stack>.txt")
