@@ -16,6 +16,7 @@ import threading
 import typing
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -312,3 +313,15 @@ def test_every_call_shown_with_its_answer_gets_that_answer(
             assert response.text.splitlines() == answer, command
         else:
             assert response.text == "".join(answer), command
+
+
+def test_the_diagram_is_an_image_of_the_site_itself(site: Path) -> None:
+    """The picture renders with no network: an SVG in the site, not a diagram drawn by a script from a CDN."""
+    sources = re.findall(r'<img[^>]+src="([^"]+\.svg)"', (site / "index.html").read_text())
+    assert sources, "the home page shows the diagram"
+    for source in sources:
+        diagram = (site / source).resolve()
+        assert diagram.is_relative_to(site.resolve()), source
+        root = ElementTree.parse(diagram).getroot()  # noqa: S314 - the repository's own file
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert root.find("{http://www.w3.org/2000/svg}title") is not None, "a title for screen readers"
