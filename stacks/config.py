@@ -180,7 +180,10 @@ class ModelConfig(Section):
     registry, `MLFLOW_TRACKING_URI` from the environment). Fetched when the program runs into
     `~/.cache/mlserve/models/<sha256>/`
     (`MLSERVE_MODEL_CACHE`) and checked to be ONNX; a pickle is refused (convert it once with `python -m importer`). A
-    local path must be committed for CI to find it."""
+    local path must be committed for CI to find it. The cache remembers which sources each digest came from: a source
+    changed under an unchanged `sha256` is fetched again and refused if its bytes differ. In CI the workflows keep the
+    cache by the stack files' hash (`actions/cache`): the release job saves the model it fetched, so previews and
+    deploys read it from there, and `up` still checks its digest."""
     sha256: Annotated[Text, matching(r"[0-9a-f]{64}", "a sha256 digest (64 lowercase hex digits)")] | None = None
     """sha256 of the `model.onnx` that ships (required in protected stacks): a mismatch stops the program, so a reviewed
     change pins exactly those bytes."""
