@@ -195,3 +195,54 @@ def test_sigterm_flushes_every_pending_record(azurite: Azurite, tmp_path: Path) 
     found = {rid for rid in records(captured(azurite)) if rid.startswith("flush-")}
     assert found == sent
     assert took < 2.0 + 20.0  # the shutdown delay plus the drain timeout
+
+
+class FlakyStore:
+    """Refuses the first `refusals` writes as Azure does while a new role assignment propagates (403)."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.blobs: dict[str, bytes] = {}
+
+    def upload(self, name: str, data: bytes) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise PermissionError("403 AuthorizationPermissionMismatch")
+        self.blobs[name] = data
+
+
+def test_writes_refused_while_the_role_propagates_are_retried_and_none_lost() -> None:
+    import numpy as np
+
+    from serving.capture import Capture
+    from serving.capture_format import RecordFormat
+
+    store = FlakyStore(refusals=2)
+    capture = Capture(
+        store,
+        RecordFormat(FEATURES, (), "weather-rain", "1"),
+        percent=100,
+        prefix="capture",
+        endpoint="rain",
+        batch_records=50,
+        batch_seconds=0.05,
+        max_pending_bytes=1024 * 1024,
+    )
+    rows = np.array(SAMPLE_ROWS[:1], dtype=np.float32)
+    for number in range(120):
+        capture.offer(f"r{number}", rows, b'{"predictions":[1]}')
+    deadline = time.monotonic() + 10  # the backoff after two refusals: 1 s, then 2 s
+    while capture.uploaded < 120 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    capture.close(time.monotonic() + 5)
+    lines = [json.loads(line) for data in store.blobs.values() for line in data.splitlines()]
+    assert sorted(r["eventMetadata"]["eventId"] for r in lines) == sorted(f"r{n}" for n in range(120))
+    assert (capture.uploaded, capture.dropped, capture.pending_bytes) == (120, 0, 0)
+
+
+def test_a_misspelt_excluded_column_stops_the_server_at_start(tmp_path: Path) -> None:
+    """Capturing the very column meant to be left out is worse than not starting: the typo is named."""
+    env = capture_env("UseDevelopmentStorage=true", SERVING_CAPTURE_EXCLUDE="Humidty", SERVING_WORKERS="1")
+    refused = pytest.raises(RuntimeError, match="SERVING_CAPTURE_EXCLUDE names Humidty, not columns of this model")
+    with refused, running_server(tmp_path, env=env, timeout=30):
+        pass

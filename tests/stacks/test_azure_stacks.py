@@ -24,6 +24,7 @@ UNTAGGED = {  # Azure resource types that take no tags
     "azure-native:containerregistry:Token",
     "azure-native:authorization:RoleAssignment",
     "azure-native:storage:BlobContainer",
+    "azure-native:storage:ManagementPolicy",
     "azure-native:storage:FileShare",
     "azure-native:network:Subnet",
     "azure-native:managedidentity:FederatedIdentityCredential",
