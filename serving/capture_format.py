@@ -41,9 +41,13 @@ class RecordFormat:
         self.all_kept = len(self.keep) == len(columns)
         self.model_name = model_name
         self.model_version = model_version
+        self._second, self._stamp = -1, ""  # the last inferenceTime formatted: most records share a second
 
     def line(self, request_id: str, wall_time: float, rows: np.ndarray, outputs: bytes) -> bytes:
         # orjson writes only contiguous arrays (a slice of a C array is one, its columns are not).
+        second = int(wall_time)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         kept = rows if self.all_kept and rows.flags.c_contiguous else np.ascontiguousarray(rows[:, self.keep])
         inputs = orjson.dumps({"dataframe_split": {"columns": self.columns, "data": kept}}, option=_NUMPY)
         record: dict[str, Any] = {
@@ -63,7 +67,7 @@ class RecordFormat:
             },
             "eventMetadata": {
                 "eventId": request_id,
-                "inferenceTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_time)),
+                "inferenceTime": self._stamp,
                 "modelName": self.model_name,
                 "modelVersion": self.model_version,
             },
