@@ -298,7 +298,7 @@ def capture_is_written_by_the_serving_identity_only(e: Evaluation, _: Variant) -
         writers.add(f"{federation.inputs['resourceName']}-principal")
     for container in captures:
         accounts = e.of_type("azure-native:storage:StorageAccount")
-        (account,) = [a for a in accounts if f"{a.name}store" == container.inputs["accountName"]]
+        (account,) = [a for a in accounts if a.parent == container.parent]  # the CaptureStore's own
         if account.inputs.get("allowSharedKeyAccess") is not False:
             problems.append(f"{account.name}: shared keys allowed on the capture account")
         scope = _container_id(container)
