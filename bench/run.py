@@ -558,12 +558,15 @@ def capture(args: argparse.Namespace, setup: Setup) -> None:
     with (
         tempfile.TemporaryDirectory() as store,
         tempfile.TemporaryDirectory() as directory,
-        running_azurite(Path(store)) as azurite,
+        # With the load generator, off the server's core: the store is not what is measured.
+        running_azurite(Path(store), setup.load_cores) as azurite,
     ):
         container = ContainerClient.from_connection_string(azurite.connection_string, "capture")
         container.create_container()
         for round_ in range(args.repeat):
-            for name, percent in CAPTURE_STATES:
+            # Each round starts with another state, so a neighbour's load that comes and goes is spread over all.
+            states = CAPTURE_STATES[round_ % 3 :] + CAPTURE_STATES[: round_ % 3]
+            for name, percent in states:
                 endpoint = f"bench-{round_}-{percent}"
                 extra = (
                     ("SERVING_CAPTURE_PERCENT", str(percent)),
@@ -572,7 +575,7 @@ def capture(args: argparse.Namespace, setup: Setup) -> None:
                     ("SERVING_CAPTURE_ENDPOINT", endpoint),
                 )
                 with running(args, False, Setup(**{**setup.__dict__, "extra_env": extra})) as server:
-                    if round_ == 0 and percent == 0:
+                    if round_ == 0 and percent == 0:  # the first run
                         print(header(args, server, ", capture off / 10 % / 100 % to Azurite, in turns"))
                         print(COLUMNS)
                     result = measure_scenario(args, server, SCENARIOS[0], Path(directory), f"capture {name}")

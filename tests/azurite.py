@@ -50,12 +50,14 @@ def require_azurite() -> None:
 
 
 @contextmanager
-def running_azurite(location: Path) -> Iterator[Azurite]:
+def running_azurite(location: Path, cores: str | None = None) -> Iterator[Azurite]:
+    """Azurite on a free port, its data in `location`; pinned to `cores` (a taskset list) when given."""
     require_azurite()
     port = free_port()
     where = ["--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location)]
+    pinned = ["taskset", "-c", cores] if cores else []
     process = subprocess.Popen(
-        [str(AZURITE_BLOB), *where, "--silent", "--skipApiVersionCheck"],  # the SDK may be newer than Azurite
+        [*pinned, str(AZURITE_BLOB), *where, "--silent", "--skipApiVersionCheck"],  # the SDK may be newer
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
