@@ -35,9 +35,17 @@ class BlobStore:
         elif account_url:
             from azure.identity import DefaultAzureCredential
 
-            self._client = ContainerClient(
-                account_url, container, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS
+            # The workload's identity only (environment, workload identity, managed identity): no developer
+            # sign-in (CLI, PowerShell, VS Code...) is probed; in a container there is none.
+            credential = DefaultAzureCredential(
+                exclude_cli_credential=True,
+                exclude_powershell_credential=True,
+                exclude_developer_cli_credential=True,
+                exclude_shared_token_cache_credential=True,
+                exclude_visual_studio_code_credential=True,
+                exclude_interactive_browser_credential=True,
             )
+            self._client = ContainerClient(account_url, container, credential=credential, **_CLIENT_OPTIONS)
         else:
             raise ValueError("capture needs SERVING_CAPTURE_ACCOUNT_URL or SERVING_CAPTURE_CONNECTION_STRING")
         self._content = ContentSettings(content_type="application/jsonlines")
