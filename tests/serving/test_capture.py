@@ -246,3 +246,21 @@ def test_a_misspelt_excluded_column_stops_the_server_at_start(tmp_path: Path) ->
     refused = pytest.raises(RuntimeError, match="SERVING_CAPTURE_EXCLUDE names Humidty, not columns of this model")
     with refused, running_server(tmp_path, env=env, timeout=30):
         pass
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"capture_percent": 10}, "set SERVING_CAPTURE_CONTAINER and SERVING_CAPTURE_ACCOUNT_URL"),
+        ({"capture_percent": 10, "capture_container": "cap--ture", "capture_account_url": "https://a.example"}, "--"),
+        ({"capture_percent": 101}, "less than or equal to 100"),
+    ],
+)
+def test_capture_settings_that_cannot_work_are_refused_in_words(settings: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    from serving.settings import Settings, describe_settings_error
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(**settings)
+    assert message in describe_settings_error(refused.value)
