@@ -94,11 +94,18 @@ def test_records_land_in_sagemakers_layout_without_the_excluded_column(azurite: 
             headers={"content-type": "text/csv", "accept": "text/csv", "x-request-id": "csv-1"},
         )
         assert csv.status_code == 200, csv.text
+        v2 = httpx.post(
+            server.url + "/v2/models/weather-rain/infer",
+            json={"inputs": [{"name": "input", "shape": [1, 7], "datatype": "FP32", "data": SAMPLE_ROWS[0]}]},
+            headers={"x-request-id": "v2-1"},
+        )
+        assert v2.status_code == 200, v2.text
+        answers["v2-1"] = v2.json()
         refused = httpx.post(server.url + "/score", json={"data": [[1.0]]}, headers={"x-request-id": "bad-1"})
         assert refused.status_code == 400
-        found = wait_for(azurite, {"score-1", "proba-1", "csv-1"})
+        found = wait_for(azurite, {"score-1", "proba-1", "csv-1", "v2-1"})
 
-    assert {"score-1", "proba-1", "csv-1"} <= found.keys()
+    assert {"score-1", "proba-1", "csv-1", "v2-1"} <= found.keys()
     assert "bad-1" not in found  # only scored requests are captured
     assert all(BLOB_NAME.match(name) for name in captured(azurite)), list(captured(azurite))
     record = found["score-1"]
@@ -124,6 +131,11 @@ def test_records_land_in_sagemakers_layout_without_the_excluded_column(azurite: 
     assert json.loads(found["proba-1"]["captureData"]["endpointOutput"]["data"]) == answers["proba-1"]
     # A CSV answer is captured in the JSON form, so one reader handles every route.
     assert len(json.loads(found["csv-1"]["captureData"]["endpointOutput"]["data"])["predictions"]) == 3
+    v2_outputs = {o["name"]: o["data"] for o in answers["v2-1"]["outputs"]}
+    v2_captured = json.loads(found["v2-1"]["captureData"]["endpointOutput"]["data"])
+    label, *others = list(v2_outputs)
+    assert v2_captured["predictions"] == v2_outputs[label]
+    assert {name: sum(v2_captured[name], []) for name in others} == {name: v2_outputs[name] for name in others}
 
 
 def test_captured_input_replays_on_invocations(azurite: Azurite, tmp_path: Path) -> None:
