@@ -11,6 +11,9 @@ POLICY_VENV := .tools/policy
 POLICY_STAMP := $(POLICY_VENV)/.installed-stamp
 KSERVE_VENV := .tools/kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.installed-stamp
+AZURITE_DIR := .tools/azurite
+AZURITE_VERSION := 3.37.0
+AZURITE_STAMP := $(AZURITE_DIR)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
@@ -43,6 +46,14 @@ $(KSERVE_STAMP): requirements-kserve.txt | $(STAMP)
 	$(UV_INSTALL) --python $(KSERVE_VENV)/bin/python -r requirements-kserve.txt
 	touch $(KSERVE_STAMP)
 
+# Azurite, the local stand-in for Azure Blob Storage that the capture tests write to (tests/azurite.py).
+# Without npm it is left out, and those tests skip saying why.
+$(AZURITE_STAMP):
+	@if command -v npm >/dev/null; then \
+		npm install --silent --no-audit --no-fund --ignore-scripts --prefix $(AZURITE_DIR) azurite@$(AZURITE_VERSION) \
+		&& touch $(AZURITE_STAMP); \
+	else echo "npm not found: Azurite is not installed and the capture tests will be skipped"; fi
+
 ## serve: run the model server on $(HOST):$(PORT), the demo model or MODEL=path/to/model.onnx
 # A server-only environment: exactly the image's lock, no Pulumi, no test tools.
 $(SERVE_STAMP): serving/requirements.txt
@@ -58,7 +69,7 @@ serve: $(SERVE_STAMP)
 dev: $(STAMP)
 
 ## test: build the environment, lint everything, run every test
-test: lint $(CHECKOV_STAMP) $(POLICY_STAMP) $(KSERVE_STAMP)
+test: lint $(CHECKOV_STAMP) $(POLICY_STAMP) $(KSERVE_STAMP) $(AZURITE_STAMP)
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python KSERVE_PYTHON=$(KSERVE_VENV)/bin/python \
 		$(PY) -m pytest -n 2 -m "not serial"
 	$(PY) -m pytest -m serial

@@ -14,6 +14,7 @@ from stacks.aks import AksCluster, AksClusterArgs
 from stacks.aks_ingress import GATEWAY_NAMESPACE, TlsIngress, TlsIngressArgs
 from stacks.aks_network import ClusterNetwork, ClusterNetworkArgs
 from stacks.azure_batch import AzureBatchJob, AzureBatchJobArgs
+from stacks.capture_store import CaptureStore, CaptureStoreArgs
 from stacks.config import StackConfig, load_config
 from stacks.dashboards import (
     AzureDashboard,
@@ -31,6 +32,7 @@ from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.proxy import ProxyImage, ProxyImageArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
 from stacks.sagemaker import VARIANT, RolloutArgs, SageMakerEndpoint, SageMakerEndpointArgs
+from stacks.serving_identity import ServingIdentity, ServingIdentityArgs
 from stacks.tags import cloud_tags, kubernetes_labels
 
 
@@ -99,6 +101,13 @@ def deploy_azure(
     group, client, monitoring, registry = base.group, base.client, base.monitoring, base.registry
     environment = config.server_environment(azure=True)
     endpoints: dict[str, pulumi.Output[str]] = {}
+    capture = None
+    if config.capture.enabled:
+        capture = CaptureStore(
+            f"{name}-capture",
+            CaptureStoreArgs(group.name, group.location, config.capture.retention_days, config.protect, tags),
+        )
+        pulumi.export("capture_location", capture.location)
     if config.aci is not None:
         proxy = ProxyImage(f"{name}-proxy", ProxyImageArgs(registry.push_target, tag_prefix="caddy"))
         aci = AciService(
@@ -123,6 +132,9 @@ def deploy_azure(
                 workspace_key=monitoring.workspace_key,
                 rbac_wait_seconds=azure.rbac_wait_seconds,
                 tags=tags,
+                capture=capture.target(config.capture.environment(f"{name}-aci"), client.subscription_id)
+                if capture
+                else None,
             ),
         )
         endpoints["aci"] = aci.endpoint
@@ -157,6 +169,17 @@ def deploy_azure(
                 tags=tags,
             ),
         )
+        aks_capture = (
+            capture.target(config.capture.environment(f"{name}-aks"), client.subscription_id) if capture else None
+        )
+        serving_identity = None
+        if aks_capture is not None:
+            serving_identity = ServingIdentity(
+                f"{name}-serving-identity",
+                ServingIdentityArgs(
+                    group.name, group.location, cluster.oidc_issuer_url, config.kubernetes.namespace, aks_capture, tags
+                ),
+            )
         workload = ServingWorkload(
             f"{name}-serving",
             ServingWorkloadArgs(
@@ -174,6 +197,8 @@ def deploy_azure(
                 drain_seconds=config.server.drain_seconds,
                 ingress_namespaces=[GATEWAY_NAMESPACE],
                 labels=kubernetes_labels(config),
+                capture_environment=aks_capture.environment if aks_capture else None,
+                azure_client_id=serving_identity.client_id if serving_identity else None,
             ),
         )
         certificate = config.aks.tls_certificate

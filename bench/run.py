@@ -3,6 +3,7 @@
     make bench                                  # one worker on one core, wrk on the other
     .venv/bin/python bench/run.py --sweep 1,2,4,8   # workers on cores 0-7, wrk on 8-15, server and floor in turns
     .venv/bin/python bench/run.py --telemetry   # single-row /score with Application Insights off and on
+    .venv/bin/python bench/run.py --capture     # single-row /score with payload capture off, 10 % and 100 % (Azurite)
 Needs wrk (`apt-get install wrk`). Prints requests/s, rows/s, p50 and p99 per scenario, with auth
 enabled and metrics and access logs on, as in production. Every server loads the same model file:
 the shared benchmark model when it is there (../shared/bench), else `--model`.
@@ -539,6 +540,85 @@ def telemetry(args: argparse.Namespace, setup: Setup) -> None:
     print(f"\nsingle-row /score: telemetry off {off:,.0f} requests/s, on {on_:,.0f}: {on_ / off:.1%} of off")
 
 
+CAPTURE_STATES = (("off", 0), ("10 %", 10), ("100 %", 100))
+
+
+def capture(args: argparse.Namespace, setup: Setup) -> None:
+    """Single-row /score with capture off, at 10 % and at 100 %, in turns, writing to Azurite; then whether
+    every record captured reached the store after the server's SIGTERM."""
+    sys.path.insert(0, str(REPO))
+    from azure.storage.blob import ContainerClient
+
+    from tests.azurite import AZURITE_BLOB, running_azurite
+
+    if not AZURITE_BLOB.exists():
+        raise SystemExit("--capture needs Azurite: make .tools/azurite/.installed-stamp")
+    figures: dict[str, list[float]] = {name: [] for name, _ in CAPTURE_STATES}
+    losses = []
+    with (
+        tempfile.TemporaryDirectory() as store,
+        tempfile.TemporaryDirectory() as directory,
+        # With the load generator, off the server's core: the store is not what is measured.
+        running_azurite(Path(store), setup.load_cores) as azurite,
+    ):
+        container = ContainerClient.from_connection_string(azurite.connection_string, "capture")
+        container.create_container()
+        for round_ in range(args.repeat):
+            # Each round starts with another state, so a neighbour's load that comes and goes is spread over all.
+            states = CAPTURE_STATES[round_ % 3 :] + CAPTURE_STATES[: round_ % 3]
+            for name, percent in states:
+                endpoint = f"bench-{round_}-{percent}"
+                extra = (
+                    ("SERVING_CAPTURE_PERCENT", str(percent)),
+                    ("SERVING_CAPTURE_CONNECTION_STRING", azurite.connection_string),
+                    ("SERVING_CAPTURE_CONTAINER", "capture"),
+                    ("SERVING_CAPTURE_ENDPOINT", endpoint),
+                )
+                with running(args, False, Setup(**{**setup.__dict__, "extra_env": extra})) as server:
+                    if round_ == 0 and percent == 0:  # the first run
+                        print(header(args, server, ", capture off / 10 % / 100 % to Azurite, in turns"))
+                        print(COLUMNS)
+                    result = measure_scenario(args, server, SCENARIOS[0], Path(directory), f"capture {name}")
+                    figures[name].append(result["rps"])
+                    answered, uploaded, dropped = _capture_counts(server.url)
+                if percent == 100:
+                    stored = sum(
+                        len(container.download_blob(blob.name).readall().splitlines())
+                        for blob in container.list_blobs(name_starts_with=f"capture/{endpoint}/")
+                    )
+                    losses.append((answered, uploaded, dropped, stored))
+    # Each round's figure against the same round's capture-off run, then the median: a neighbour's load
+    # that comes and goes skews a round, not the result.
+    print()
+    for name, _ in CAPTURE_STATES[1:]:
+        ratios = [on / off for on, off in zip(figures[name], figures["off"], strict=True)]
+        print(
+            f"single-row /score, capture {name}: per round {' '.join(f'{r:.1%}' for r in ratios)} of off; "
+            f"median {statistics.median(ratios):.1%}"
+        )
+    for answered, uploaded, dropped, stored in losses:
+        print(
+            f"capture 100 %: {answered:,} scored; before SIGTERM {uploaded:,} uploaded, {dropped:,} dropped; "
+            f"in the store after shutdown {stored:,} ({answered - dropped - stored:,} lost)"
+        )
+
+
+def _capture_counts(url: str) -> tuple[int, int, int]:
+    """Requests scored by /score, and capture's uploaded and dropped records, from the server's metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:  # noqa: S310 (loopback)
+        text = response.read().decode()
+
+    def value(pattern: str) -> int:
+        found = re.search(pattern + r" (\S+)$", text, re.MULTILINE)
+        return int(float(found.group(1))) if found else 0
+
+    return (
+        value(r'^mlserve_requests_total\{route="/score",status="200"\}'),
+        value(r'^mlserve_capture_records_total\{outcome="uploaded"\}'),
+        value(r'^mlserve_capture_records_total\{outcome="dropped"\}'),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
@@ -552,6 +632,7 @@ def main() -> None:
         "--cores", help="with --sweep: server and wrk CPUs, e.g. 0-3:8-11 (default: the first and second half)"
     )
     parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
+    parser.add_argument("--capture", action="store_true", help="single-row /score with capture off, 10 %% and 100 %%")
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of server/floor turns (--sweep) or off/on (--telemetry)"
     )
@@ -576,6 +657,9 @@ def main() -> None:
     setup = Setup(args.workers, pinned[0], pinned[1], 1, args.connections)
     if args.telemetry:
         telemetry(args, setup)
+        return
+    if args.capture:
+        capture(args, setup)
         return
     if args.bare:
         measure(args, True, setup)

@@ -198,8 +198,11 @@ class CloudMocks(pulumi.runtime.Mocks):
                 },
             },
             "kubernetes:core/v1:Service": {"status": {"loadBalancer": {"ingress": [{"ip": "20.0.0.10"}]}}},
-            "azure-native:storage:StorageAccount": {"name": f"{name}store"},
-            "azure-native:storage:BlobContainer": {"name": "batch"},
+            "azure-native:storage:StorageAccount": {
+                "name": f"{name}store",
+                "primaryEndpoints": {"blob": f"https://{name}store.blob.core.windows.net/"},
+            },
+            "azure-native:storage:BlobContainer": {"name": state.get("containerName", name)},
             "aws:ecr/repository:Repository": {
                 "repositoryUrl": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{name}-1a2b",
                 "arn": f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/{name}-1a2b",
@@ -236,6 +239,14 @@ class CloudMocks(pulumi.runtime.Mocks):
             }
         if args.typ.startswith("kubernetes:") and "metadata" in state:
             state["metadata"] = {**state["metadata"], "name": state["metadata"].get("name", name)}
+        if args.typ == "azure-native:storage:BlobContainer":
+            # A role assignment may be scoped to a container: its id is the ARM path ARM checks the scope by.
+            return (
+                f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{state.get('resourceGroupName')}/providers/"
+                f"Microsoft.Storage/storageAccounts/{state.get('accountName')}/blobServices/default/containers/"
+                f"{state['name']}",
+                state,
+            )
         return f"{name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:

@@ -71,11 +71,14 @@ def serve(args: argparse.Namespace) -> int:
     runtime: ModelRuntime | None = None
     try:
         if workers == 1:
+            from serving.capture import CaptureSettingsError, record_format
             from serving.runtime import ModelLoadError, load_runtime
 
             try:
                 runtime = load_runtime(settings)
-            except ModelLoadError as error:
+                if settings.capture_percent > 0:
+                    record_format(settings, runtime)
+            except (ModelLoadError, CaptureSettingsError) as error:
                 raise ModelCheckFailed(str(error)) from None
             name, version = runtime.name, runtime.version
         else:

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,10 +63,14 @@ def create_app(
             front.journal.telemetry = Telemetry(
                 connection.get_secret_value(), loaded.name, loaded.version, settings.telemetry_requests_per_second
             )
+        if settings.capture_percent > 0:
+            from serving.capture import start_capture
+
+            front.capture = start_capture(settings, loaded)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        install_drain_handler(state, settings.shutdown_delay_seconds)
+        install_drain_handler(state, settings.shutdown_delay_seconds, settings.drain_timeout_seconds)
         # Everything allocated so far (framework, model) lives as long as the process: keep it out of
         # the collector's sight, so full collections stay cheap under load.
         gc.collect()
@@ -82,6 +87,9 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
+        if front.capture is not None:
+            # Within what is left of the drain timeout since SIGTERM (or the whole of it, without one).
+            front.capture.close(state.drain_deadline or time.monotonic() + settings.drain_timeout_seconds)
         front.settle()
         access_log.flush()
         front.pool.shutdown()

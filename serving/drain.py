@@ -29,7 +29,7 @@ log = logging.getLogger("serving")
 PLUG_WAIT_SECONDS = 2.0  # longest the drain waits for its plug connection (the initial SYN retransmit is 1 s)
 
 
-def install_drain_handler(state: ServerState, shutdown_delay: float) -> bool:
+def install_drain_handler(state: ServerState, shutdown_delay: float, drain_timeout: float = 0.0) -> bool:
     """Wrap uvicorn's SIGTERM handler; call during lifespan start-up. False when not under uvicorn's signals."""
     server = server_behind_sigterm()
     if server is None:
@@ -49,6 +49,7 @@ def install_drain_handler(state: ServerState, shutdown_delay: float) -> bool:
             log.info("SIGTERM again: already draining")
             return
         state.draining = True
+        state.drain_deadline = time.monotonic() + shutdown_delay + drain_timeout
         log.info("SIGTERM: draining; not ready, stopping in %.1f s", shutdown_delay)
         loop.call_soon_threadsafe(loop.call_later, shutdown_delay, stop)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnxruntime as ort
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +35,9 @@ from serving.settings import Settings, inline_scoring_budget_us
 from serving.state import ServerState
 from serving.transport import WHOLE_RESPONSE
 
+if TYPE_CHECKING:
+    from serving.capture import Capture
+
 log = logging.getLogger("serving")
 
 _NO_EXTENSIONS: dict[str, Any] = {}
@@ -51,6 +54,7 @@ class InferenceFront:
         self.state = state
         self.metrics = metrics
         self.journal = RequestJournal(metrics, access_log)
+        self.capture: Capture | None = None  # set once the model is loaded, when capture is on
         tokens = None
         if settings.entra_tenant_id and settings.entra_audience:
             # PyJWT with cryptography is 9 MB a worker: loaded only where tokens are accepted.
@@ -163,6 +167,9 @@ class InferenceFront:
                 response_headers.append((b"connection", b"close"))
             await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
             await send({"type": "http.response.body", "body": body})
+        capture = self.capture
+        if capture is not None and reply.inputs is not None:
+            capture.offer(request_id, reply.inputs, reply.outputs or body)
         self.journal.note(
             Finished(
                 request_id,
@@ -211,6 +218,8 @@ class InferenceFront:
         self.journal.settle()
         self.metrics.in_flight = self.pool.running
         self.metrics.queued = self.pool.queued
+        if self.capture is not None:
+            self.metrics.capture_counts(self.capture.uploaded, self.capture.dropped)
 
 
 def _without_trailing_slash(path: str) -> bytes | None:

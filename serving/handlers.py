@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -30,6 +31,10 @@ class Reply:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     rows: int = 0
     scoring_seconds: float | None = None  # set once the request is scored
+    # For payload capture (serving/capture.py): the scored rows, and the answer as `{"predictions": ...}`
+    # JSON where the body is not that already (None: it is), or how to make it only if the request is sampled.
+    inputs: np.ndarray | None = None
+    outputs: bytes | Callable[[], bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -89,7 +94,7 @@ def score(call: Call) -> Plan:
 
     def finish(run_options: ort.RunOptions | None) -> Reply:
         prediction = _predict(runtime, rows, method, run_options)
-        return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows))
+        return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows), inputs=rows)
 
     return Plan(len(rows), finish)
 
@@ -108,8 +113,9 @@ def invocations(call: Call) -> Plan:
     def finish(run_options: ort.RunOptions | None) -> Reply:
         prediction = _predict(runtime, rows, method, run_options)
         if as_csv:
-            return Reply(200, sagemaker.csv_body(prediction, method), CSV, rows=len(rows))
-        return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows))
+            as_json = lambda: jsonbody.predictions_body(runtime, prediction, method)  # noqa: E731
+            return Reply(200, sagemaker.csv_body(prediction, method), CSV, rows=len(rows), inputs=rows, outputs=as_json)
+        return Reply(200, jsonbody.predictions_body(runtime, prediction, method), rows=len(rows), inputs=rows)
 
     return Plan(len(rows), finish)
 
@@ -127,14 +133,22 @@ def v2_infer(name: str, version: str | None) -> Handler:
         def finish(run_options: ort.RunOptions | None) -> Reply:
             results = runtime.run_outputs(rows, request.names, run_options)
             body, json_length = v2.infer_body(runtime, request.names, results, request.request_id, request.binary)
+            outputs = lambda: _predictions_json(request.names, results)  # noqa: E731
             if json_length is None:
-                return Reply(200, body, rows=len(rows))
+                return Reply(200, body, rows=len(rows), inputs=rows, outputs=outputs)
             length = (v2_binary.HEADER, str(json_length).encode())
-            return Reply(200, body, v2_binary.OCTET_STREAM, (length,), rows=len(rows))
+            return Reply(200, body, v2_binary.OCTET_STREAM, (length,), rows=len(rows), inputs=rows, outputs=outputs)
 
         return Plan(len(rows), finish)
 
     return infer
+
+
+def _predictions_json(names: list[str], results: list[np.ndarray]) -> bytes:
+    """A v2 answer as capture records it: the first output as `predictions`, the others by name."""
+    answer: dict[str, Any] = {"predictions": jsonbody.jsonable(results[0])}
+    answer.update((name, jsonbody.jsonable(array)) for name, array in zip(names[1:], results[1:], strict=True))
+    return jsonbody.dumps(answer)
 
 
 def check_model_address(runtime: ModelRuntime, name: str, version: str | None) -> None:

@@ -46,6 +46,7 @@ class Tallies:
         self.inference_latency: dict[str, list[float]] = {}
         self.rows: dict[str, int] = {}
         self.rejections: dict[str, int] = {}
+        self.capture: dict[str, int] = {}  # outcome (uploaded, dropped) -> captured records
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__
@@ -96,6 +97,10 @@ class Metrics(Collector):
 
     def reject(self, reason: str) -> None:
         self.tallies.rejections[reason] = self.tallies.rejections.get(reason, 0) + 1
+
+    def capture_counts(self, uploaded: int, dropped: int) -> None:
+        """The capture's running totals (serving/capture.py keeps them; they are copied in at each settle)."""
+        self.tallies.capture = {"uploaded": uploaded, "dropped": dropped}
 
     # Exposition.
 
@@ -163,6 +168,15 @@ class Metrics(Collector):
         for reason, count in sorted(tallies.rejections.items()):
             rejections.add_metric([reason], count)
         yield rejections
+        if tallies.capture:
+            capture = CounterMetricFamily(
+                "mlserve_capture_records",
+                "Sampled requests for payload capture: uploaded, or dropped (store slow or unreachable)",
+                labels=["outcome"],
+            )
+            for outcome, count in sorted(tallies.capture.items()):
+                capture.add_metric([outcome], count)
+            yield capture
         yield GaugeMetricFamily("mlserve_inflight_requests", "Inference requests being scored", value=in_flight)
         yield GaugeMetricFamily("mlserve_queued_requests", "Inference requests waiting for a thread", value=queued)
         info = GaugeMetricFamily("mlserve_model_info", "The model being served (value 1)", labels=["name", "version"])

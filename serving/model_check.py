@@ -28,12 +28,16 @@ def check_in_child() -> tuple[str, str]:
 
 
 def main() -> int:
+    from serving.capture import CaptureSettingsError, record_format
     from serving.runtime import ModelLoadError, load_runtime
     from serving.settings import load_settings
 
+    settings = load_settings()
     try:
-        runtime = load_runtime(load_settings())
-    except ModelLoadError as error:
+        runtime = load_runtime(settings)
+        if settings.capture_percent > 0:
+            record_format(settings, runtime)
+    except (ModelLoadError, CaptureSettingsError) as error:
         print(error, file=sys.stderr)
         return 1
     print(json.dumps({"name": runtime.name, "version": runtime.version}))

@@ -143,6 +143,46 @@ class Settings(BaseSettings):
         le=10_000,
         description="Most requests a second and worker sent to Application Insights (sampled; counts stay right).",
     )
+    capture_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="Payload capture: the share of scored requests written to blob storage, in percent; 0: off.",
+    )
+    capture_exclude: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated input columns never captured (personal data); each must be a model column.",
+    )
+    capture_account_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="The blob endpoint (https://<account>.blob.core.windows.net), reached with the managed identity.",
+    )
+    capture_connection_string: SecretStr | None = Field(
+        default=None, description="Instead of the account URL, for local runs and tests (Azurite): a connection string."
+    )
+    capture_container: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        description="The blob container captured records go to (3-63 lowercase letters, digits, single hyphens).",
+    )
+    capture_prefix: str = Field(
+        default="capture",
+        pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$",
+        description="Blob names start <prefix>/<endpoint>/<model version>/YYYY/MM/DD/HH/, as SageMaker's capture.",
+    )
+    capture_endpoint: str | None = Field(
+        default=None, pattern=MODEL_ID_PATTERN, description="The endpoint's name in blob names; default: the model's."
+    )
+    capture_batch_records: int = Field(default=1000, ge=1, le=100_000, description="Most records in one blob.")
+    capture_batch_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="Pending records are uploaded at least this often."
+    )
+    capture_max_pending_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Records held per worker while waiting or failing to upload; beyond it new ones are dropped.",
+    )
     metrics_dir: str | None = Field(
         default=None,
         description="With several workers: where they share metrics (a private directory is made in it); "
@@ -157,6 +197,31 @@ class Settings(BaseSettings):
         if (self.entra_tenant_id is None) != (self.entra_audience is None):
             raise ValueError("Entra ID tokens need both SERVING_ENTRA_TENANT_ID and SERVING_ENTRA_AUDIENCE")
         return self
+
+    @model_validator(mode="after")
+    def _capture_has_a_store(self) -> Settings:
+        if self.capture_percent > 0 and not (
+            self.capture_container and (self.capture_account_url or self.capture_connection_string)
+        ):
+            raise ValueError(
+                "capture is on (SERVING_CAPTURE_PERCENT > 0) but has nowhere to write: set SERVING_CAPTURE_CONTAINER "
+                "and SERVING_CAPTURE_ACCOUNT_URL (or SERVING_CAPTURE_CONNECTION_STRING), or set the percent to 0"
+            )
+        return self
+
+    @field_validator("capture_container")
+    @classmethod
+    def _container_name(cls, name: str | None) -> str | None:
+        if name is not None and "--" in name:
+            raise ValueError(f"{name!r}: Azure refuses consecutive hyphens in a container name")
+        return name
+
+    @field_validator("capture_exclude", mode="before")
+    @classmethod
+    def _split_columns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ class ServerState:
 
     runtime: ModelRuntime | None = None
     draining: bool = False
+    drain_deadline: float | None = None  # monotonic: when the drain must be over (SIGTERM + delay + timeout)
 
     @property
     def ready(self) -> bool:

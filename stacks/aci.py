@@ -15,6 +15,7 @@ from pulumi_azure_native import containerinstance, managedidentity, storage
 
 from stacks.azure_roles import ACR_PULL, grant, propagated
 from stacks.azure_storage import secure_account
+from stacks.capture_store import CaptureTarget
 from stacks.proxy import DATA_DIR, HTTP_PORT, HTTPS_PORT, aci_hosts_pattern, proxy_environment
 
 PORT = 8080
@@ -44,6 +45,7 @@ class AciServiceArgs:
     workspace_key: pulumi.Input[str]  # secret
     rbac_wait_seconds: int  # the group pulls its image with the new identity's AcrPull as soon as it exists
     tags: dict[str, str]
+    capture: CaptureTarget | None = None  # payload capture on: where, and the settings
 
 
 class AciService(pulumi.ComponentResource):
@@ -62,6 +64,12 @@ class AciService(pulumi.ComponentResource):
         secure = [{"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "secure_value": args.monitoring_connection_string}]
         if args.api_keys is not None:
             secure.append({"name": "SERVING_API_KEYS", "secure_value": args.api_keys})
+        capture: list[dict[str, Any]] = []
+        if args.capture is not None:
+            args.capture.grant_writer(f"{name}-capture-writer", identity.principal_id, self)
+            capture = [{"name": k, "value": v} for k, v in sorted(args.capture.environment.items())]
+            # The group's identity is user-assigned: the credential is told which one to sign in as.
+            capture.append({"name": "AZURE_CLIENT_ID", "value": identity.client_id})
         certificates = CertificateShare(f"{name}-certs", args, self)
         probe_timing = {"period_seconds": 10, "timeout_seconds": 3, "failure_threshold": 3}
         self.group = containerinstance.ContainerGroup(
@@ -83,6 +91,7 @@ class AciService(pulumi.ComponentResource):
                     "environment_variables": [
                         {"name": key, "value": value} for key, value in sorted(args.environment.items())
                     ]
+                    + capture
                     + secure,
                     # Probes run inside the container (an HTTP probe would come from outside the group).
                     "liveness_probe": {

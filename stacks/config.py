@@ -452,6 +452,36 @@ class BatchConfig(Section):
     """Output blob in the stack's `batch` container."""
 
 
+ColumnName = Annotated[Text, matching(r"[^,\s]([^,]{0,198}[^,\s])?", "a column name (no commas, no outer spaces)")]
+
+
+class CaptureConfig(Section):
+    """Payload capture on ACI and AKS: the server writes a sample of requests to a blob container the stack
+    creates (SageMaker has its own: sagemaker.dataCapturePercent)."""
+
+    percent: Annotated[Number, within(0, 100)] = Field(
+        default=0.0, description="the share of scored requests captured, in percent; 0 (the default) is off"
+    )
+    exclude: tuple[ColumnName, ...] = Field(
+        default=(), description="input columns never captured (personal data); each must be a column of the model"
+    )
+    retention_days: Annotated[Whole, within(1, 3650)] = Field(
+        default=90, description="captured records are deleted this many days after they are written"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.percent > 0
+
+    def environment(self, endpoint: str) -> dict[str, str]:
+        """The server's capture settings, but where to write (the stack adds the account and container)."""
+        return {
+            "SERVING_CAPTURE_PERCENT": f"{self.percent:g}",
+            "SERVING_CAPTURE_EXCLUDE": ",".join(self.exclude),
+            "SERVING_CAPTURE_ENDPOINT": endpoint,
+        }
+
+
 class RolloutConfig(Section):
     kind: Literal["CANARY", "LINEAR", "ALL_AT_ONCE"] = Field(default="CANARY", alias="type")
     """How a new model reaches the endpoint: `CANARY`, `LINEAR` or `ALL_AT_ONCE`."""
@@ -636,6 +666,8 @@ class StackConfig(Section):
     """The workload on the AKS cluster, with the `aks` target."""
     batch: BatchConfig = BatchConfig()
     """Nightly batch scoring (AKS)."""
+    capture: CaptureConfig = CaptureConfig()
+    """Payload capture on ACI and AKS (`capture.*`)."""
     observability: ObservabilityConfig = ObservabilityConfig()
     """Logs, alerts and alarms."""
     sagemaker: SageMakerConfig | None = None
@@ -671,6 +703,16 @@ class StackConfig(Section):
     def _batch_on_aks(self) -> StackConfig:
         if self.batch.enabled and "aks" not in self.targets:
             raise Invalid("batch.enabled", "batch scoring runs on the AKS cluster: add aks to targets")
+        return self
+
+    @model_validator(mode="after")
+    def _capture_on_azure(self) -> StackConfig:
+        if self.capture.enabled and not self.uses_azure:
+            raise Invalid(
+                "capture.percent",
+                "capture writes to Azure storage from aci or aks: add one to targets, "
+                "or use sagemaker.dataCapturePercent (SageMaker's own capture)",
+            )
         return self
 
     @property

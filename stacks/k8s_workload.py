@@ -16,6 +16,7 @@ PORT = 8080
 COMPONENT = "serving"
 RUN_AS = 10001  # the image's numeric user
 SECRETS_DIR = "/run/secrets/mlserve"
+SERVICE_ACCOUNT = "mlserve-serving"  # with an Azure identity only (workload identity)
 
 
 @dataclass
@@ -34,6 +35,10 @@ class ServingWorkloadArgs:
     drain_seconds: int  # how long the server may take after SIGTERM
     ingress_namespaces: list[str]  # where traffic to the pods may come from: the TLS gateway's namespace
     labels: dict[str, str]
+    # Payload capture: its SERVING_CAPTURE_* settings, and the Azure identity (workload identity's client id)
+    # the pods sign in as to write (stacks/serving_identity.py); None: capture off.
+    capture_environment: dict[str, pulumi.Input[str]] | None = None
+    azure_client_id: pulumi.Input[str] | None = None
 
 
 def restricted_container_security() -> dict[str, Any]:
@@ -82,6 +87,22 @@ class ServingWorkload(pulumi.ComponentResource):
         ns = self.namespace.metadata.name
         meta = {"namespace": ns, "labels": labels}
         env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
+        env += [{"name": k, "value": v} for k, v in sorted((args.capture_environment or {}).items())]
+        pod_labels, identity = labels, dict[str, Any]()
+        if args.azure_client_id is not None:
+            account = k8s.core.v1.ServiceAccount(
+                f"{name}-sa",
+                metadata={
+                    **meta,
+                    "name": SERVICE_ACCOUNT,
+                    "annotations": {"azure.workload.identity/client-id": args.azure_client_id},
+                },
+                automount_service_account_token=False,
+                opts=child,
+            )
+            # The webhook injects the identity's token file and AZURE_* variables into pods so labelled.
+            pod_labels = {**labels, "azure.workload.identity/use": "true"}
+            identity = {"service_account_name": account.metadata.name}
         mounts: list[dict[str, Any]] = [{"name": "tmp", "mount_path": "/tmp"}]
         volumes: list[dict[str, Any]] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
         secrets: dict[str, pulumi.Input[str]] = {}
@@ -112,7 +133,7 @@ class ServingWorkload(pulumi.ComponentResource):
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}},
                 "template": {
                     "metadata": {
-                        "labels": labels,
+                        "labels": pod_labels,
                         "annotations": {
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(PORT),
@@ -120,6 +141,8 @@ class ServingWorkload(pulumi.ComponentResource):
                         },
                     },
                     "spec": {
+                        **identity,
+                        # The workload identity webhook mounts the one token it needs itself.
                         "automount_service_account_token": False,
                         "security_context": restricted_pod_security(),
                         # Longer than the server's own drain, so Kubernetes never kills a draining pod.

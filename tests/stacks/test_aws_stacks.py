@@ -47,7 +47,9 @@ def test_only_enabled_registries_receive_the_image() -> None:
     azure_only = evaluate("dev", {"mlserve:targets": ["aci"]}, remove=("mlserve:sagemaker",))
     assert "aws:ecr/repository:Repository" not in azure_only.types()
     assert len(azure_only.serving_image().inputs["registries"]) == 1
-    aws_only = evaluate("dev", {"mlserve:targets": ["sagemaker"]}, remove=("mlserve:azure", "mlserve:aci"))
+    aws_only = evaluate(
+        "dev", {"mlserve:targets": ["sagemaker"]}, remove=("mlserve:azure", "mlserve:aci", "mlserve:capture")
+    )
     assert not any(t.startswith("azure") for t in aws_only.types())
     image = aws_only.serving_image().inputs
     assert [r["address"] for r in image["registries"]] == [f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"]

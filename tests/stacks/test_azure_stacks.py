@@ -24,6 +24,7 @@ UNTAGGED = {  # resource types that take no tags
     "azure-native:containerregistry:Token",
     "azure-native:authorization:RoleAssignment",
     "azure-native:storage:BlobContainer",
+    "azure-native:storage:ManagementPolicy",
     "azure-native:storage:FileShare",
     "azure-native:network:Subnet",
     "azure-native:managedidentity:FederatedIdentityCredential",
@@ -183,7 +184,7 @@ def test_aci_serves_https_only_through_the_tls_proxy(dev: Evaluation) -> None:
     assert proxy["volumeMounts"] == [{"name": volume["name"], "mountPath": "/data"}]
     assert volume["azureFile"]["shareName"] == "proxy-data"
     assert "volumes[0].azureFile.storageAccountKey" in group.secret_paths
-    account = dev.one("azure-native:storage:StorageAccount")
+    (account,) = [a for a in dev.of_type("azure-native:storage:StorageAccount") if "CertificateShare" in a.parent]
     assert account.inputs["minimumTlsVersion"] == "TLS1_2"
     assert account.inputs["enableHttpsTrafficOnly"] is True
     assert account.inputs["allowBlobPublicAccess"] is False
@@ -623,3 +624,15 @@ def test_the_gateway_address_script_waits_for_the_address(tmp_path: Path) -> Non
     never = run("1000")
     assert never.returncode != 0
     assert "got no public address" in never.stderr
+
+
+def test_dev_captures_to_its_own_container_with_retention(dev: Evaluation) -> None:
+    """Dev captures a tenth of requests: the stack says where, and the records expire."""
+    (policy,) = dev.of_type("azure-native:storage:ManagementPolicy")
+    (rule,) = policy.inputs["policy"]["rules"]
+    assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] == 90
+    assert dev.outputs["capture_location"] == "https://mlservedevcaptstore.blob.core.windows.net/capture/capture/"
+    group = dev.one("azure-native:containerinstance:ContainerGroup")
+    env = {k: v.get("value") for k, v in env_of(group.inputs["containers"][0]).items()}
+    assert env["SERVING_CAPTURE_PERCENT"] == "10"
+    assert env["SERVING_CAPTURE_ACCOUNT_URL"] == "https://mlservedevcaptstore.blob.core.windows.net/"

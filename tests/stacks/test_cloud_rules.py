@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from bootstrap.permissions import aws_deploy_policy
-from offline.mocks import Evaluation, Recorded, evaluate, merged
+from offline.mocks import SUBSCRIPTION, Evaluation, Recorded, evaluate, merged
+from stacks.azure_roles import STORAGE_BLOB_DATA_CONTRIBUTOR
 from stacks.config import has_instance_storage
 from stacks.versions import AKS_END_OF_LIFE, DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
 
@@ -81,6 +82,8 @@ VARIANTS = [
             ),
         ),
     ),
+    Variant("dev, capture", "dev", (("mlserve:capture", {"percent": 10, "exclude": ["Humidity"]}),)),
+    Variant("prod, capture", "prod", (("mlserve:capture", {"percent": 5, "retentionDays": 30}),)),
     Variant(
         "dev, largest ACI group, custom domain",
         "dev",
@@ -197,6 +200,151 @@ def new_role_assignments_are_waited_for(e: Evaluation, _: Variant) -> list[str]:
     return problems
 
 
+def capture_retention_policy(e: Evaluation, _: Variant) -> list[str]:
+    # Azure Storage, "Lifecycle management policy structure" (learn.microsoft.com/azure/storage/blobs/
+    # lifecycle-management-policy-structure) and the managementPolicies template reference: one policy per
+    # account, named `default`; 1-100 rules; a rule name is up to 256 alphanumeric characters, unique in the
+    # policy; type Lifecycle; blobTypes is required (blockBlob, appendBlob); each prefixMatch starts with a
+    # container's name; day counts are whole and not negative.
+    containers = {(c.inputs["accountName"], c.inputs["containerName"]) for c in e.of_type(BLOB_CONTAINER)}
+    policies = e.of_type("azure-native:storage:ManagementPolicy")
+    problems = []
+    accounts = [p.inputs["accountName"] for p in policies]
+    problems += [f"account {a} has more than one management policy" for a in set(accounts) if accounts.count(a) > 1]
+    for policy in policies:
+        if policy.inputs.get("managementPolicyName") != "default":
+            problems.append(
+                f"{policy.name}: named {policy.inputs.get('managementPolicyName')!r}, ARM takes only 'default'"
+            )
+        rules = policy.inputs["policy"]["rules"]
+        names = [rule["name"] for rule in rules]
+        if not 1 <= len(rules) <= 100 or len(set(names)) != len(names):
+            problems.append(f"{policy.name}: {len(rules)} rules, names {names}")
+        for rule in rules:
+            if not re.fullmatch(r"[A-Za-z0-9]{1,256}", rule["name"]):
+                problems.append(f"{policy.name}: rule name {rule['name']!r} is not 1-256 alphanumeric characters")
+            if rule.get("type") != "Lifecycle":
+                problems.append(f"{policy.name}: rule type {rule.get('type')!r}")
+            filters = rule["definition"].get("filters", {})
+            if not filters.get("blobTypes") or not set(filters["blobTypes"]) <= {"blockBlob", "appendBlob"}:
+                problems.append(f"{policy.name}: blobTypes {filters.get('blobTypes')!r}")
+            for prefix in filters.get("prefixMatch", []):
+                if (policy.inputs["accountName"], prefix.split("/")[0]) not in containers:
+                    problems.append(f"{policy.name}: prefix {prefix!r} does not start with a container of the account")
+            days = rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"]
+            if not isinstance(days, int) or days < 0:
+                problems.append(f"{policy.name}: delete after {days!r} days")
+    return problems
+
+
+BLOB_CONTAINER = "azure-native:storage:BlobContainer"
+# "Understand scope for Azure RBAC": a blob container is a scope of its own, by its ARM path.
+CONTAINER_SCOPE = (
+    r"/subscriptions/[0-9a-f-]{36}/resourceGroups/[\w.()-]+/providers/Microsoft\.Storage/storageAccounts/"
+    r"[a-z0-9]{3,24}/blobServices/default/containers/[a-z0-9-]{3,63}"
+)
+
+
+def capture_is_written_by_the_serving_identity_only(e: Evaluation, _: Variant) -> list[str]:
+    # Storage Blob Data Contributor ("Authorize access to blobs using Microsoft Entra ID") on the capture
+    # container alone, for each serving identity and nobody else; shared keys off ("Prevent Shared Key
+    # authorization") so no key bypasses it. ACI: a user-assigned identity is signed in as by its client id
+    # (AZURE_CLIENT_ID, azure-identity's ManagedIdentityCredential). AKS ("Use Microsoft Entra Workload ID
+    # with AKS"): the pod carries the label azure.workload.identity/use "true" and a service account annotated
+    # with the identity's client id; the federated credential's subject is system:serviceaccount:<ns>:<sa>,
+    # its issuer the cluster's OIDC issuer, its audience api://AzureADTokenExchange. The assignment is not
+    # waited for: the server retries 403s while it propagates (tests/serving/test_capture.py).
+    captures = [c for c in e.of_type(BLOB_CONTAINER) if c.name.endswith("-capture-container")]
+    if not captures:
+        return []
+    problems = []
+    identities = {f"{i.name}-id": i.name for i in e.of_type("azure-native:managedidentity:UserAssignedIdentity")}
+    writers = set()
+    for group in e.of_type("azure-native:containerinstance:ContainerGroup"):
+        (identity,) = [identities[i] for i in group.inputs["identity"]["userAssignedIdentities"]]
+        writers.add(f"{identity}-principal")
+        env = {v["name"]: v.get("value") for v in group.inputs["containers"][0]["environmentVariables"]}
+        if env.get("AZURE_CLIENT_ID") != f"{identity}-client":
+            problems.append(f"{group.name}: AZURE_CLIENT_ID is not the group's identity")
+        problems += _capture_settings_problems(group.name, env, captures)
+    service_accounts = {
+        sa.inputs["metadata"]["name"]: sa.inputs["metadata"].get("annotations", {})
+        for sa in e.of_type("kubernetes:core/v1:ServiceAccount")
+    }
+    for deployment in e.of_type("kubernetes:apps/v1:Deployment"):
+        pod = deployment.inputs["spec"]["template"]
+        env = {v["name"]: v.get("value") for v in pod["spec"]["containers"][0].get("env", [])}
+        if "SERVING_CAPTURE_PERCENT" not in env:
+            continue
+        problems += _capture_settings_problems(deployment.name, env, captures)
+        if pod["metadata"]["labels"].get("azure.workload.identity/use") != "true":
+            problems.append(f"{deployment.name}: pods without the azure.workload.identity/use label")
+        account = pod["spec"].get("serviceAccountName")
+        client_id = service_accounts.get(account, {}).get("azure.workload.identity/client-id")
+        federations = [
+            f
+            for f in e.of_type("azure-native:managedidentity:FederatedIdentityCredential")
+            if f"{f.inputs['resourceName']}-client" == client_id
+        ]
+        if len(federations) != 1:
+            problems.append(f"{deployment.name}: service account {account!r} has no federated identity")
+            continue
+        (federation,) = federations
+        namespace = deployment.inputs["metadata"]["namespace"]
+        (cluster,) = e.of_type("azure-native:containerservice:ManagedCluster")
+        if federation.inputs["subject"] != f"system:serviceaccount:{namespace}:{account}":
+            problems.append(f"{federation.name}: subject {federation.inputs['subject']!r}")
+        if federation.inputs["audiences"] != ["api://AzureADTokenExchange"]:
+            problems.append(f"{federation.name}: audiences {federation.inputs['audiences']}")
+        if not cluster.inputs.get("oidcIssuerProfile", {}).get("enabled") or not federation.inputs.get("issuer"):
+            problems.append(f"{federation.name}: no OIDC issuer to federate with")
+        writers.add(f"{federation.inputs['resourceName']}-principal")
+    for container in captures:
+        accounts = e.of_type("azure-native:storage:StorageAccount")
+        (account,) = [a for a in accounts if a.parent == container.parent]  # the CaptureStore's own
+        if account.inputs.get("allowSharedKeyAccess") is not False:
+            problems.append(f"{account.name}: shared keys allowed on the capture account")
+        scope = _container_id(container)
+        assigned = [a for a in e.of_type("azure-native:authorization:RoleAssignment") if a.inputs["scope"] == scope]
+        if not re.fullmatch(CONTAINER_SCOPE, scope):
+            problems.append(f"{container.name}: scope {scope!r} is not a container's ARM path")
+        if {a.inputs["principalId"] for a in assigned} != writers or len(assigned) != len(writers):
+            problems.append(
+                f"{container.name}: written by {[a.inputs['principalId'] for a in assigned]}, not {writers}"
+            )
+        for assignment in assigned:
+            if not assignment.inputs["roleDefinitionId"].endswith(STORAGE_BLOB_DATA_CONTRIBUTOR):
+                problems.append(f"{assignment.name}: not Storage Blob Data Contributor")
+    return problems
+
+
+def _container_id(container: Recorded) -> str:
+    inputs = container.inputs
+    return (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}/providers/Microsoft.Storage/"
+        f"storageAccounts/{inputs['accountName']}/blobServices/default/containers/{inputs['containerName']}"
+    )
+
+
+def _capture_settings_problems(name: str, env: dict[str, Any], captures: list[Recorded]) -> list[str]:
+    """The server finds the container, signs in with its identity (no key), and the settings are valid."""
+    from serving.settings import Settings
+
+    problems = []
+    if env.get("SERVING_CAPTURE_CONTAINER") not in {c.inputs["containerName"] for c in captures}:
+        problems.append(f"{name}: SERVING_CAPTURE_CONTAINER {env.get('SERVING_CAPTURE_CONTAINER')!r}")
+    if "SERVING_CAPTURE_CONNECTION_STRING" in env or not str(env.get("SERVING_CAPTURE_ACCOUNT_URL", "")).startswith(
+        "https://"
+    ):
+        problems.append(f"{name}: capture is not written over HTTPS with the managed identity")
+    settings = {k.removeprefix("SERVING_").lower(): v for k, v in env.items() if k.startswith("SERVING_CAPTURE_")}
+    try:
+        Settings(**settings)
+    except ValueError as error:
+        problems.append(f"{name}: the server refuses its capture settings: {error}")
+    return problems
+
+
 def classic_azure_provider_is_configured(e: Evaluation, _: Variant) -> list[str]:
     # pulumi-azure v6 migration guide: the provider refuses to start without a subscription id.
     providers = {p.urn: p for p in e.of_type("pulumi:providers:azure")}
@@ -264,6 +412,7 @@ NAME_RULES = [
         False,
         "relativeRecordSetName",
     ),
+    NameRule("azure-native:storage:ManagementPolicy", r"default", 7, False, "managementPolicyName"),
     NameRule("azure-native:storage:FileShare", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "shareName"),
     NameRule("azure-native:containerservice:AgentPool", r"[a-z][a-z0-9]{0,11}", 12, False, "agentPoolName"),
     # Workbooks are named by a GUID (Azure Workbooks, "Azure Resource Manager templates": the workbook id);
@@ -596,6 +745,8 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     role_assignment_principal_types,
     new_role_assignments_are_waited_for,
     classic_azure_provider_is_configured,
+    capture_retention_policy,
+    capture_is_written_by_the_serving_identity_only,
     names_are_valid,
     aks_version_and_upgrades,
     aks_network,
@@ -696,6 +847,22 @@ def test_the_rules_catch_what_they_are_about() -> None:
     assert dashboards_are_what_the_services_accept(unlinked, VARIANTS[1])
     outside = _with(prod, "aws:cloudwatch/dashboard:Dashboard", dashboardName="team-dashboard")
     assert dashboards_are_what_the_services_accept(outside, VARIANTS[1])
+    captured = next(v for v in VARIANTS if v.label == "prod, capture")
+    policy = "azure-native:storage:ManagementPolicy"
+    assert capture_retention_policy(_with(evaluated(captured), policy, managementPolicyName="retention"), captured)
+    (retention,) = evaluated(captured).of_type(policy)
+    (rule,) = retention.inputs["policy"]["rules"]
+    for broken in (
+        {"name": "expire-captured"},
+        {"definition": {**rule["definition"], "filters": {"prefixMatch": ["capture/"]}}},
+    ):
+        assert capture_retention_policy(
+            _with(evaluated(captured), policy, policy={"rules": [{**rule, **broken}]}), captured
+        )
+    account_wide = _with(evaluated(captured), "azure-native:authorization:RoleAssignment", scope="/subscriptions/x")
+    assert capture_is_written_by_the_serving_identity_only(account_wide, captured)
+    with_key = _with(evaluated(captured), "azure-native:storage:StorageAccount", allowSharedKeyAccess=True)
+    assert capture_is_written_by_the_serving_identity_only(with_key, captured)
 
 
 def _with(evaluation: Evaluation, type_: str, **inputs: Any) -> Evaluation:

@@ -271,6 +271,24 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         (),
         "mlserve:server.entraTenantId in Pulumi.dev.yaml: Entra ID tokens need both",
     ),
+    (
+        "dev",
+        {"mlserve:capture": {"percent": 150}},
+        (),
+        "mlserve:capture.percent in Pulumi.dev.yaml",
+    ),
+    (
+        "dev",
+        {"mlserve:capture": {"percent": 10, "exclude": ["name,address"]}},
+        (),
+        "mlserve:capture.exclude[0] in Pulumi.dev.yaml",
+    ),
+    (
+        "dev",
+        {"mlserve:targets": ["sagemaker"], "mlserve:capture": {"percent": 10}},
+        ("mlserve:aci", "mlserve:azure"),
+        "use sagemaker.dataCapturePercent",
+    ),
 ]
 
 

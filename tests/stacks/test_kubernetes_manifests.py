@@ -75,3 +75,19 @@ def test_checkov_kubernetes_checks_pass(rendered: Path) -> None:
     report = run_checkov(rendered, "kubernetes", SKIPPED_CHECKS)
     assert report.failed == []
     assert report.passed > 50
+
+
+def test_the_workload_with_capture_still_validates_and_passes_checkov(tmp_path: Path) -> None:
+    """Capture adds the serving pods' service account (workload identity) and its label."""
+    from offline.mocks import evaluate
+
+    captured = evaluate("prod", {"mlserve:capture": {"percent": 5}})
+    documents = manifests(captured)
+    accounts = [d for d in documents if d["kind"] == "ServiceAccount"]
+    assert {a["metadata"]["name"] for a in accounts} == {"mlserve-batch", "mlserve-serving"}
+    for index, document in enumerate(documents):
+        if document["apiVersion"].split("/")[0] not in CUSTOM_GROUPS:
+            kubernetes_validate.validate(document, "1.33.0", strict=True)
+        (tmp_path / f"{index:02d}-{document['kind'].lower()}.yaml").write_text(yaml.safe_dump(document))
+    report = run_checkov(tmp_path, "kubernetes", SKIPPED_CHECKS)
+    assert report.failed == []
