@@ -21,7 +21,7 @@ PORT ?= 8080
 UV := $(VENV)/bin/uv
 UV_INSTALL := $(UV) pip install --quiet
 
-$(STAMP): requirements-dev.txt serving/requirements.in serving/requirements.txt
+$(STAMP): requirements-dev.txt serving/requirements.in serving/requirements.txt serving/requirements-drift.in
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -m1 '^uv==' requirements-dev.txt)"
 	sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' serving/requirements.txt > $(VENV)/image-lock.txt
@@ -99,6 +99,7 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.
 lock: $(STAMP)
 	$(LOCK) serving/requirements.in -o serving/requirements.txt
 	$(LOCK) serving/requirements-batch.in -c serving/requirements.txt -o serving/requirements-batch.txt
+	$(LOCK) serving/requirements-drift.in -c serving/requirements.txt -o serving/requirements-drift.txt
 
 ## audit: known vulnerabilities in the image's locks (pip-audit against PyPI's advisories; needs PyPI).
 ## Fails on one with a fixed version unless audit-allowlist.toml accepts it (with a reason, until a date).
