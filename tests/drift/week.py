@@ -28,7 +28,8 @@ ENDPOINT = "mlserve-prod"
 
 def _trainer() -> Any:
     spec = importlib.util.spec_from_file_location("train_demo_model", REPO / "scripts" / "train_demo_model.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -126,20 +127,20 @@ def capture_record(layout: Layout, data_in: str, data_out: str, moment: datetime
                 "mode": "INPUT",
                 "data": data_in,
                 "encoding": encoding,
-            },  # fmt: skip
+            },
             "endpointOutput": {
                 "observedContentType": layout.output_type,
                 "mode": "OUTPUT",
                 "data": data_out,
                 "encoding": encoding,
-            },  # fmt: skip
+            },
         },
         "eventMetadata": {
             "eventId": str(uuid.uuid4()),
             "inferenceTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "modelName": "weather-rain",
             "modelVersion": "1",
-        },  # fmt: skip
+        },
         "eventVersion": "0",
     }
 
