@@ -11,10 +11,15 @@ POLICY_VENV := .tools/policy
 POLICY_STAMP := $(POLICY_VENV)/.installed-stamp
 KSERVE_VENV := .tools/kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.installed-stamp
+# Azurite, the Azure Storage emulator (npm), for the drift report's blob tests. The stamp names the
+# version, so that a new pin installs again.
+AZURITE_VERSION := 3.37.0
+AZURITE_DIR := .tools/azurite
+AZURITE_STAMP := $(AZURITE_DIR)/.installed-$(AZURITE_VERSION)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test test-container lint format model bench plan plans lock audit clean
+.PHONY: serve test test-container lint format model bench plan plans lock audit clean azurite
 
 # The environments are installed with uv (pinned in requirements-dev.txt, bootstrapped with pip): the
 # same pins as pip would install, in seconds instead of minutes (measured: the dev venv in 7 s here).
@@ -43,6 +48,15 @@ $(KSERVE_STAMP): requirements-kserve.txt | $(STAMP)
 	$(UV_INSTALL) --python $(KSERVE_VENV)/bin/python -r requirements-kserve.txt
 	touch $(KSERVE_STAMP)
 
+## azurite: install the Azure Storage emulator for the tests (needs node and npm; without them the
+## blob tests are skipped, saying why)
+$(AZURITE_STAMP):
+	mkdir -p $(AZURITE_DIR)
+	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --silent azurite@$(AZURITE_VERSION)
+	touch $(AZURITE_STAMP)
+
+azurite: $(AZURITE_STAMP)
+
 ## serve: run the model server on $(HOST):$(PORT), the demo model or MODEL=path/to/model.onnx
 # A server-only environment: exactly the image's lock, no Pulumi, no test tools.
 $(SERVE_STAMP): serving/requirements.txt
@@ -58,7 +72,7 @@ serve: $(SERVE_STAMP)
 dev: $(STAMP)
 
 ## test: build the environment, lint everything, run every test
-test: lint $(CHECKOV_STAMP) $(POLICY_STAMP) $(KSERVE_STAMP)
+test: lint $(CHECKOV_STAMP) $(POLICY_STAMP) $(KSERVE_STAMP) $(if $(shell command -v npm),$(AZURITE_STAMP))
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov POLICY_PYTHON=$(POLICY_VENV)/bin/python KSERVE_PYTHON=$(KSERVE_VENV)/bin/python \
 		$(PY) -m pytest -n 2 -m "not serial"
 	$(PY) -m pytest -m serial
