@@ -98,15 +98,16 @@ SAGEMAKER = Layout("AllTraffic", "text/csv", "text/csv")
 
 
 def records(
-    layout: Layout, shifted: tuple[str, ...], seed: int, rows_per_request: int = 5
+    layout: Layout, shifted: tuple[str, ...], seed: int, until: datetime, rows_per_request: int = 5
 ) -> Iterator[tuple[str, str]]:
-    """(key below the endpoint, JSON Lines) for each hour of the week: two requests an hour."""
+    """(key below the endpoint, JSON Lines) for each hour of the week before `until`: two requests an hour."""
     runtime = ModelRuntime(DEMO_MODEL)
-    hours = int((UNTIL - SINCE).total_seconds() // 3600)
+    since = until - timedelta(days=7)
+    hours = int((until - since).total_seconds() // 3600)
     values = observations(hours * 2 * rows_per_request, seed, shifted)
     order = list(reversed(FEATURES))
     for hour in range(hours):
-        start = SINCE + timedelta(hours=hour)
+        start = since + timedelta(hours=hour)
         lines = []
         for request in range(2):
             first = (hour * 2 + request) * rows_per_request
@@ -145,9 +146,11 @@ def capture_record(layout: Layout, data_in: str, data_out: str, moment: datetime
     }
 
 
-def write_week(root: Path, layout: Layout, shifted: tuple[str, ...] = (), seed: int = 2) -> Path:
+def write_week(
+    root: Path, layout: Layout, shifted: tuple[str, ...] = (), seed: int = 2, until: datetime = UNTIL
+) -> Path:
     """A week under root/<endpoint>/; returns root/<endpoint>, the report's --source."""
-    for key, text in records(layout, shifted, seed):
+    for key, text in records(layout, shifted, seed, until):
         path = root / ENDPOINT / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
