@@ -168,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_batch(args)
     if args.command == "drift":
-        from serving.drift.run import run_drift  # its libraries are not in the serving image
+        from serving.drift.cli import run  # its libraries are not in the serving image
 
-        return run_drift(args)
+        return run(args)
     return serve(args)
 
 

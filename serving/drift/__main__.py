@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from serving.drift.cli import add_drift_arguments
+from serving.drift.cli import add_drift_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving drift", description="Drift report of captured requests")
     add_drift_arguments(parser)
-    args = parser.parse_args(argv)
-    from serving.drift.run import run_drift
-
-    return run_drift(args)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,29 @@ command line stays light)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 # Exit codes, as the README lists them.
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
+
+
+def missing_library(error: ImportError) -> str:
+    return (
+        f"the drift report needs {(error.name or str(error)).split('.')[0]}, which the serving image leaves out: "
+        "pip install --require-hashes -r serving/requirements-drift.txt"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the report; without its libraries (the serving image), say how to install them."""
+    try:
+        from serving.drift.run import run_drift
+    except ImportError as error:
+        print(f"error: {missing_library(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_drift(args)
 
 
 def add_drift_arguments(parser: argparse.ArgumentParser) -> None:

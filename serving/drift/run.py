@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from serving.drift.baseline import Baseline, column_names, load_baseline
-from serving.drift.cli import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_NO_DRIFT
+from serving.drift.cli import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_NO_DRIFT, missing_library
 from serving.drift.compare import Verdict, category_verdict, is_categorical, numeric_verdict
 from serving.drift.period import Period, iso, period_from
 from serving.drift.problems import DriftInputError
@@ -26,6 +26,9 @@ def run_drift(args: argparse.Namespace) -> int:
         return _run(args)
     except DriftInputError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ImportError as error:  # a library that is only imported for the source or step that needs it
+        print(f"error: {missing_library(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

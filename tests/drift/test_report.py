@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from serving.drift.__main__ import main
 from tests.conftest import DEMO_MODEL
 from tests.drift.week import ENDPOINT, OURS, SAGEMAKER, SINCE, UNTIL, baseline_rows, model_with_baseline, write_week
+from tests.serving.server import REPO
 
 PERIOD = ["--since", SINCE.isoformat(), "--until", UNTIL.isoformat()]
 COLUMNS = {"Temperature_C", "Humidity", "Wind_speed_kmph", "Wind_bearing_degrees", "Visibility_km",
@@ -157,3 +160,28 @@ def test_bad_input_is_one_line_and_exit_code_2(
     assert err.startswith("error: ")
     assert message in err
     assert "Traceback" not in err
+
+
+def run_cli(*args: str, blocked: str = "") -> subprocess.CompletedProcess[str]:
+    """`python -m serving drift ARGS` in a fresh interpreter; `blocked` is a module it cannot import."""
+    code = f"import sys; sys.modules[{blocked!r}] = None; " if blocked else ""
+    code += "import sys; from serving.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", code, "drift", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_command_line_reports_drift_by_its_exit_code(weeks: Path, model: Path, tmp_path: Path) -> None:
+    source = write_week(weeks / "cli", SAGEMAKER, ("Temperature_C",))
+    result = run_cli("--source", str(source), "--model", str(model), *PERIOD, "--output-dir", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    assert "Temperature_C: wasserstein_distance_in_std" in result.stdout
+    assert result.stderr.strip() == "drift past the threshold in Temperature_C"
+
+
+def test_without_its_libraries_the_command_says_what_to_install(tmp_path: Path) -> None:
+    result = run_cli("--source", str(tmp_path), blocked="scipy")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: the drift report needs scipy, which the serving image leaves out: "
+        "pip install --require-hashes -r serving/requirements-drift.txt"
+    )
