@@ -6,17 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-# Exit codes, as the README lists them.
-EXIT_NO_DRIFT = 0
-EXIT_DRIFT = 1
-EXIT_BAD_INPUT = 2
-
-
-def missing_library(error: ImportError) -> str:
-    return (
-        f"the drift report needs {(error.name or str(error)).split('.')[0]}, which the serving image leaves out: "
-        "pip install --require-hashes -r serving/requirements-drift.txt"
-    )
+from serving.drift.problems import EXIT_BAD_INPUT, missing_library
 
 
 def run(args: argparse.Namespace) -> int:

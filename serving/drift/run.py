@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from serving.drift.baseline import Baseline, column_names, load_baseline
-from serving.drift.cli import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_NO_DRIFT, missing_library
 from serving.drift.compare import Verdict, category_verdict, is_categorical, numeric_verdict
 from serving.drift.period import Period, iso, period_from
-from serving.drift.problems import DriftInputError
+from serving.drift.problems import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_NO_DRIFT, DriftInputError, missing_library
 from serving.drift.records import Captured, read_file
 from serving.drift.report import Report, Section, markdown, write
 from serving.drift.stores import captured_files, open_store

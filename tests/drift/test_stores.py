@@ -53,7 +53,11 @@ def running(command: list[str], port: int, what: str, cwd: Path) -> Iterator[Non
         yield
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # Azurite sometimes waits on open connections: it holds no data we need
+            process.kill()
+            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
