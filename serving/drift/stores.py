@@ -61,7 +61,7 @@ class S3Store:
 
         self.bucket, self.prefix = bucket, prefix
         self.description = f"s3://{bucket}/{prefix}"
-        self.client = boto3.client("s3", endpoint_url=endpoint_url)
+        self.client = _s3_errors(self, lambda: boto3.client("s3", endpoint_url=endpoint_url))
 
     def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -93,7 +93,7 @@ def _s3_errors(store: S3Store, call: Callable[[], T]) -> T:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
         raise DriftInputError(f"{store.description}: S3 answered {code}: {error}") from None
-    except BotoCoreError as error:
+    except (BotoCoreError, ValueError) as error:  # ValueError: an --endpoint-url that is no URL
         raise DriftInputError(f"{store.description}: {error}") from None
 
 
