@@ -60,7 +60,7 @@ class S3Store:
         import boto3
 
         self.bucket, self.prefix = bucket, prefix
-        self.description = f"s3://{bucket}/{prefix}"
+        self.description = f"s3://{bucket}/{prefix}".rstrip("/")
         self.client = _s3_errors(self, lambda: boto3.client("s3", endpoint_url=endpoint_url))
 
     def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:

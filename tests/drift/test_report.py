@@ -136,7 +136,7 @@ def test_a_baseline_without_predictions_leaves_them_unjudged(tmp_path: Path, wee
         (["--since", "2026-12-08", "--until", "2026-12-09"], "too few captured rows to judge"),
         (["--source", "ftp://host/x"], "expected a directory, s3://bucket/prefix"),
         (["--source", "az://capture/x"], "say which storage account"),
-        (["--source", "s3://capture/x", "--endpoint-url", "not a url"], "s3://capture/x/: Invalid endpoint: not a url"),
+        (["--source", "s3://capture/x", "--endpoint-url", "not a url"], "s3://capture/x: Invalid endpoint: not a url"),
         (["--baseline-rows", "/nonexistent.csv"], "--baseline-rows /nonexistent.csv: not readable"),
         (["--numeric-threshold", "-1"], "--numeric-threshold -1: expected a number above 0"),
         (["--model", "/nonexistent.onnx"], "model not found"),
