@@ -39,6 +39,7 @@ class Captured:
     predictions: list[Any] = field(default_factory=list)
     records: int = 0
     outside_period: int = 0
+    other_model: int = 0
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -61,12 +62,16 @@ def read_file(data: bytes, key: str, runtime: ModelRuntime, period: Period, capt
             continue
         captured.records += 1
         try:
-            moment, rows, predictions = parse_record(line, runtime)
+            record, moment = _record(line)
+            if moment not in period:
+                captured.outside_period += 1
+                continue
+            if _other_model(record["eventMetadata"], runtime):
+                captured.other_model += 1
+                continue
+            rows, predictions = parse_contents(record["captureData"], runtime)
         except RecordProblem as problem:
             captured.skip(f"{key} line {number}", str(problem))
-            continue
-        if moment not in period:
-            captured.outside_period += 1
             continue
         captured.inputs.append(rows)
         if predictions is not None and len(predictions) == len(rows):
@@ -75,19 +80,32 @@ def read_file(data: bytes, key: str, runtime: ModelRuntime, period: Period, capt
             captured.skip(f"{key} line {number}", f"{len(predictions)} predictions for {len(rows)} input rows")
 
 
-def parse_record(line: bytes, runtime: ModelRuntime) -> tuple[datetime, np.ndarray, list[Any] | None]:
+def _record(line: bytes) -> tuple[dict[str, Any], datetime]:
     try:
         record = json.loads(line)
-        capture = record["captureData"]
         when = record["eventMetadata"]["inferenceTime"]
+        if not isinstance(record["captureData"], dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         raise RecordProblem(
             "not a capture record (expected JSON with captureData and eventMetadata.inferenceTime)"
         ) from None
     try:
-        moment = parse_moment(str(when), "inferenceTime")
+        return record, parse_moment(str(when), "inferenceTime")
     except DriftInputError as error:
         raise RecordProblem(str(error)) from None
+
+
+def _other_model(metadata: dict[str, Any], runtime: ModelRuntime) -> bool:
+    """A record of another model or version (one deployed earlier in the period), when the record says:
+    its predictions are not this model's, and its baseline is not this one. SageMaker's own capture
+    does not say (its folders are per variant)."""
+    name, version = metadata.get("modelName"), metadata.get("modelVersion")
+    return (name is not None and str(name) != runtime.name) or (version is not None and str(version) != runtime.version)
+
+
+def parse_contents(capture: dict[str, Any], runtime: ModelRuntime) -> tuple[np.ndarray, list[Any] | None]:
+    """The input rows (as the server read them) and one prediction per row, if the output was captured."""
     body, content_type = _body(capture.get("endpointInput"), "endpointInput")
     try:
         rows, _ = parse_invocation(body, content_type, "", runtime, MAX_ROWS_PER_RECORD)
@@ -95,7 +113,7 @@ def parse_record(line: bytes, runtime: ModelRuntime) -> tuple[datetime, np.ndarr
         raise RecordProblem(f"endpointInput: {error.message}") from None
     output = capture.get("endpointOutput")
     predictions = _labels(*_body(output, "endpointOutput"), runtime) if output else None
-    return moment, rows, predictions
+    return rows, predictions
 
 
 def _body(part: Any, where: str) -> tuple[bytes, str]:

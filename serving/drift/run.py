@@ -102,7 +102,8 @@ def _report(
         columns.append(Section(name, stats, values, _verdict(name, stats, values, args)))
     predictions = _predictions(args, baseline, captured)
     counts = {"records": captured.records, "rows": captured.rows, "records_skipped": captured.skipped,
-              "records_outside_period": captured.outside_period}  # fmt: skip
+              "records_outside_period": captured.outside_period,
+              "records_of_other_models": captured.other_model}  # fmt: skip
     return Report(
         model={"name": runtime.name, "version": runtime.version},
         source=source,

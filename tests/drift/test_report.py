@@ -51,6 +51,7 @@ def test_a_shift_in_two_columns_of_our_json_capture_is_found_in_exactly_those(
     assert summary["drifted_columns"] == ["Temperature_C", "Wind_bearing_degrees"]
     assert summary["predictions"]["drifted"] is False  # the model hardly uses those columns
     assert (summary["records"], summary["rows"], summary["records_skipped"]) == (336, 1680, 0)
+    assert (summary["records_outside_period"], summary["records_of_other_models"]) == (0, 0)
     temperature = summary["columns"]["Temperature_C"]
     assert temperature["statistic"] == "wasserstein_distance_in_std"
     assert temperature["value"] > 0.5 > temperature["threshold"]
@@ -96,6 +97,17 @@ def test_only_the_period_is_read(tmp_path: Path, weeks: Path, model: Path) -> No
     day = ["--since", SINCE.isoformat(), "--until", (SINCE + timedelta(days=1)).isoformat(), "--min-rows", "50"]
     _, summary, _ = report(tmp_path, "--source", source, "--model", model, *day)
     assert (summary["records"], summary["rows"], summary["records_skipped"]) == (48, 240, 0)
+
+
+def test_records_of_an_earlier_model_version_are_counted_not_judged(tmp_path: Path, weeks: Path, model: Path) -> None:
+    source = write_week(weeks / "two-versions", OURS)
+    earlier = write_week(weeks / "earlier", OURS, ("Temperature_C",), seed=3)  # served by version 0, shifted
+    for path in earlier.rglob("*.jsonl"):
+        target = source / path.relative_to(earlier)
+        target.write_text(path.read_text().replace('"modelVersion": "1"', '"modelVersion": "0"'))
+    code, summary, _ = report(tmp_path, "--source", source, "--model", model, *PERIOD)
+    assert code == 0
+    assert (summary["records"], summary["records_of_other_models"], summary["rows"]) == (672, 336, 1680)
 
 
 def test_unreadable_records_are_counted_and_described_not_fatal(tmp_path: Path, weeks: Path, model: Path) -> None:
