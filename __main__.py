@@ -15,6 +15,13 @@ from stacks.aks_ingress import GATEWAY_NAMESPACE, TlsIngress, TlsIngressArgs
 from stacks.aks_network import ClusterNetwork, ClusterNetworkArgs
 from stacks.azure_batch import AzureBatchJob, AzureBatchJobArgs
 from stacks.config import StackConfig, load_config
+from stacks.dashboards import (
+    AzureDashboard,
+    AzureDashboardArgs,
+    SageMakerDashboard,
+    SageMakerDashboardArgs,
+    workbook_id,
+)
 from stacks.image import ServingImage, ServingImageArgs
 from stacks.k8s_workload import ServingWorkload, ServingWorkloadArgs
 from stacks.keys import ApiKeys, ApiKeysArgs
@@ -23,7 +30,7 @@ from stacks.model_source import BUNDLED_MODEL, resolve, sample_row
 from stacks.observability import AzureMonitoring, AzureMonitoringArgs
 from stacks.proxy import ProxyImage, ProxyImageArgs
 from stacks.registry import AcrRegistry, AcrRegistryArgs, EcrRegistry, EcrRegistryArgs, PushTarget
-from stacks.sagemaker import RolloutArgs, SageMakerEndpoint, SageMakerEndpointArgs
+from stacks.sagemaker import VARIANT, RolloutArgs, SageMakerEndpoint, SageMakerEndpointArgs
 from stacks.tags import cloud_tags, kubernetes_labels
 
 
@@ -67,6 +74,18 @@ def azure_base(config: StackConfig, name: str) -> AzureBase:
             group.name, group.location, client.subscription_id, config.azure.registry_sku, config.protect, tags
         ),
     )
+    dashboard = AzureDashboard(
+        f"{name}-dashboard",
+        AzureDashboardArgs(
+            group.name,
+            group.location,
+            monitoring.insights.id,
+            workbook_id(config.project, config.stack),
+            f"{config.model.name} ({config.stack})",
+            tags,
+        ),
+    )
+    pulumi.export("dashboard_url", dashboard.url)
     return AzureBase(group, client, monitoring, registry)
 
 
@@ -262,6 +281,18 @@ def deploy_sagemaker(
             tags=cloud_tags(config),
         ),
     )
+    dashboard = SageMakerDashboard(
+        f"{name}-sagemaker-dashboard",
+        SageMakerDashboardArgs(
+            dashboard_name=f"{name}-sagemaker",  # <project>-<stack>-…: the deploy role's scope
+            endpoint_name=endpoint.endpoint.name,
+            variant_name=VARIANT,
+            region=region.region,
+            realtime=sm.mode == "realtime",
+            capture_uri=endpoint.capture_uri,
+        ),
+    )
+    pulumi.export("sagemaker_dashboard_url", dashboard.url)
     pulumi.export("sagemaker_endpoint_name", endpoint.endpoint.name)
     pulumi.export("sagemaker_endpoint_arn", endpoint.endpoint.arn)
     pulumi.export("sagemaker_invoke_url", endpoint.invoke_url)

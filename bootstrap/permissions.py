@@ -101,6 +101,7 @@ AWS_RESOURCE_SERVICES = {
     "aws:sagemaker/endpointConfiguration:EndpointConfiguration": "sagemaker",
     "aws:sagemaker/endpoint:Endpoint": "sagemaker",
     "aws:cloudwatch/metricAlarm:MetricAlarm": "cloudwatch",
+    "aws:cloudwatch/dashboard:Dashboard": "cloudwatch",
     "aws:sns/topic:Topic": "sns",
     "aws:sns/topicSubscription:TopicSubscription": "sns",
     "aws:appautoscaling/target:Target": "application-autoscaling",
@@ -182,6 +183,13 @@ def aws_deploy_policy(region: str, account: str) -> dict:
                 ],
             },
             {"Sid": "DescribeAlarms", "Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"},
+            {
+                # Dashboards are global: their ARNs have no region.
+                "Sid": "Dashboards",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"],
+                "Resource": f"arn:aws:cloudwatch::{account}:dashboard/{PREFIX}-*",
+            },
             {"Sid": "AlarmTopic", "Effect": "Allow", "Action": "sns:*", "Resource": f"arn:aws:sns:{arn}:{PREFIX}-*"},
             {
                 "Sid": "CaptureBucket",
@@ -238,6 +246,7 @@ def aws_read_policy(account: str) -> dict:
                     "sagemaker:List*",
                     "application-autoscaling:Describe*",
                     "cloudwatch:DescribeAlarms",
+                    "cloudwatch:GetDashboard",
                     "cloudwatch:ListTagsForResource",
                     "sns:GetTopicAttributes",
                     "sns:GetSubscriptionAttributes",

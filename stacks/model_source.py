@@ -13,6 +13,11 @@ or adlfs; the cloud SDKs' usual credentials), `models:/<name>/<version>` (MLflow
 tracking URI from MLFLOW_TRACKING_URI, as MLflow does). A `.tar.gz` (a SageMaker `model.tar.gz`) is
 unpacked; a directory may be an MLflow model with an onnx flavor. Nothing is ever unpickled here: a
 pickle, or an MLflow sklearn model, is refused with the `python -m importer` command that converts it.
+
+A preview reads the bytes too, from the cache when they are there: the image provider (docker-build)
+hashes the model's build context in its diff, so a preview without the file would show the image and
+every deployment as changing. CI keeps the cache between runs by the stack files' hash instead
+(`actions/cache` in the workflows), so previews and deploys of a released digest do not reach the store.
 """
 
 from __future__ import annotations

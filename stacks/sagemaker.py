@@ -187,6 +187,9 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         realtime = args.mode == "realtime"
 
         capture_bucket = self._capture_bucket(name, args) if args.data_capture_percent else None
+        self.capture_uri: pulumi.Output[str] | None = (
+            pulumi.Output.concat("s3://", capture_bucket.bucket, "/capture") if capture_bucket else None
+        )
         role = aws.iam.Role(
             f"{name}-execution",
             assume_role_policy=pulumi.Output.json_dumps(pulumi.Output.from_input(args.account_id).apply(trust_policy)),
@@ -248,7 +251,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             config_args["data_capture_config"] = {
                 "enable_capture": True,
                 "initial_sampling_percentage": args.data_capture_percent,
-                "destination_s3_uri": pulumi.Output.concat("s3://", capture_bucket.bucket, "/capture"),
+                "destination_s3_uri": self.capture_uri,
                 "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
                 **({"kms_key_id": args.kms_key_arn} if args.kms_key_arn is not None else {}),
             }

@@ -19,7 +19,7 @@ from stacks.protection import stateful
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 TAGGABLE_PREFIXES = ("azure-native:", "aws:")
-UNTAGGED = {  # Azure resource types that take no tags
+UNTAGGED = {  # resource types that take no tags
     "azure-native:containerregistry:ScopeMap",
     "azure-native:containerregistry:Token",
     "azure-native:authorization:RoleAssignment",
@@ -36,6 +36,7 @@ UNTAGGED = {  # Azure resource types that take no tags
     "aws:appautoscaling/target:Target",
     "aws:kms/alias:Alias",
     "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:cloudwatch/dashboard:Dashboard",  # PutDashboard takes no tags
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
     "aws:sns/topicSubscription:TopicSubscription",
 }

@@ -220,6 +220,7 @@ class NameRule:
     name_input: str = "name"
 
 
+GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 NAME_RULES = [
     # Azure naming rules ("Naming rules and restrictions for Azure resources").
     NameRule("azure-native:resources:ResourceGroup", r"[\w.()-]+", 90, True),
@@ -262,6 +263,10 @@ NAME_RULES = [
     ),
     NameRule("azure-native:storage:FileShare", r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", 63, False, "shareName"),
     NameRule("azure-native:containerservice:AgentPool", r"[a-z][a-z0-9]{0,11}", 12, False, "agentPoolName"),
+    # Workbooks are named by a GUID (Azure Workbooks, "Azure Resource Manager templates": the workbook id);
+    # CloudWatch PutDashboard: "can contain only alphanumerics, dash (-), and underscore (_)", up to 255.
+    NameRule("azure-native:applicationinsights:Workbook", GUID, 36, False, "resourceName"),
+    NameRule("aws:cloudwatch/dashboard:Dashboard", r"[A-Za-z0-9_-]+", 255, False, "dashboardName"),
 ]
 # Resources whose names are not ours to get wrong: Azure makes the role assignment's GUID; the rest
 # have no name of their own in the cloud (sub-resources of a bucket, repository or endpoint, a
@@ -485,6 +490,38 @@ def log_alerts_skip_validation_on_new_components(e: Evaluation, _: Variant) -> l
     ]
 
 
+def dashboards_are_what_the_services_accept(e: Evaluation, _: Variant) -> list[str]:
+    # Azure Workbooks (Microsoft.Insights/workbooks, 2023-06-01): kind shared, serializedData a JSON
+    # document whose version matches `version`, sourceId the resource it reads. CloudWatch PutDashboard:
+    # each metric widget names its region; the dashboard ARN is global (no region), which the deploy
+    # role's scope must allow.
+    problems = []
+    components = {c.name + "-id" for c in e.of_type("azure-native:applicationinsights:Component")}
+    for workbook in e.of_type("azure-native:applicationinsights:Workbook"):
+        content = json.loads(workbook.inputs["serializedData"])
+        if content.get("version") != workbook.inputs.get("version") or workbook.inputs.get("kind") != "shared":
+            problems.append(f"{workbook.name}: version or kind")
+        if workbook.inputs.get("sourceId") not in components or not workbook.inputs.get("displayName"):
+            problems.append(f"{workbook.name}: not linked to the stack's Application Insights, or unnamed")
+    policy = aws_deploy_policy(REGION, ACCOUNT)
+    endpoints = {r.inputs.get("name") for r in e.of_type("aws:sagemaker/endpoint:Endpoint")}
+    for dashboard in e.of_type("aws:cloudwatch/dashboard:Dashboard"):
+        body = dashboard.inputs["dashboardBody"]
+        body = json.loads(body) if isinstance(body, str) else body
+        for widget in body["widgets"]:
+            if widget["type"] != "metric":
+                continue
+            if not widget["properties"].get("region"):
+                problems.append(f"{dashboard.name}: a metric widget without its region")
+            named = {m[m.index("EndpointName") + 1] for m in widget["properties"]["metrics"]}
+            if not named <= endpoints:
+                problems.append(f"{dashboard.name}: metrics of {named - endpoints}, not the stack's endpoint")
+        arn = f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{dashboard.inputs['dashboardName']}"
+        if not _allowed(policy, "cloudwatch:PutDashboard", arn, {}):
+            problems.append(f"{dashboard.name}: PutDashboard on {arn} denied to the deploy role")
+    return problems
+
+
 def resources_elsewhere_use_their_subscription(e: Evaluation, v: Variant) -> list[str]:
     # Azure RBAC: a role definition id is valid for scopes in its own subscription; ARM addresses a
     # DNS record set through its zone's subscription, which the provider puts in the URL. A Key Vault
@@ -570,6 +607,7 @@ RULES: list[Callable[[Evaluation, Variant], list[str]]] = [
     deregistration_runs_only_on_a_new_instance_type,
     log_alerts_skip_validation_on_new_components,
     resources_elsewhere_use_their_subscription,
+    dashboards_are_what_the_services_accept,
 ]
 
 
@@ -651,6 +689,10 @@ def test_the_rules_catch_what_they_are_about() -> None:
     )
     elsewhere = _with(prod, "azure-native:authorization:RoleAssignment", roleDefinitionId=vault_role)
     assert resources_elsewhere_use_their_subscription(elsewhere, VARIANTS[1])
+    unlinked = _with(prod, "azure-native:applicationinsights:Workbook", sourceId="Azure Monitor")
+    assert dashboards_are_what_the_services_accept(unlinked, VARIANTS[1])
+    outside = _with(prod, "aws:cloudwatch/dashboard:Dashboard", dashboardName="team-dashboard")
+    assert dashboards_are_what_the_services_accept(outside, VARIANTS[1])
 
 
 def _with(evaluation: Evaluation, type_: str, **inputs: Any) -> Evaluation:

@@ -49,6 +49,7 @@ runtime = "runc"
 ACTIONS: dict[str, list[str]] = {
     "actions/checkout@v5": ["ref", "token", "fetch-depth", "persist-credentials"],
     "actions/setup-python@v6": ["python-version"],
+    "actions/cache@v5": ["path", "key", "restore-keys"],
     "docker/setup-buildx-action@v4": [],
     "azure/login@v3": ["client-id", "tenant-id", "subscription-id"],
     "aws-actions/configure-aws-credentials@v6": ["role-to-assume", "aws-region", "role-duration-seconds"],

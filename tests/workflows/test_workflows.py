@@ -107,8 +107,9 @@ def test_a_pull_request_is_tested_planned_and_previewed_with_the_read_identities
         "Pull request/Vulnerability audit",
     ]
     assert "make audit" in result.clis("make")
-    (containers,) = result.clis("sudo")
+    containers, act_in_containers = result.clis("sudo")
     assert "pytest tests/container" in containers, "the container tests run as root, from the pinned bases"
+    assert "pytest tests/workflows -m serial" in act_in_containers, "and the act case with podman job containers"
     assert sorted(ups(result)) == [("preview acme/dev", "1"), ("preview acme/prod", "1")]
     read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
     assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
@@ -270,6 +271,11 @@ def test_a_release_by_hand_goes_through_a_pull_request_to_prod(workspace: Worksp
     workspace.git("checkout", "-q", "origin/model-release/2")
     preview = run(workspace, "pull_request", pull_request("opened", workspace))
     assert sorted(ups(preview)) == [("preview acme/dev", "2"), ("preview acme/prod", "2")]
+    # ... from the model the release fetched: the release kept it under the new stack files' key,
+    # which is the key the previews and the deploys restore (no model-store access needed for them).
+    (kept,) = actions(released, "actions/cache")
+    assert kept.startswith("path=~/.cache/mlserve/models key=mlserve-models-")
+    assert actions(preview, "actions/cache") == [kept, kept]
     # ... and merging it deploys dev, then prod, with the new model. Prod's smoke test fails here:
     # the previous model comes back and the run is red.
     before = workspace.git("rev-parse", "origin/main")
@@ -281,6 +287,9 @@ def test_a_release_by_hand_goes_through_a_pull_request_to_prod(workspace: Worksp
         ("prod/Deploy a stack/Deploy prod", "failure"),
     ]
     assert ups(merged) == [("up acme/dev", "2"), ("up acme/prod", "2"), ("up acme/prod", "1")]
+    assert actions(merged, "actions/cache") == [kept, kept]
+    digest_of_stack_files = kept.split()[1].removeprefix("key=mlserve-models-")
+    assert len(digest_of_stack_files) == 64, "act evaluated hashFiles over the stack files"
 
 
 def test_a_release_from_a_training_pipeline_updates_its_open_pull_request(workspace: Workspace, model: Path) -> None:
