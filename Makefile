@@ -19,7 +19,7 @@ AZURITE_STAMP := $(AZURITE_DIR)/.installed-$(AZURITE_VERSION)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve test test-container lint format model bench plan plans lock audit clean azurite
+.PHONY: serve dev test test-container lint format model bench plan plans lock audit docs clean azurite
 
 # The environments are installed with uv (pinned in requirements-dev.txt, bootstrapped with pip): the
 # same pins as pip would install, in seconds instead of minutes (measured: the dev venv in 7 s here).
@@ -120,9 +120,14 @@ lock: $(STAMP)
 audit: $(STAMP)
 	$(PY) scripts/audit.py
 
+## docs: build the documentation site into site/ (strict: a broken link or anchor fails); its reference
+## pages are generated from the code (docs_reference/). `make test` builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
 ## bench: load benchmark over loopback (see bench/README.md)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) .tools .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SERVE_VENV) .tools .pytest_cache .ruff_cache site

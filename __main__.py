@@ -307,7 +307,7 @@ def deploy_sagemaker(
             region.region,
             " --endpoint-name ",
             endpoint.endpoint.name,
-            " --content-type text/csv --body '",
+            " --content-type text/csv --accept text/csv --body '",
             ",".join(f"{v:g}" for v in sample),
             "' --cli-binary-format raw-in-base64-out /dev/stdout",
         ),

@@ -38,7 +38,8 @@ NAME = r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m importer", description=(__doc__ or "").splitlines()[0])
+    summary = " ".join((__doc__ or "").split("\n\n")[0].split())
+    p = argparse.ArgumentParser(prog="python -m importer", description=summary)
     p.add_argument("source", help="a .pkl/.joblib/.skops model, an XGBoost .ubj/.xgb or LightGBM .txt booster, an "
                    ".onnx file, an MLflow model directory or models:/name/version, models:/name@alias")  # fmt: skip
     p.add_argument("-o", "--output", type=Path, required=True, help="where to write the ONNX model")

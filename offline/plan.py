@@ -23,6 +23,8 @@ from typing import Any
 import pulumi
 
 from offline.mocks import REPO, Evaluation, Recorded, evaluate
+from stacks.config import NAMESPACE
+from stacks.stack_file import stack_file_problems
 
 PLANS = REPO / "plans"
 MASK = "[secret]"
@@ -103,7 +105,9 @@ def plan(stack: str, project_dir: Path = REPO) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Offline plan of a stack (no cloud, no credentials)")
+    parser = argparse.ArgumentParser(
+        prog="python -m offline.plan", description="Offline plan of a stack (no cloud, no credentials)"
+    )
     parser.add_argument("--stack", required=True)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write plans/<stack>.txt")
@@ -112,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.project_dir / f"Pulumi.{args.stack}.yaml").is_file():
         print(f"error: no stack file Pulumi.{args.stack}.yaml in {args.project_dir}", file=sys.stderr)
+        return 2
+    shape = stack_file_problems(args.project_dir / f"Pulumi.{args.stack}.yaml", NAMESPACE)
+    if shape:  # as `pulumi preview` says it: one line each, no traceback
+        print("\n".join(shape), file=sys.stderr)
         return 2
     try:
         text = plan(args.stack, args.project_dir)

@@ -124,7 +124,7 @@ def pip_audit(lock: Path, service: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="python scripts/audit.py", description=__doc__.split("\n", 1)[0])
     parser.add_argument("locks", nargs="*", type=Path, default=LOCKS)
     parser.add_argument("--allowlist", type=Path, default=ALLOWLIST)
     # PyPI's JSON API (the PyPA advisory database) is reachable wherever pip install is.

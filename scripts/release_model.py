@@ -110,7 +110,7 @@ def _pointed(source: str) -> dict[str, str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="release_model.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/release_model.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     rec = commands.add_parser("record", help="write source, version and sha256 into the stack files")
     rec.add_argument("--source", required=True)

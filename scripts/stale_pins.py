@@ -104,7 +104,7 @@ def latest_kubelogin() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="python scripts/stale_pins.py", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--offline", action="store_true", help="skip the kubelogin release lookup")
     args = parser.parse_args(argv)
     today = datetime.date.today()

@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving", description="mlserve model server")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="Run the HTTP server (default)")
-    for name, help_text in SERVE_FLAGS.items():
+    for name in SERVE_FLAGS:
+        help_text = (Settings.model_fields[name].description or "").replace("%", "%%")  # argparse formats help
         serve.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
     from serving.batch_cli import add_batch_arguments
 
@@ -47,7 +48,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings()
 
 
-# Exit codes of `serve`, as the README lists them.
+# Exit codes of `serve`, as the documentation lists them (docs/concepts/server.md).
 EXIT_MODEL = 1  # the model cannot be loaded
 EXIT_SETTINGS = 2  # a setting or argument is invalid
 EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cannot be made

@@ -89,7 +89,8 @@ def open_binary(location: str) -> Iterator[tuple[IO[bytes], int | None]]:
         try:
             import fsspec
         except ImportError:
-            raise BatchError(f"{location}: URLs need fsspec (pip install -r serving/requirements-batch.txt)") from None
+            hint = "pip install --require-hashes -r serving/requirements-batch.txt"
+            raise BatchError(f"{location}: URLs need fsspec ({hint})") from None
         try:
             fs, path = fsspec.core.url_to_fs(location)
             size = fs.size(path)

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
 
     model: Path = Field(
         default_factory=default_model_location,
-        description="ONNX file, or a directory holding model.onnx (or exactly one *.onnx).",
+        description="ONNX file, or a directory holding model.onnx (or exactly one *.onnx, searched recursively, for "
+        "Azure ML's <name>/<version>/ layout). Default: $SM_MODEL_DIR, else /opt/ml/model if not empty, else "
+        "$AZUREML_MODEL_DIR, else the bundled demo.",
     )
     model_name: str | None = Field(
         default=None,
@@ -48,18 +50,32 @@ class Settings(BaseSettings):
         pattern=MODEL_ID_PATTERN,
         description="Version in metadata; default: the model's metadata, else '1'.",
     )
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
-    workers: int | None = Field(default=None, ge=1, le=64, description="Default: the container's CPU count.")
+    host: str = Field(default="0.0.0.0", description="Address to bind.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port to listen on (SageMaker requires 8080).")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Worker processes, each loading its own copy of the model. Default: the CPUs the container may use "
+        "(affinity, capped by the cgroup CPU quota).",
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(),
         description="Comma-separated keys, primary first; empty disables auth.",
     )
-    max_body_bytes: int = Field(default=SAGEMAKER_REALTIME_PAYLOAD_LIMIT, ge=1024)
+    max_body_bytes: int = Field(
+        default=SAGEMAKER_REALTIME_PAYLOAD_LIMIT,
+        ge=1024,
+        description="Largest request body (default: SageMaker's real-time limit, 6 MB); more is answered 413.",
+    )
     max_concurrent_requests: int = Field(default=2, ge=1, le=256, description="Inferences running at once per worker.")
     max_queue_size: int = Field(default=100, ge=0, le=10_000, description="Requests waiting for a slot per worker.")
-    max_queue_wait_ms: int = Field(default=1000, ge=0, le=600_000)
-    scoring_timeout_ms: int = Field(default=1000, ge=1, le=600_000)
+    max_queue_wait_ms: int = Field(
+        default=1000, ge=0, le=600_000, description="Longest wait for a slot before 503 (Azure's maxQueueWaitMs)."
+    )
+    scoring_timeout_ms: int = Field(
+        default=1000, ge=1, le=600_000, description="Longest scoring time before 504 (Azure's scoringTimeoutMs)."
+    )
     shutdown_delay_seconds: float = Field(
         default=2.0, ge=0, le=60, description="After SIGTERM: not ready, still serving, so load balancers notice."
     )
@@ -76,7 +92,7 @@ class Settings(BaseSettings):
     entra_tenant_id: str | None = Field(
         default=None,
         pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$",
-        description="Accept Microsoft Entra ID access tokens from this tenant (with entra_audience).",
+        description="Accept Microsoft Entra ID access tokens from this tenant (with SERVING_ENTRA_AUDIENCE).",
     )
     entra_audience: str | None = Field(default=None, min_length=1, description="The tokens' audience (aud).")
     entra_required_role: str | None = Field(default=None, min_length=1, description="An app role tokens must carry.")
@@ -113,7 +129,7 @@ class Settings(BaseSettings):
         ge=1024,
         description="Request bodies held in memory at once per worker; a body beyond it is answered 503.",
     )
-    access_log: bool = True
+    access_log: bool = Field(default=True, description="One JSON line per request on stdout.")
     applicationinsights_connection_string: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -132,9 +148,9 @@ class Settings(BaseSettings):
         description="With several workers: where they share metrics (a private directory is made in it); "
         "default: the system's temporary directory.",
     )
-    max_rows: int = Field(default=10_000, ge=1)
+    max_rows: int = Field(default=10_000, ge=1, description="Most rows per request; more is answered 400.")
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per inference; 0 lets it decide.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
 
     @model_validator(mode="after")
     def _entra_complete(self) -> Settings:
@@ -182,22 +198,23 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-# Flag -> setting; each flag overrides its SERVING_* variable.
-SERVE_FLAGS = {
-    "model": "Path to an ONNX file or a directory holding one",
-    "model_name": "Model name in URLs (default: from the model's metadata)",
-    "model_version": "Model version (default: from the model's metadata)",
-    "host": "Address to bind (default 0.0.0.0)",
-    "port": "Port (default 8080)",
-    "workers": "Worker processes, each with its own copy of the model (default: CPU count)",
-    "max_concurrent_requests": "Inferences running at once per worker",
-    "max_queue_size": "Requests waiting for a slot per worker",
-    "max_queue_wait_ms": "Longest wait for a slot before 503",
-    "scoring_timeout_ms": "Longest scoring time before 504",
-    "max_body_bytes": "Largest request body accepted",
-    "max_rows": "Most rows per request",
-    "log_level": "debug, info, warning or error",
-}
+# The settings `serve` also takes as flags (`--max-rows`); a flag overrides its SERVING_* variable, and its
+# help is the setting's description.
+SERVE_FLAGS = (
+    "model",
+    "model_name",
+    "model_version",
+    "host",
+    "port",
+    "workers",
+    "max_concurrent_requests",
+    "max_queue_size",
+    "max_queue_wait_ms",
+    "scoring_timeout_ms",
+    "max_body_bytes",
+    "max_rows",
+    "log_level",
+)
 
 
 def describe_settings_error(error: ValidationError) -> str:

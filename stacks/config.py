@@ -7,6 +7,8 @@ Every problem in a stack file is reported at once, one line each, naming the key
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -30,6 +32,8 @@ from pydantic.alias_generators import to_camel
 from serving.settings import MODEL_ID_PATTERN, Settings
 from stacks.config_errors import Invalid, problems
 from stacks.engine_config import namespace_values
+from stacks.regions import aws_region_problem, azure_region_problem
+from stacks.stack_file import stack_file_problems
 from stacks.versions import DEFAULT_ISTIO_REVISION, DEFAULT_KUBERNETES_VERSION, kubernetes_version_problem
 
 NAMESPACE = "mlserve"
@@ -59,22 +63,39 @@ def _no_bool(value: object) -> object:
     return value
 
 
-def within(low: float, high: float) -> AfterValidator:
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise ValueError(f"{value:g} is out of range {low:g}..{high:g}")
+@dataclass(frozen=True)
+class Within:
+    """A range check; the reference pages (docs/) read its bounds."""
+
+    low: float
+    high: float
+
+    def __call__(self, value: float) -> float:
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{value:g} is out of range {self.low:g}..{self.high:g}")
         return value
 
-    return AfterValidator(check)
+
+def within(low: float, high: float) -> AfterValidator:
+    return AfterValidator(Within(low, high))
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A pattern check that says what it wants in words; the reference pages show the words as the type."""
+
+    pattern: str
+    words: str
+    flags: int = 0
+
+    def __call__(self, value: str) -> str:
+        if not re.fullmatch(self.pattern, value, self.flags):
+            raise ValueError(f"{value!r} is not {self.words}")
+        return value
 
 
 def matching(pattern: str, words: str, flags: int = 0) -> AfterValidator:
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value, flags):
-            raise ValueError(f"{value!r} is not {words}")
-        return value
-
-    return AfterValidator(check)
+    return AfterValidator(Matching(pattern, words, flags))
 
 
 def setting_range(name: str) -> AfterValidator:
@@ -139,7 +160,8 @@ Schedule = Annotated[str, AfterValidator(_schedule)]
 class Section(BaseModel):
     """A `mlserve:` section: camelCase keys as in the stack file, unknown keys refused, frozen once read."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+    # A field's docstring is its description: the reference pages (docs/) and "required" errors show it.
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, use_attribute_docstrings=True)
 
 
 def _context(info: ValidationInfo) -> dict[str, Any]:
@@ -148,11 +170,23 @@ def _context(info: ValidationInfo) -> dict[str, Any]:
 
 class ModelConfig(Section):
     name: Annotated[Text, matching(NAME, "a name of lowercase letters, digits and '-' (at most 42)")] = "weather-rain"
+    """The model's name: image tag and labels, and the name every target's endpoint reports (`SERVING_MODEL_NAME`: v2
+    routes, telemetry)."""
     version: Annotated[Text, matching(MODEL_ID_PATTERN, "a version such as 3 or 2026.11.1")] = "1"
-    source: Annotated[Text, matching(r"\S.*", "a model source")] | None = Field(
-        default=None, description="path, https://, s3://, az://, abfs:// or models:/ (stacks.model_source)"
-    )
+    """The model's version: image tag, labels, tags, and the version the endpoint reports (`SERVING_MODEL_VERSION`)."""
+    source: Annotated[Text, matching(r"\S.*", "a model source")] | None = None
+    """The model to bake into the image (default: the bundled demo): a local `.onnx`, directory, `.tar.gz` or MLflow
+    model directory (onnx flavor); `https://…`; `s3://…`; `az://…` / `abfs://…`; `models:/<name>/<version>` (MLflow
+    registry, `MLFLOW_TRACKING_URI` from the environment). Fetched when the program runs into
+    `~/.cache/mlserve/models/<sha256>/`
+    (`MLSERVE_MODEL_CACHE`) and checked to be ONNX; a pickle is refused (convert it once with `python -m importer`). A
+    local path must be committed for CI to find it. The cache remembers which sources each digest came from: a source
+    changed under an unchanged `sha256` is fetched again and refused if its bytes differ. In CI the workflows keep the
+    cache by the stack files' hash (`actions/cache`): the release job saves the model it fetched, so previews and
+    deploys read it from there, and `up` still checks its digest."""
     sha256: Annotated[Text, matching(r"[0-9a-f]{64}", "a sha256 digest (64 lowercase hex digits)")] | None = None
+    """sha256 of the `model.onnx` that ships (required in protected stacks): a mismatch stops the program, so a reviewed
+    change pins exactly those bytes."""
 
     @model_validator(mode="after")
     def _pinned(self, info: ValidationInfo) -> ModelConfig:
@@ -171,14 +205,22 @@ class ServerConfig(Section):
     """The serving container's limits; they reach it as SERVING_* environment variables."""
 
     auth_enabled: Flag = True
+    """Generate two API keys and require them."""
     max_concurrent_requests: Annotated[Whole, setting_range("max_concurrent_requests")] = 2
+    """Inferences running at once per worker (`SERVING_MAX_CONCURRENT_REQUESTS`)."""
     max_queue_wait_ms: Annotated[Whole, setting_range("max_queue_wait_ms")] = 1000
+    """Longest wait for a thread before 503 (`SERVING_MAX_QUEUE_WAIT_MS`)."""
     scoring_timeout_ms: Annotated[Whole, setting_range("scoring_timeout_ms")] = 1000
+    """Longest scoring time before 504 (`SERVING_SCORING_TIMEOUT_MS`)."""
     # The shutdown delay (2 s) plus the drain timeout the container gets after SIGTERM.
     drain_seconds: Annotated[Whole, within(3, 120)] = 20
+    """Time the server gets after SIGTERM (a 2 s delay plus the drain); pods get 10 s more."""
     entra_tenant_id: Annotated[str, matching(OBJECT_ID, "an Entra ID tenant id (a GUID)")] | None = None
+    """Also accept Microsoft Entra ID access tokens of this tenant (ACI, AKS; with `entraAudience`)."""
     entra_audience: Annotated[str, matching(r"\S{1,200}", "a token audience")] | None = None
+    """The tokens' audience (with `entraTenantId`)."""
     entra_required_role: Annotated[str, matching(r"[\w.-]{1,120}", "an app role name")] | None = None
+    """An app role the tokens must carry."""
 
     @model_validator(mode="after")
     def _entra_complete(self) -> ServerConfig:
@@ -200,17 +242,29 @@ class Principal(Section):
     """An Entra ID principal a role is assigned to; ARM checks `type` against the object."""
 
     object_id: ObjectId
+    """The principal's Entra ID object id (a GUID)."""
     type: Literal["Group", "User", "ServicePrincipal"]
+    """`Group`, `User` or `ServicePrincipal`."""
+
+
+def _azure_region(value: str) -> str:
+    problem = azure_region_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class AzureConfig(Section):
-    location: Annotated[str, matching(r"[a-z0-9]{3,30}", "an Azure region name such as westeurope")] = Field(
-        description="the Azure region, e.g. westeurope (the same as azure-native:location)"
-    )
+    location: Annotated[
+        str, matching(r"[a-z0-9]{3,30}", "an Azure region name such as westeurope"), AfterValidator(_azure_region)
+    ] = Field(description="the Azure region, e.g. westeurope (the same as azure-native:location)")
     # Premium only buys geo-replication, private link and the like, none of which the stack sets up.
     registry_sku: Literal["Basic", "Standard", "Premium"]
+    """Container Registry tier (default `Basic`, `Standard` if protected); `Premium` only for Premium features you add.
+    """
     # Azure RBAC: "role assignment changes can take up to 10 minutes"; AKS RBAC: up to five.
     rbac_wait_seconds: Annotated[Whole, within(0, 900)] = 300
+    """Wait after creating a role assignment that the same run relies on (Azure RBAC takes up to 10 minutes)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -223,8 +277,12 @@ class AzureConfig(Section):
 class AciConfig(Section):
     # A group gets at most 4 CPUs and 16 GB in most regions; the TLS proxy takes 0.5 of each.
     cpu: Annotated[Number, within(0.1, 3.5)] = 1.0
+    """Cores of the server (the TLS proxy adds 0.5; a group gets 4 in most regions)."""
     memory_gb: Annotated[Number, within(0.5, 15.5)] = 1.0
+    """Memory of the server in GB (the proxy adds 0.5)."""
     dns_label: Name | None = None
+    """DNS label (default `mlserve-<stack>-<model>`); the FQDN is `<label>.<hash>.<region>.azurecontainer.io` (output
+    `aci_fqdn`)."""
     domain: Domain | None = Field(
         default=None, description="a custom host name (CNAME to the group's FQDN) the proxy gets a certificate for"
     )
@@ -284,16 +342,25 @@ class AksConfig(Section):
         matching(r"1\.\d{2}(\.\d+)?", "a Kubernetes version such as 1.35"),
         AfterValidator(_kubernetes_version),
     ] = DEFAULT_KUBERNETES_VERSION
-    node_vm_size: VmSize = "Standard_D2s_v5"  # the user pool, where the workload runs
+    """The version a new cluster starts on: one in `stacks/versions.py` whose AKS end of life has not passed."""
+    node_vm_size: VmSize = "Standard_D2s_v5"
+    """VM size of the user pool, where the workload runs."""
     system_node_vm_size: VmSize = "Standard_D2s_v5"
+    """VM size of the system pool (1 to 3 nodes, 2 to 3 if protected)."""
     min_nodes: Annotated[Whole, within(1, 100)]
+    """User pool autoscaler minimum (default 1, protected 2)."""
     max_nodes: Annotated[Whole, within(1, 100)]
+    """User pool autoscaler maximum (default 3, protected 4)."""
     availability_zones: Annotated[
         tuple[Literal["1", "2", "3"], ...], BeforeValidator(_zones), AfterValidator(_distinct)
     ]
+    """Zones of both pools (default none, `["1","2","3"]` if protected)."""
     private_cluster: Flag = False
+    """Private API server (run Pulumi from inside the network)."""
     network_policy: Literal["azure", "calico", "cilium"] = "azure"
+    """The network policy engine."""
     authorized_ip_ranges: tuple[Cidr, ...] = ()
+    """CIDRs allowed to reach the API server (empty: any)."""
     admins: tuple[Principal, ...] = Field(
         min_length=1,
         description="who administers the cluster through Azure RBAC, e.g. [{objectId: <Entra ID group object id>, "
@@ -307,11 +374,13 @@ class AksConfig(Section):
         description="the Key Vault certificate for aks.domain, {keyVaultId: /subscriptions/<id>/resourceGroups/"
         "<group>/providers/Microsoft.KeyVault/vaults/<name>, name: <certificate name>}"
     )
-    # CIDRs that may reach the endpoint; empty: anyone.
     allowed_source_ranges: tuple[Cidr, ...] = ()
+    """CIDRs that may connect to the endpoint on 80/443 (empty: anyone)."""
     istio_revisions: Annotated[tuple[str, ...], AfterValidator(_istio_revisions)] = (DEFAULT_ISTIO_REVISION,)
-    # An Azure DNS zone for `domain`: the program keeps its A record.
+    """Istio add-on revision; two consecutive ones during a canary upgrade (`az aks mesh get-revisions -l <region>`)."""
     dns_zone_id: Annotated[str, matching(DNS_ZONE_ID, "an Azure DNS zone resource id")] | None = None
+    """An Azure DNS zone holding `aks.domain`: the program keeps its A record on the gateway's address (needs `kubectl`
+    where Pulumi runs)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -341,13 +410,19 @@ def _positive_cpu(value: str) -> str:
 
 class KubernetesConfig(Section):
     namespace: Name = "mlserve"
+    """Namespace of the workload."""
     min_replicas: Annotated[Whole, within(1, 100)] = 1
+    """HPA minimum (protected stacks: 2 or more)."""
     max_replicas: Annotated[Whole, within(1, 100)] = 3
+    """HPA maximum."""
     target_cpu_utilization: Annotated[Whole, within(10, 95)] = 70
+    """HPA CPU target, in %."""
     cpu: Annotated[
         Text, matching(r"\d+(\.\d+)?|\d+m", "a CPU quantity such as 1, 0.5 or 500m"), AfterValidator(_positive_cpu)
     ] = "1"
+    """CPU request and limit per pod."""
     memory: Annotated[str, matching(r"\d+(Mi|Gi)", "a memory quantity such as 512Mi or 1Gi")] = "1Gi"
+    """Memory request and limit per pod."""
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> KubernetesConfig:
@@ -367,17 +442,27 @@ Blob = Annotated[str, matching(r"[A-Za-z0-9._/-]+\.(csv|parquet)", "a blob path 
 
 class BatchConfig(Section):
     enabled: Flag = False
+    """Nightly batch scoring on the AKS cluster."""
     schedule: Schedule = "0 2 * * *"
+    """CronJob schedule as Kubernetes takes it: five fields (day of week 0 to 6) or `@hourly`, `@daily`, `@midnight`,
+    `@weekly`, `@monthly`, `@yearly`, `@annually`."""
     input_blob: Blob = Field(default="input/weather.csv", alias="input")
+    """Input blob in the stack's `batch` container."""
     output_blob: Blob = Field(default="output/scored.csv", alias="output")
+    """Output blob in the stack's `batch` container."""
 
 
 class RolloutConfig(Section):
     kind: Literal["CANARY", "LINEAR", "ALL_AT_ONCE"] = Field(default="CANARY", alias="type")
-    step_percent: Annotated[Whole, within(1, 50)] = 10  # canary size, or linear step
+    """How a new model reaches the endpoint: `CANARY`, `LINEAR` or `ALL_AT_ONCE`."""
+    step_percent: Annotated[Whole, within(1, 50)] = 10
+    """Canary size (1 to 50) or linear step (10 to 50), in % of capacity."""
     wait_seconds: Annotated[Whole, within(0, 3600)] = 300
+    """Wait between traffic shifts."""
     latency_alarm_ms: Annotated[Whole, within(1, 60_000)] = 500
+    """p99 `ModelLatency` that triggers a rollback."""
     error_alarm_count: Annotated[Whole, within(1, 10_000)] = 1
+    """5xx answers per minute (for 2 minutes) that trigger a rollback."""
 
     @model_validator(mode="after")
     def _linear_step(self) -> RolloutConfig:
@@ -406,31 +491,51 @@ def _serverless_memory(value: int) -> int:
 
 class SageMakerConfig(Section):
     mode: Literal["serverless", "realtime"] = "serverless"
+    """`serverless` (scales to zero) or `realtime` (instances, autoscaling, canary rollouts)."""
     endpoint_name: Annotated[
         str, matching(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", "an endpoint name (letters, digits, -; at most 63)")
     ]
+    """Endpoint name (default `mlserve-<stack>`): a stable invoke URL."""
     memory_size_mb: Annotated[Whole, AfterValidator(_serverless_memory)] = 2048
+    """Serverless memory: 1024 to 6144 in steps of 1024 (serverless only)."""
     max_concurrency: Annotated[Whole, within(1, 200)] = 5
+    """Serverless maximum concurrency (serverless only)."""
     instance_type: Annotated[str, matching(r"ml\.[a-z0-9-]+\.[a-z0-9]+", "an instance type such as ml.m5.large")] = (
         "ml.m5.large"
     )
+    """Real-time instance type."""
     instance_count: Annotated[Whole, within(1, 100)] = 2
+    """Initial real-time instances (a protected stack needs 2 or more)."""
     min_capacity: Annotated[Whole, within(1, 100)]
+    """Autoscaling minimum (default: `instanceCount`)."""
     max_capacity: Annotated[Whole, within(1, 100)]
+    """Autoscaling maximum (default: the larger of 4 and `minCapacity`)."""
     target_invocations_per_instance: Annotated[Whole, within(1, 100_000)] = 200
+    """Target tracking value: invocations per instance and minute."""
     scale_in_cooldown: Annotated[Whole, within(0, 3600)] = 300
+    """Autoscaling scale-in cooldown, seconds."""
     scale_out_cooldown: Annotated[Whole, within(0, 3600)] = 60
+    """Autoscaling scale-out cooldown, seconds."""
     rollout: RolloutConfig = RolloutConfig()
+    """Blue/green rollouts of a new model on real-time endpoints (`sagemaker.rollout.*`)."""
     model_data_url: (
         Annotated[str, matching(r"s3://[a-z0-9.-]{3,63}/\S+\.tar\.gz", "s3://<bucket>/<key>.tar.gz")] | None
     ) = None
-    data_capture_percent: Annotated[Whole, within(0, 100)] = 0  # 0: off
+    """A model artifact (`s3://…tar.gz`) instead of the model baked into the image; SageMaker unpacks it to
+    `/opt/ml/model`."""
+    data_capture_percent: Annotated[Whole, within(0, 100)] = 0
+    """Data capture sampling, in % (0: off; real-time only)."""
     data_capture_retention_days: Annotated[Whole, within(1, 3650)] = 90
+    """Captured data expires after this many days."""
     kms_key_arn: Annotated[str, matching(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/\S+", "a KMS key ARN")] | None = (
         None
     )
+    """Your KMS key for ECR, instance volumes and captured data (real-time only; not with NVMe instance types). Unset, a
+    real-time stack creates its own customer-managed key (rotated yearly); serverless endpoints use AWS-owned keys."""
     keep_images: Annotated[Whole, within(1, 1000)] = 10
+    """Images the ECR lifecycle policy keeps."""
     force_delete_repository: Flag
+    """Let `pulumi destroy` delete a repository that still holds images (default: true unless protected)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -464,6 +569,12 @@ class SageMakerConfig(Section):
                 "a protected (production) real-time endpoint needs at least 2 instances, so SageMaker spreads them "
                 "across Availability Zones",
             )
+        leftover = [to_camel(f) for f in ("memory_size_mb", "max_concurrency") if f in self.model_fields_set]
+        if self.mode == "realtime" and leftover:
+            message = (
+                "a serverless setting, which a realtime endpoint does not use; remove it (or set mode: serverless)"
+            )
+            raise Invalid(leftover[0], message, *((key, message) for key in leftover[1:]))
         if self.mode == "serverless":
             # SageMaker developer guide, "Serverless Inference": feature exclusions.
             for key, used in (("dataCapturePercent", self.data_capture_percent > 0), ("kmsKeyArn", self.kms_key_arn)):
@@ -485,10 +596,13 @@ class SageMakerConfig(Section):
 
 class ObservabilityConfig(Section):
     retention_days: Annotated[Whole, within(30, 730)] = 30
-    # Subscribed to the stack's alarm topic and the Azure action group.
+    """Log Analytics retention, days."""
     alert_email: Annotated[str, matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an e-mail address")] | None = None
+    """Receives the Azure alerts (action group) and the SageMaker alarms (SNS topic: confirm the e-mail AWS sends)."""
     failure_alert_percent: Annotated[Number, within(0.1, 100)] = 5.0
+    """Azure alert: share of requests answered 5xx in 5 minutes, in %."""
     latency_alert_ms: Annotated[Whole, within(1, 600_000)] = 500
+    """Azure alert: p99 request duration over 5 minutes, in ms."""
 
 
 def _targets(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -507,15 +621,25 @@ class StackConfig(Section):
         description=f"a list of the targets to deploy, e.g. [aci]; choose from {', '.join(TARGETS)}"
     )
     protect: Flag = False
+    """Protect stateful resources (registry, cluster, storage, key) from deletion; stricter rules apply."""
     model: ModelConfig = ModelConfig()
+    """The model that ships (`model.*`)."""
     server: ServerConfig = ServerConfig()
+    """The serving container's limits and authentication (`server.*`)."""
     azure: AzureConfig | None = None
+    """Azure settings, with an Azure target (`aci`, `aks`)."""
     aci: AciConfig | None = None
+    """Azure Container Instances, with the `aci` target."""
     aks: AksConfig | None = None
+    """The AKS cluster, with the `aks` target."""
     kubernetes: KubernetesConfig | None = None
+    """The workload on the AKS cluster, with the `aks` target."""
     batch: BatchConfig = BatchConfig()
+    """Nightly batch scoring (AKS)."""
     observability: ObservabilityConfig = ObservabilityConfig()
+    """Logs, alerts and alarms."""
     sagemaker: SageMakerConfig | None = None
+    """The SageMaker endpoint, with the `sagemaker` target."""
     _project: str = PrivateAttr(default="")
     _stack: str = PrivateAttr(default="")
 
@@ -610,16 +734,26 @@ def provider_problems(config: StackConfig) -> list[str]:
                 f"azure-native:location in {stack_file}: {location} differs from mlserve:azure.location "
                 f"({config.azure.location}); set both to one region"
             )
-    if config.sagemaker is not None and not pulumi.Config("aws").get("region"):
+    region = pulumi.Config("aws").get("region")
+    if config.sagemaker is not None and not region:
         found.append(
             f"aws:region in {stack_file}: required with the sagemaker target, e.g. eu-west-1 (ECR and the endpoint)"
         )
+    elif config.sagemaker is not None and region and (problem := aws_region_problem(region)):
+        found.append(f"aws:region in {stack_file}: {problem}")
     return found
 
 
 def load_config() -> StackConfig:
     """The running stack's settings, or a ConfigError naming every bad key at once."""
-    config = parse(namespace_values(NAMESPACE), pulumi.get_stack(), pulumi.get_project())
+    values = namespace_values(NAMESPACE)
+    if "targets" not in values:  # often not a missing key but a stack file of the wrong shape: say which
+        shape = stack_file_problems(
+            Path(pulumi.runtime.get_root_directory()) / f"Pulumi.{pulumi.get_stack()}.yaml", NAMESPACE
+        )
+        if shape:
+            raise ConfigError("\n".join(shape))
+    config = parse(values, pulumi.get_stack(), pulumi.get_project())
     found = provider_problems(config)
     if found:
         raise ConfigError("\n".join(found))

@@ -127,4 +127,5 @@ def _description(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | Non
     if parent is None or not isinstance(loc[-1], str):
         return None
     name = _aliases(parent).get(loc[-1])
-    return parent.model_fields[name].description if name else None
+    description = parent.model_fields[name].description if name else None
+    return " ".join(description.split()) if description else None

@@ -17,7 +17,7 @@ from offline.mocks import REPO, Evaluation, evaluate
 
 BOOTSTRAP = REPO / "bootstrap"
 WORKFLOWS = REPO / ".github" / "workflows"
-# Variables a team sets itself if it wants what they do (README, CI/CD).
+# Variables a team sets itself if it wants what they do (docs/guides/releasing.md).
 OPTIONAL_VARIABLES = {"MODEL_RELEASE_AUTO_MERGE"}
 
 

@@ -94,6 +94,7 @@ def test_every_pinned_file_has_update_pull_requests() -> None:
         "serving/Dockerfile": "docker",
         "proxy/Dockerfile": "docker",
         ".github/workflows/pull-request.yml": "github-actions",
+        ".github/workflows/docs.yml": "github-actions",  # the documentation site's publication
     }.items():
         assert files.get(expected) == ecosystem, expected
     assert uncovered(files, dependabot()) == [], "add them to .github/dependabot.yml"

@@ -3,37 +3,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import httpx
-import pytest
 
+from tests.chromium import needs_chromium, rendered
 from tests.serving.server import RunningServer
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-
-
-def rendered(url: str) -> str:
-    """The page's DOM once its scripts have run, as headless Chromium sees it without internet."""
-    result = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",  # tests may run as root
-            "--disable-gpu",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+pytestmark = needs_chromium
 
 
 def test_swagger_ui_shows_the_operations_without_a_network(server: RunningServer) -> None:

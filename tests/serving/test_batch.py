@@ -239,7 +239,7 @@ def test_progress_shows_percent_for_local_files(tmp_path: Path) -> None:
     assert "2000 rows" in result.stderr
 
 
-def test_default_errors_file_is_named_as_the_readme_says(tmp_path: Path) -> None:
+def test_default_errors_file_is_named_as_the_batch_guide_says(tmp_path: Path) -> None:
     source = write_csv(tmp_path / "in.csv", [SAMPLE_ROWS[0], ["x"] * len(FEATURES)], FEATURES)
     result = batch("--input", str(source), "--output", str(tmp_path / "scored.csv"), "--on-error", "skip")
     assert result.returncode == 0, result.stderr

@@ -200,6 +200,8 @@ def test_outputs_tell_how_to_invoke(prod: Evaluation) -> None:
     assert prod.outputs["sagemaker_invoke_example"].startswith(
         "aws sagemaker-runtime invoke-endpoint --region eu-west-1 --endpoint-name mlserve-prod"
     )
+    # CSV in and CSV out, as the documented call: without --accept the answer would be JSON.
+    assert "--content-type text/csv --accept text/csv" in prod.outputs["sagemaker_invoke_example"]
     assert prod.outputs["sagemaker_endpoint_arn"].endswith(":endpoint/mlserve-prod")
 
 

@@ -47,7 +47,10 @@ class Variant:
 
 
 def _sagemaker(stack: str, **changes: Any) -> tuple[tuple[str, Any], ...]:
-    return (("mlserve:sagemaker", merged(stack, "mlserve:sagemaker", changes)),)
+    section = merged(stack, "mlserve:sagemaker", changes)
+    if section.get("mode") == "realtime":  # a realtime endpoint refuses the serverless settings
+        section = {k: v for k, v in section.items() if k not in ("memorySizeMb", "maxConcurrency")}
+    return (("mlserve:sagemaker", section),)
 
 
 VARIANTS = [

@@ -189,6 +189,27 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
     ),
     ("prod", {}, ("aws:region",), "aws:region in Pulumi.prod.yaml: required with the sagemaker target"),
     (
+        "prod",
+        {"aws:region": "eu-wset-1"},
+        (),
+        "aws:region in Pulumi.prod.yaml: 'eu-wset-1' is not a SageMaker region (botocore's endpoint data); "
+        "did you mean eu-west-1?",
+    ),
+    (
+        "dev",
+        {"mlserve:azure": {"location": "westeruope"}, "azure-native:location": "westeruope"},
+        (),
+        "mlserve:azure.location in Pulumi.dev.yaml: 'westeruope' is not an Azure region "
+        "(az account list-locations; stacks/regions.py); did you mean westeurope?",
+    ),
+    (
+        "prod",
+        {"mlserve:sagemaker": merged("prod", "mlserve:sagemaker", {"memorySizeMb": 2048})},
+        (),
+        "mlserve:sagemaker.memorySizeMb in Pulumi.prod.yaml: a serverless setting, which a realtime endpoint does "
+        "not use; remove it (or set mode: serverless)",
+    ),
+    (
         "dev",
         {"azure-native:location": "northeurope"},
         (),
@@ -409,3 +430,37 @@ def test_a_kubernetes_version_is_refused_from_the_day_after_its_aks_end_of_life(
     assert problem is not None
     assert f"reached its AKS end of life on {end.isoformat()}" in problem
     assert oldest not in problem.split("use one of ")[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "config:\n  mlserve:targets: [aci\n",
+            "Pulumi.shape.yaml line 3, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'",
+        ),
+        (
+            "mlserve:targets: [aci]\n",
+            "Pulumi.shape.yaml: mlserve:targets must be indented under `config:`",
+        ),
+        ("encryptionsalt: abc\n", "Pulumi.shape.yaml: no `config:` section; the stack's settings go under it"),
+        (
+            "config:\n  targets: [aci]\n",
+            "targets in Pulumi.shape.yaml: a setting needs its namespace; write mlserve:targets",
+        ),
+    ],
+)
+def test_a_stack_file_of_the_wrong_shape_is_named_in_one_line(tmp_path, text: str, message: str) -> None:
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "Pulumi.shape.yaml").write_text(text)
+    finished = subprocess.run(
+        [sys.executable, "-m", "offline.plan", "--stack", "shape", "--project-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert finished.stderr.startswith(message), finished.stderr
+    assert len(finished.stderr.splitlines()) == 1, "one line, not a traceback"

@@ -56,6 +56,8 @@ ACTIONS: dict[str, list[str]] = {
     "azure/use-kubelogin@v1": ["kubelogin-version"],
     "pulumi/actions@v7": ["command", "stack-name", "policyPacks", "diff", "comment-on-pr", "upsert"],
     "actions/upload-artifact@v7": ["name", "path", "if-no-files-found"],
+    "actions/upload-pages-artifact@v5": ["path"],
+    "actions/deploy-pages@v5": [],
 }
 CLIS = ["pulumi", "az", "aws", "kubectl", "gh", "make", "action", "python", "sudo"]
 

@@ -49,6 +49,8 @@ def workspace(tmp_path: Path) -> Workspace:
 
 def run(workspace: Workspace, event: str, payload: dict, variables: dict | None = None, **stand: object) -> Run:
     workflows = triggered(event, payload, cron=str(payload.pop("cron", "")) or None)
+    # The site's publication is a run of its own on GitHub, with cases of its own (below).
+    workflows = [w for w in workflows if w != "docs.yml" or event == "workflow_dispatch"]
     return workspace.run(event, payload, workflows, variables or BOTH, Stand(outputs=OUTPUTS, **stand))  # type: ignore[arg-type]
 
 
@@ -481,3 +483,31 @@ def test_no_drift_and_a_stack_without_capture_make_a_green_run_signed_in_to_one_
     assert "dev: no capture location among the stack's outputs (capture is off): no report" in result.log
     assert "predictions: population_stability_index" in result.log
     assert not {c.argv[1] for c in result.calls if c.argv[0] == "action"} & {"azure/login", "azure/use-kubelogin"}
+
+
+# The documentation site
+
+
+def test_a_push_to_main_builds_the_site_then_publishes_it(workspace: Workspace) -> None:
+    payload = push("main", workspace)
+    assert "docs.yml" in triggered("push", payload)
+    assert "docs.yml" not in triggered("push", push("develop", workspace))
+    assert "docs.yml" not in triggered("pull_request", pull_request("opened", workspace))
+    result = workspace.run("push", payload, ["docs.yml"], BOTH, Stand())
+    assert result.returncode == 0, result.log
+    assert result.jobs == [("Docs/Build the site", "success"), ("Docs/Publish to GitHub Pages", "success")]
+    assert result.clis("make") == ["make docs"]
+    assert actions(result, "actions/upload-pages-artifact") == ["path=site"]
+    assert actions(result, "actions/deploy-pages") == [""]
+    assert not {c.argv[1] for c in result.calls if c.argv[0] == "action"} & {
+        "azure/login",
+        "aws-actions/configure-aws-credentials",
+    }, "publishing the site signs in to no cloud"
+
+
+def test_a_site_that_does_not_build_is_not_published(workspace: Workspace) -> None:
+    result = run(workspace, "workflow_dispatch", {"workflow": "docs.yml"}, fail=["make docs"])
+    assert result.returncode != 0
+    assert result.jobs == [("Docs/Build the site", "failure")]
+    assert actions(result, "actions/upload-pages-artifact") == []
+    assert actions(result, "actions/deploy-pages") == []
