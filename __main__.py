@@ -298,8 +298,8 @@ def deploy_sagemaker(
     pulumi.export("sagemaker_invoke_url", endpoint.invoke_url)
     pulumi.export("sagemaker_region", region.region)
     pulumi.export("sagemaker_image", image_ref)
-    if endpoint.capture_uri is not None:
-        pulumi.export("sagemaker_capture_uri", endpoint.capture_uri)
+    if endpoint.records_uri is not None:
+        pulumi.export("sagemaker_capture_uri", endpoint.records_uri)
     pulumi.export(
         "sagemaker_invoke_example",
         pulumi.Output.concat(
