@@ -13,18 +13,19 @@ KSERVE_VENV := .tools/kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.installed-stamp
 AZURITE_DIR := .tools/azurite
 AZURITE_VERSION := 3.37.0
-AZURITE_STAMP := $(AZURITE_DIR)/.installed-stamp
+# The stamp names the version: a new pin installs again.
+AZURITE_STAMP := $(AZURITE_DIR)/.installed-$(AZURITE_VERSION)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: serve dev test test-container lint format model bench plan plans lock audit docs clean
+.PHONY: serve dev test test-container lint format model bench plan plans lock audit docs clean azurite
 
 # The environments are installed with uv (pinned in requirements-dev.txt, bootstrapped with pip): the
 # same pins as pip would install, in seconds instead of minutes (measured: the dev venv in 7 s here).
 UV := $(VENV)/bin/uv
 UV_INSTALL := $(UV) pip install --quiet
 
-$(STAMP): requirements-dev.txt serving/requirements.in serving/requirements.txt
+$(STAMP): requirements-dev.txt serving/requirements.in serving/requirements.txt serving/requirements-drift.in
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -m1 '^uv==' requirements-dev.txt)"
 	sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' serving/requirements.txt > $(VENV)/image-lock.txt
@@ -46,13 +47,16 @@ $(KSERVE_STAMP): requirements-kserve.txt | $(STAMP)
 	$(UV_INSTALL) --python $(KSERVE_VENV)/bin/python -r requirements-kserve.txt
 	touch $(KSERVE_STAMP)
 
-# Azurite, the local stand-in for Azure Blob Storage that the capture tests write to (tests/azurite.py).
+# Azurite, the local stand-in for Azure Blob Storage that the capture tests write to and the drift report reads from.
 # Without npm it is left out, and those tests skip saying why.
 $(AZURITE_STAMP):
 	@if command -v npm >/dev/null; then \
 		npm install --silent --no-audit --no-fund --ignore-scripts --prefix $(AZURITE_DIR) azurite@$(AZURITE_VERSION) \
 		&& touch $(AZURITE_STAMP); \
 	else echo "npm not found: Azurite is not installed and the capture tests will be skipped"; fi
+
+## azurite: install Azurite for the capture and drift tests (needs node and npm)
+azurite: $(AZURITE_STAMP)
 
 ## serve: run the model server on $(HOST):$(PORT), the demo model or MODEL=path/to/model.onnx
 # A server-only environment: exactly the image's lock, no Pulumi, no test tools.
@@ -110,6 +114,7 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.
 lock: $(STAMP)
 	$(LOCK) serving/requirements.in -o serving/requirements.txt
 	$(LOCK) serving/requirements-batch.in -c serving/requirements.txt -o serving/requirements-batch.txt
+	$(LOCK) serving/requirements-drift.in -c serving/requirements.txt -o serving/requirements-drift.txt
 
 ## audit: known vulnerabilities in the image's locks (pip-audit against PyPI's advisories; needs PyPI).
 ## Fails on one with a fixed version unless audit-allowlist.toml accepts it (with a reason, until a date).

@@ -314,7 +314,7 @@ def deploy_sagemaker(
             variant_name=VARIANT,
             region=region.region,
             realtime=sm.mode == "realtime",
-            capture_uri=endpoint.capture_uri,
+            capture_uri=endpoint.records_uri,
         ),
     )
     pulumi.export("sagemaker_dashboard_url", dashboard.url)
@@ -323,6 +323,8 @@ def deploy_sagemaker(
     pulumi.export("sagemaker_invoke_url", endpoint.invoke_url)
     pulumi.export("sagemaker_region", region.region)
     pulumi.export("sagemaker_image", image_ref)
+    if endpoint.records_uri is not None:
+        pulumi.export("sagemaker_capture_uri", endpoint.records_uri)
     pulumi.export(
         "sagemaker_invoke_example",
         pulumi.Output.concat(

@@ -47,12 +47,14 @@ def _script(name: str) -> Callable[[list[str]], object]:
 COMMANDS: dict[str, tuple[Callable[[list[str]], object], list[str]]] = {
     "python -m serving serve": (_serving, ["serve"]),
     "python -m serving batch": (_serving, ["batch"]),
+    "python -m serving drift": (_serving, ["drift"]),
     "python -m importer": (_importer, []),
     "python -m offline.plan": (_plan, []),
     "python scripts/release_model.py record": (_script("release_model"), ["record"]),
     "python scripts/release_model.py newest": (_script("release_model"), ["newest"]),
     "python scripts/audit.py": (_script("audit"), []),
     "python scripts/stale_pins.py": (_script("stale_pins"), []),
+    "python scripts/stack_drift.py": (_script("stack_drift"), []),
 }
 
 

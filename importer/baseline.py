@@ -1,7 +1,9 @@
 """Baseline statistics of the rows a model was imported with, for a later drift report to compare with.
 
 Per column: count, mean, standard deviation, min, quantiles (5, 25, 50, 75, 95 %) and max for numbers;
-count and the most frequent values' frequencies for text. Stored as JSON in the `baseline` metadata.
+count and the most frequent values' frequencies for text. The model's predictions on the same rows get
+the same statistics: class labels as categories, regression values as numbers. Stored as JSON in the
+`baseline` metadata.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -35,9 +38,20 @@ def column_stats(column: pd.Series) -> dict[str, Any]:
     return {"count": int(values.count()), "categories": len(counts), "frequencies": frequencies}
 
 
-def baseline(frame: pd.DataFrame) -> str:
-    """The `baseline` metadata value: {"rows": n, "columns": {name: stats}}."""
+def prediction_stats(labels: np.ndarray) -> dict[str, Any]:
+    """Labels (integers, text, booleans) as categories; regression values as numbers."""
+    values = np.asarray(labels).reshape(len(labels), -1)[:, 0]
+    if values.dtype.kind == "f":
+        return column_stats(pd.Series(values.astype(float)))
+    return column_stats(pd.Series(values).astype(str))
+
+
+def baseline(frame: pd.DataFrame, predictions: np.ndarray | None = None) -> str:
+    """The `baseline` metadata value: {"rows": n, "columns": {name: stats}, "predictions": stats}."""
     if frame.empty:
         return json.dumps({"rows": 0, "columns": {}})
     columns = {str(name): column_stats(frame[name]) for name in frame.columns}
-    return json.dumps({"rows": len(frame), "columns": columns}, separators=(",", ":"))
+    value: dict[str, Any] = {"rows": len(frame), "columns": columns}
+    if predictions is not None and len(predictions):
+        value["predictions"] = prediction_stats(predictions)
+    return json.dumps(value, separators=(",", ":"))

@@ -1,4 +1,4 @@
-"""Command line: `python -m serving [serve|batch] ...`.
+"""Command line: `python -m serving [serve|batch|drift] ...`.
 
 SageMaker starts the image as `docker run IMAGE serve`; with no command, `serve` is assumed.
 """
@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     from serving.batch_cli import add_batch_arguments
 
     add_batch_arguments(commands.add_parser("batch", help="Score a CSV or Parquet file"))
+    from serving.drift.cli import add_drift_arguments
+
+    add_drift_arguments(commands.add_parser("drift", help="Drift report of captured requests against the baseline"))
     return parser
 
 
@@ -168,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from serving.batch import run_batch
 
         return run_batch(args)
+    if args.command == "drift":
+        from serving.drift.cli import run  # its libraries are not in the serving image
+
+        return run(args)
     return serve(args)
 
 

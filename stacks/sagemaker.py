@@ -381,6 +381,11 @@ class SageMakerEndpoint(pulumi.ComponentResource):
         self.invoke_url = pulumi.Output.concat(
             "https://runtime.sagemaker.", args.region, ".amazonaws.com/endpoints/", self.endpoint.name, "/invocations"
         )
+        # Where Data Capture writes this endpoint's records (<capture_uri>/<endpoint>/<variant>/YYYY/MM/DD/HH/):
+        # the drift report's --source (model-drift.yml reads it from the stack's outputs).
+        self.records_uri: pulumi.Output[str] | None = None
+        if self.capture_uri is not None:
+            self.records_uri = pulumi.Output.concat(self.capture_uri, "/", self.endpoint.name)
         self.register_outputs({"endpoint_name": self.endpoint.name, "invoke_url": self.invoke_url})
 
     def _capture_bucket(self, name: str, args: SageMakerEndpointArgs) -> aws.s3.Bucket:

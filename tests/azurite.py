@@ -1,6 +1,6 @@
 """Azurite, Microsoft's local stand-in for the blob API, for tests of what the server writes to blob storage.
 
-Installed from npm into .tools/azurite (`make .tools/azurite/.installed-stamp`); tests that need it
+Installed from npm into .tools/azurite (`make azurite`); tests that need it
 are skipped, saying why, where it (or node) is missing.
 """
 
@@ -46,7 +46,7 @@ def require_azurite() -> None:
     if shutil.which("node") is None:
         pytest.skip("node is not installed, so Azurite cannot run (apt-get install nodejs npm)")
     if not AZURITE_BLOB.exists():
-        pytest.skip("Azurite is not installed: make .tools/azurite/.installed-stamp (needs npm)")
+        pytest.skip("Azurite is not installed: make azurite (needs npm)")
 
 
 @contextmanager

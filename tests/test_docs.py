@@ -178,6 +178,7 @@ def test_every_flag_of_a_command_shown_in_the_pages_exists() -> None:
     known = {
         "-m serving batch": _options(commands["batch"]),
         "-m serving serve": _options(commands["serve"]),
+        "-m serving drift": _options(commands["drift"]),
         "-m importer": _options(importer_parser()),
     }
     for path, text in _written():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import joblib
@@ -52,6 +53,10 @@ def test_a_pickled_pipeline_with_string_labels_is_served_as_trained(tmp_path: Pa
     assert json.loads(info["feature_names"]) == ["t", "h", "w", "p"]
     assert json.loads(info["class_labels"]) == ["dry", "rain"]
     assert json.loads(info["sample_input"]) == [float(v) for v in np.loadtxt(tmp_path / "rows.csv", delimiter=",")[0]]
+    # The drift report compares served predictions with these: the labels the model gave on the rows.
+    predicted = Counter(pipeline.predict(X[:30]))
+    expected = {str(label): round(count / 30, 6) for label, count in predicted.items()}
+    assert json.loads(info["baseline"])["predictions"]["frequencies"] == expected
     served = ModelRuntime(tmp_path / "model.onnx").predict(X[:10], probabilities=True)
     assert list(served.labels) == list(pipeline.predict(X[:10]))
     np.testing.assert_allclose(served.probabilities, pipeline.predict_proba(X[:10]), atol=1e-5)

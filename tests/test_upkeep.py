@@ -87,6 +87,7 @@ def test_every_pinned_file_has_update_pull_requests() -> None:
         "serving/requirements.in": "pip",
         "serving/requirements.txt": "pip",
         "serving/requirements-batch.txt": "pip",
+        "serving/requirements-drift.txt": "pip",
         "requirements-dev.txt": "pip",  # the Pulumi SDK and providers
         "requirements-checkov.txt": "pip",
         "policy/requirements.txt": "pip",

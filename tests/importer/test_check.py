@@ -104,6 +104,15 @@ def test_the_baseline_has_counts_means_quantiles_and_category_frequencies() -> N
     }
 
 
+def test_the_baseline_describes_predictions_labels_as_categories_and_values_as_numbers() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    labels = json.loads(baseline(frame, np.array([0, 1, 1, 1])))["predictions"]
+    assert labels == {"count": 4, "categories": 2, "frequencies": {"1": 0.75, "0": 0.25}}
+    values = json.loads(baseline(frame, np.array([[0.5], [1.5], [2.5], [3.5]], dtype=np.float32)))["predictions"]
+    assert (values["count"], values["mean"], values["min"], values["max"]) == (4, 2.0, 0.5, 3.5)
+    assert "predictions" not in json.loads(baseline(frame))
+
+
 def test_trees_beside_a_step_without_a_double_kernel_keep_float32_and_say_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

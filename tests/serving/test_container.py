@@ -51,7 +51,7 @@ def test_dockerfile_runs_the_server_the_sagemaker_way() -> None:
     assert "COPY --from=model / /opt/ml/model/" in dockerfile
     assert "--require-hashes --no-deps" in dockerfile, "the image installs its lock and nothing else"
     assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base_image()), base_image()
-    for lock in ("requirements.txt", "requirements-batch.txt"):
+    for lock in ("requirements.txt", "requirements-batch.txt", "requirements-drift.txt"):
         pins = locked(CONTEXT / lock)
         assert not [p for p in pins if p.startswith(("pulumi", "scikit-learn", "skl2onnx"))]
         assert all(version and hashes for version, hashes in pins.values()), f"{lock}: every package pinned, hashed"
@@ -76,12 +76,21 @@ def test_batch_lock_pins_the_server_packages_at_the_same_versions() -> None:
     assert {"pyarrow", "fsspec", "s3fs", "adlfs"} <= set(batch)
 
 
+def test_drift_lock_pins_the_server_packages_at_the_same_versions() -> None:
+    """`python -m serving drift` parses captured bodies with the server's own code, at the image's versions."""
+    server, drift = locked(CONTEXT / "requirements.txt"), locked(CONTEXT / "requirements-drift.txt")
+    assert {name: pin[0] for name, pin in server.items()} == {name: drift[name][0] for name in server}
+    assert {"scipy", "plotly", "boto3", "azure-storage-blob", "azure-identity"} <= set(drift)
+    assert not {"scipy", "plotly"} & set(server), "the report's libraries stay out of the image"
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("source", "lock", "extra"),
     [
         ("requirements.in", "requirements.txt", []),
         ("requirements-batch.in", "requirements-batch.txt", ["-c", "requirements.txt"]),
+        ("requirements-drift.in", "requirements-drift.txt", ["-c", "requirements.txt"]),
     ],
 )
 def test_the_lock_is_what_its_input_resolves_to(tmp_path: Path, source: str, lock: str, extra: list[str]) -> None:

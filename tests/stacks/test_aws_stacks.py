@@ -113,6 +113,7 @@ def test_dev_is_serverless_and_scales_to_zero(dev: Evaluation) -> None:
     assert "aws:appautoscaling/target:Target" not in dev.types()
     endpoint = dev.one("aws:sagemaker/endpoint:Endpoint").inputs
     assert "deploymentConfig" not in endpoint
+    assert "sagemaker_capture_uri" not in dev.outputs  # no capture: no drift report for model-drift.yml
 
 
 def test_prod_is_real_time_on_two_instances_with_autoscaling(prod: Evaluation) -> None:
@@ -167,6 +168,8 @@ def test_data_capture_bucket_is_private_and_encrypted(prod: Evaluation) -> None:
     assert config["enableCapture"] is True
     assert config["initialSamplingPercentage"] == 10
     assert config["destinationS3Uri"] == "s3://mlserve-prod-sagemaker-capture-1a2b/capture"
+    # Where the drift report reads (model-drift.yml): Data Capture adds <endpoint>/<variant>/YYYY/... to the URI.
+    assert prod.outputs["sagemaker_capture_uri"] == "s3://mlserve-prod-sagemaker-capture-1a2b/capture/mlserve-prod"
     block = prod.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
     assert all(
         block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")

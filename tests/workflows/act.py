@@ -55,6 +55,7 @@ ACTIONS: dict[str, list[str]] = {
     "aws-actions/configure-aws-credentials@v6": ["role-to-assume", "aws-region", "role-duration-seconds"],
     "azure/use-kubelogin@v1": ["kubelogin-version"],
     "pulumi/actions@v7": ["command", "stack-name", "policyPacks", "diff", "comment-on-pr", "upsert"],
+    "actions/upload-artifact@v7": ["name", "path", "if-no-files-found"],
     "actions/upload-pages-artifact@v5": ["path"],
     "actions/deploy-pages@v5": [],
 }

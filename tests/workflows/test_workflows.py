@@ -10,11 +10,14 @@ podman job containers to keep that path proven, and the suite stays within a few
 from __future__ import annotations
 
 import hashlib
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.drift.week import OURS, SAGEMAKER, model_with_baseline, write_week
 from tests.mlflow_registry import ALLOW_FILE_STORE, register
 from tests.serving.models import linear_regressor
 from tests.workflows.act import ORG, Run, Stand, Workspace, missing, missing_containers, podman_service, triggered
@@ -401,6 +404,85 @@ def test_a_stale_pin_or_an_advisory_makes_the_upkeep_run_red(workspace: Workspac
         ("Upkeep/Pins outside Dependabot", "failure"),
         ("Upkeep/Vulnerability audit", "failure"),
     ]
+
+
+# Model drift: each stack's captured week against its model's baseline
+
+
+@pytest.fixture
+def captured(tmp_path: Path, workspace: Workspace) -> dict[str, Path]:
+    """Both stacks serve the demo model with a baseline; a week of capture up to now in a directory each
+    (the stand-in for their capture bucket): dev's warmer than the baseline, prod's as it was."""
+    model = model_with_baseline(tmp_path / "model.onnx")
+    for stack in ("dev", "prod"):
+        path = workspace.repo / f"Pulumi.{stack}.yaml"
+        path.write_text(path.read_text().replace('    version: "1"\n', f'    version: "1"\n    source: "{model}"\n'))
+    workspace.git("commit", "-q", "-am", "the model with its baseline")
+    workspace.git("push", "-q", "origin", "HEAD:refs/heads/main")
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return {
+        "dev": write_week(tmp_path / "dev", SAGEMAKER, ("Temperature_C",), until=now),
+        "prod": write_week(tmp_path / "prod", OURS, until=now),
+    }
+
+
+def step_results(result: Run, step: str) -> dict[str, str]:
+    """The step's result in each job of the matrix, by stack."""
+    found = {}
+    for line in result.log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("step") == step and entry.get("stage") == "Main" and "stepResult" in entry:
+            found[entry["matrix"]["stack"]] = entry["stepResult"]
+    return found
+
+
+def drift_run(workspace: Workspace, outputs: dict, variables: dict | None = None) -> Run:
+    stand = Stand(outputs={stack: {**OUTPUTS[stack], **values} for stack, values in outputs.items()})
+    return workspace.run("workflow_dispatch", {"inputs": {"days": "6"}}, ["model-drift.yml"], variables or BOTH, stand)
+
+
+def test_the_weekly_model_drift_report_fails_visibly_for_the_stack_that_drifted(
+    workspace: Workspace, captured: dict[str, Path]
+) -> None:
+    assert triggered("schedule", {}, cron="41 6 * * 1") == ["model-drift.yml"]
+    outputs = {stack: {"sagemaker_capture_uri": str(source)} for stack, source in captured.items()}
+    result = drift_run(workspace, outputs)
+    assert result.returncode != 0
+    assert sorted(job for job, _ in result.jobs) == [
+        "Model drift/Model drift in dev",
+        "Model drift/Model drift in prod",
+    ]
+    # act gives every job of a matrix the matrix's result once one fails: each stack's step says which failed.
+    assert step_results(result, "Drift report") == {"dev": "failure", "prod": "success"}
+    assert "::error title=Model drift in dev::captured requests drifted past the threshold" in result.log
+    assert "Temperature_C: wasserstein_distance_in_std" in result.log
+    reports = sorted(line for line in result.clis("python") if "stack_drift.py" in line)
+    assert [line.split(" --markdown ")[0] for line in reports] == [
+        f"python scripts/stack_drift.py --stack {stack} --outputs {line.split('--outputs ')[1].split()[0]} "
+        f"--days 6 --output-dir drift-report/{stack}"
+        for stack, line in zip(("dev", "prod"), reports, strict=True)
+    ]
+    # The report is kept whatever the verdict; only the read identity signs in.
+    assert sorted(actions(result, "actions/upload-artifact")) == [
+        f"name=drift-report-{stack} path=drift-report/{stack} if-no-files-found=ignore" for stack in ("dev", "prod")
+    ]
+    read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
+    assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
+
+
+def test_no_drift_and_a_stack_without_capture_make_a_green_run_signed_in_to_one_cloud(
+    workspace: Workspace, captured: dict[str, Path]
+) -> None:
+    result = drift_run(workspace, {"prod": {"sagemaker_capture_uri": str(captured["prod"])}}, AWS_ONLY)
+    assert result.returncode == 0, result.log
+    assert sorted(result.jobs) == [("Model drift/Model drift in dev", "success"),
+                                   ("Model drift/Model drift in prod", "success")]  # fmt: skip
+    assert "dev: no capture location among the stack's outputs (capture is off): no report" in result.log
+    assert "predictions: population_stability_index" in result.log
+    assert not {c.argv[1] for c in result.calls if c.argv[0] == "action"} & {"azure/login", "azure/use-kubelogin"}
 
 
 # The documentation site

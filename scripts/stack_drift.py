@@ -1,0 +1,78 @@
+"""The drift report of one stack (model-drift.yml): every capture location among the stack's outputs
+against the model the stack serves.
+
+    pulumi stack output --stack acme/prod --json > outputs.json
+    python scripts/stack_drift.py --stack prod --outputs outputs.json --days 7 --output-dir drift-report/prod
+
+Capture locations are the outputs named `*capture_uri` (SageMaker Data Capture's bucket, the ACI/AKS
+capture container). The model is the stack file's mlserve:model.source, fetched and checked against its
+sha256 as `pulumi up` does, or the bundled demo model. Each location's report goes to
+OUTPUT_DIR/<output name>/; with --markdown each summary is appended there ($GITHUB_STEP_SUMMARY).
+Exit codes: the worst of the reports' (0 no drift, 1 drift, 2 bad input); 0 when capture is off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from serving.drift.__main__ import main as drift
+from stacks.model_source import BUNDLED_MODEL, ModelSourceError, fetch_model
+
+SUFFIX = "capture_uri"
+
+
+def stack_model(stack: str) -> Path:
+    path = Path(f"Pulumi.{stack}.yaml")
+    if not path.is_file():
+        raise ModelSourceError(f"{path}: no such stack file")
+    model = ((yaml.safe_load(path.read_text()) or {}).get("config") or {}).get("mlserve:model") or {}
+    if not model.get("source"):
+        return BUNDLED_MODEL
+    artifact = fetch_model(str(model["source"]), model.get("sha256") or None)
+    return Path(artifact.directory) / "model.onnx"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--stack", required=True, help="the stack's name, as in Pulumi.<stack>.yaml")
+    parser.add_argument("--outputs", type=Path, required=True, help="`pulumi stack output --json`")
+    parser.add_argument("--days", default="7")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--markdown", help="append each summary to this file")
+    args = parser.parse_args(argv)
+    try:
+        outputs = json.loads(args.outputs.read_text())
+    except (OSError, ValueError) as error:
+        print(f"error: --outputs {args.outputs}: {error}", file=sys.stderr)
+        return 2
+    sources = {k: v for k, v in sorted(outputs.items()) if k.endswith(SUFFIX) and isinstance(v, str) and v}
+    if not sources:
+        print(f"{args.stack}: no capture location among the stack's outputs (capture is off): no report")
+        return 0
+    try:
+        model = stack_model(args.stack)
+    except ModelSourceError as error:
+        print(f"error: the stack's model: {error}", file=sys.stderr)
+        return 2
+    worst = 0
+    for name, source in sources.items():
+        print(f"{args.stack}: {name} = {source}", flush=True)
+        where = args.output_dir / (
+            name.removesuffix(SUFFIX).rstrip("_") or "capture"
+        )  # sagemaker_capture_uri: sagemaker
+        command = ["--source", source, "--model", str(model), "--days", args.days, "--output-dir", str(where)]
+        if args.markdown:
+            command += ["--markdown", args.markdown]
+        worst = max(worst, drift(command))
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The drift report: captured weeks of requests, the statistics, the page, the stores."""
