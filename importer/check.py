@@ -1,7 +1,7 @@
 """Step 3, check: the ONNX model against the original library's own predictions, row by row.
 
-The ONNX model gets the rows as the server reads them (float32 values); the original gets them as they
-are. Labels must agree on every row; values (probabilities, regression) within `atol + rtol * |original|`.
+The ONNX model gets the rows as the server reads them (in the graph's input type: float32, or float64 for
+a double graph); the original gets them as they are. Labels must agree on every row; values (probabilities, regression) within `atol + rtol * |original|`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(model: onnx.ModelProto | Path, values: np.ndarray, served: bool = True) -> list[np.ndarray]:
-    """The model's outputs on `values`, read as the server reads them (float32, then the graph's input type)
-    unless `served` is False."""
+def run_onnx(model: onnx.ModelProto | Path, values: np.ndarray) -> list[np.ndarray]:
+    """The model's outputs on `values`, read as the server reads them: straight into the graph's input type
+    (a double graph gets float64, so its double tree thresholds see the values the original saw)."""
     session = _session(model)
     graph_input = session.get_inputs()[0]
     dtype = np.float64 if graph_input.type == "tensor(double)" else np.float32
-    rows = (values.astype(np.float32) if served else values).astype(dtype)
+    rows = values.astype(dtype)
     return [np.asarray(o) for o in session.run(None, {graph_input.name: rows})]
 
 
@@ -89,11 +89,11 @@ def _booster(booster: Any, imported: Imported, values: np.ndarray) -> list[np.nd
 
 
 def compare(
-    imported: Imported, frame: pd.DataFrame, rtol: float = RTOL, atol: float = ATOL, served: bool = True
+    imported: Imported, frame: pd.DataFrame, rtol: float = RTOL, atol: float = ATOL
 ) -> list[OutputCheck]:
     """Per output of the ONNX model that the original also answers: how far apart on each row."""
     try:
-        actual = run_onnx(imported.model, frame.to_numpy(dtype=np.float64), served)
+        actual = run_onnx(imported.model, frame.to_numpy(dtype=np.float64))
     except Exception as error:  # onnxruntime's many error types
         first = first_line(error)
         raise ImportProblem(f"onnxruntime cannot run the converted model: {first}", "check") from None
