@@ -76,13 +76,13 @@ def loaded_model(args: argparse.Namespace, features: list[str] | None) -> tuple[
 
 def user_rows(args: argparse.Namespace, loaded: Loaded | None, imported: Imported) -> Rows:
     if args.sample is not None:
-        return from_csv(args.sample, imported.n_features, imported.feature_names)
+        return from_csv(args.sample, imported.n_features, imported.feature_names, imported.text_columns)
     if loaded is not None and loaded.example is not None:
-        return from_example(loaded.example, imported.n_features, imported.feature_names)
-    return made_up(imported.n_features, imported.feature_names)
+        return from_example(loaded.example, imported.n_features, imported.feature_names, imported.text_columns)
+    return made_up(imported.n_features, imported.feature_names, imported.text_columns)
 
 
-def verdict(checks: list[OutputCheck], rows: Rows, args: argparse.Namespace, imported: Imported) -> str | None:
+def verdict(checks: list[OutputCheck], imported: Imported) -> str | None:
     """The refusal, or None: your rows decide; made-up rows only warn."""
     off = [c for c in checks if c.off]
     if not off:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {note}", file=sys.stderr)
         rows = user_rows(args, loaded, imported)
         checks = compare(imported, rows.frame, args.rtol, args.atol) if imported.reference is not None else []
-        refusal = verdict(checks, rows, args, imported)
+        refusal = verdict(checks, imported)
         extra = {}
         if rows.yours:
             extra = {"sample_input": json.dumps(rows.frame.iloc[0].tolist()), "baseline": baseline(rows.frame)}

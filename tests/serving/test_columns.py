@@ -227,3 +227,13 @@ def test_batch_scores_typed_columns_by_name_and_sets_bad_rows_aside(tmp_path: Pa
     errors = pd.read_csv(tmp_path / f"out.errors.csv")
     assert errors["row"].tolist() == [4]
     assert "column 'job': unknown category 'astronaut'" in errors["error"][0]
+
+
+def test_the_stacks_sample_row_is_one_the_typed_model_answers(client: httpx.Client, bank: Any) -> None:
+    from stacks.model_source import sample_row
+
+    row = sample_row(bank[0])  # no sample_input metadata: per column a zero or a category the encoder knows
+    assert row == [0.0, 0, "admin.", "divorced", "", 0.0]
+    assert client.post("/score", json={"data": [row]}).status_code == 200
+    csv_line = client.post("/invocations", content=_csv([row], None), headers={"Content-Type": "text/csv"})
+    assert csv_line.status_code == 200
