@@ -310,7 +310,10 @@ class ModelRuntime:
                 timings.append(time.perf_counter() - started)
             return min(timings)
 
-        one, many = best_of(1), best_of(64)
+        try:
+            one, many = best_of(1), best_of(64)
+        except ModelRefused:  # a typed model that refuses made-up values: no estimate, scored in the pool
+            return
         self._fixed_cost = one
         self._row_cost = max(0.0, (many - one) / 63)
 

@@ -44,6 +44,12 @@ def _bad(column: Column, value: Any, row: int, where: str) -> InvalidInput:
     return InvalidInput(f"{where}[{row}]: {expects(column)}, got {value!r:.40}")
 
 
+def _beyond(column: Column, value: Any, row: int, where: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where}[{row}]: column '{column.name}': {value!r:.40} is infinite or beyond {column.onnx_type}"
+    )
+
+
 def _unknown(column: Column, value: Any, row: int, where: str) -> InvalidInput:
     known = ", ".join(map(str, column.known[:20])) + (", ..." if len(column.known) > 20 else "")
     return InvalidInput(
@@ -59,12 +65,16 @@ def _array(column: Column, values: list[Any], where: str) -> np.ndarray:
         row = next(r for r, v in enumerate(values) if type(v) not in accepted)
         raise _bad(column, values[row], row, where)
     if column.kind == "number":
-        array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-        if column.dtype is np.float32 and not (np.abs(array) <= _FLOAT32_MAX).all():
-            beyond = np.flatnonzero(np.abs(array) > _FLOAT32_MAX)
-            if beyond.size:  # (NaN compares false: a missing value is not beyond)
-                row = int(beyond[0])
-                raise InvalidInput(f"{where}[{row}]: column '{column.name}': {values[row]!r:.40} is beyond float32")
+        try:
+            array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        except OverflowError:  # an integer beyond any float
+            row = next(r for r, v in enumerate(values) if v is not None and abs(v) > _FLOAT32_MAX)
+            raise _beyond(column, values[row], row, where) from None
+        limit = _FLOAT32_MAX if column.dtype is np.float32 else math.inf
+        beyond = np.flatnonzero(np.abs(array) > limit) if limit < math.inf else np.flatnonzero(np.isinf(array))
+        if beyond.size:  # (NaN compares false: a missing value is never beyond)
+            row = int(beyond[0])
+            raise _beyond(column, values[row], row, where)
         return array.astype(column.dtype)
     if column.kind == "integer":
         limits = _INT_LIMITS[column.dtype]

@@ -150,6 +150,7 @@ def test_v2_metadata_lists_each_column_and_infer_takes_one_tensor_each(client: h
         ({"data": [[40.0, 2.5, "admin.", "married", "primary", 10.0]]}, 400, ["column 'campaign'", "an integer"]),
         ({"data": [["forty", 2, "admin.", "married", "primary", 10.0]]}, 400, ["column 'age'", "a number"]),
         ({"data": [[40.0, 2, "admin.", "married", "primary"]]}, 400, ["expected 6 values", "age, campaign, job"]),
+        ({"data": [[1e39, 2, "admin.", "married", "primary", 10.0]]}, 400, ["column 'age'", "beyond tensor(float)"]),
         ({"data": [{"age": 40.0, "campaign": 2, "job": "admin.", "marital": "single", "balance": 1.0}]}, 400,
          ["missing education"]),
         ({"data": [[40.0, 2, "astronaut", "married", "primary", 10.0]]}, 400,
