@@ -52,7 +52,8 @@ def client(bank: tuple[Path, Any, pd.DataFrame]) -> Iterator[httpx.Client]:
 
 def json_rows(frame: pd.DataFrame) -> list[list[Any]]:
     """Rows as a client sends them: numbers, integers, text; a missing number as null."""
-    return [[None if isinstance(v, float) and math.isnan(v) else v for v in row] for row in frame.to_dict("split")["data"]]
+    rows = frame.to_dict("split")["data"]
+    return [[None if isinstance(v, float) and math.isnan(v) else v for v in row] for row in rows]
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -111,9 +112,7 @@ def test_invocations_csv_with_a_header_in_any_order_and_without(client: httpx.Cl
     frame = bank[2]
     reordered = frame[BANK_COLUMNS[::-1]]
     for text in (_csv(json_rows(reordered), list(reordered.columns)), _csv(json_rows(frame), None)):
-        response = client.post(
-            "/invocations", content=text, headers={"Content-Type": "text/csv", "Accept": "text/csv"}
-        )
+        response = client.post("/invocations", content=text, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
         assert response.status_code == 200, response.text
         assert response.text.split() == labels
 
@@ -168,12 +167,14 @@ def test_bad_values_are_400_naming_the_column_and_type(
 def test_bad_values_in_csv_and_v2_name_the_column(client: httpx.Client) -> None:
     text = _csv([[40.0, "two", "admin.", "married", "primary", 10.0]], None)
     csv_error = client.post("/invocations", content=text, headers={"Content-Type": "text/csv"})
-    assert csv_error.status_code == 400 and "column 'campaign' takes an integer" in csv_error.json()["error"]
+    assert csv_error.status_code == 400
+    assert "column 'campaign' takes an integer" in csv_error.json()["error"]
     inputs = [{"name": c, "datatype": "FP32", "shape": [1], "data": [1.0]} for c in BANK_COLUMNS if c != "campaign"]
     inputs.append({"name": "campaign", "datatype": "INT64", "shape": [1, 1], "data": [[1]]})
     v2_error = client.post("/v2/models/bank/infer", json={"inputs": inputs})
     assert v2_error.status_code == 400
-    assert "column 'job'" in v2_error.json()["error"] and "send BYTES" in v2_error.json()["error"]
+    assert "column 'job'" in v2_error.json()["error"]
+    assert "send BYTES" in v2_error.json()["error"]
 
 
 def test_openapi_describes_the_columns(client: httpx.Client) -> None:
@@ -192,7 +193,8 @@ def test_boolean_columns_and_one_dimensional_inputs(tmp_path: Path) -> None:
         answer = client.post("/score", json={"data": [{"x": 1.5, "flag": True}, {"flag": False, "x": 2.0}]})
         assert answer.json() == {"predictions": [11.5, 2.0]}
         wrong = client.post("/score", json={"data": [[1.5, 1]]})
-        assert wrong.status_code == 400 and "column 'flag' takes true or false" in wrong.json()["error"]
+        assert wrong.status_code == 400
+        assert "column 'flag' takes true or false" in wrong.json()["error"]
         csv_body = client.post("/invocations", content="flag,x\ntrue,1\n0,3\n", headers={"Content-Type": "text/csv"})
         assert csv_body.json() == {"predictions": [11.0, 3.0]}
 
@@ -225,7 +227,7 @@ def test_batch_scores_typed_columns_by_name_and_sets_bad_rows_aside(tmp_path: Pa
     kept = frame.drop(index=3)
     assert scored["customer"].tolist() == [f"c{i}" for i in range(len(frame)) if i != 3]
     assert scored["prediction"].tolist() == pipeline.predict(kept).tolist()
-    errors = pd.read_csv(tmp_path / f"out.errors.csv")
+    errors = pd.read_csv(tmp_path / "out.errors.csv")
     assert errors["row"].tolist() == [4]
     assert "column 'job': unknown category 'astronaut'" in errors["error"][0]
 
