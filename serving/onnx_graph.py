@@ -113,7 +113,15 @@ def _node(data: memoryview, facts: GraphFacts, graph_inputs: set[str]) -> None:
 
 
 def read_graph_facts(model: bytes) -> GraphFacts:
-    """Class labels and refused categories of a serialized ONNX model (empty facts if it has none)."""
+    """Class labels and refused categories of a serialized ONNX model (empty facts if it has none, or if
+    the bytes are not what onnxruntime already accepted: these facts only improve answers and errors)."""
+    try:
+        return _read(model)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return GraphFacts()
+
+
+def _read(model: bytes) -> GraphFacts:
     facts = GraphFacts()
     data = memoryview(model)
     graph = next((v for k, v in _fields(data) if k == _MODEL_GRAPH and isinstance(v, memoryview)), None)
