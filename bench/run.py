@@ -331,18 +331,26 @@ def against(args: argparse.Namespace, setup: Setup) -> None:
     trees = (("before", args.against.resolve()), ("after", REPO))
     figures: dict[str, dict[str, list[float]]] = {s.name: {"before": [], "after": []} for s in SCENARIOS}
     cpu: dict[str, dict[str, list[float]]] = {s.name: {"before": [], "after": []} for s in SCENARIOS}
-    with tempfile.TemporaryDirectory() as directory:
-        for round_number in range(args.repeat):
-            for who, tree in trees:
-                with running(args, False, setup, tree) as server:
-                    print(header(args, server, f" ({who}: {tree}, round {round_number + 1})"))
-                    print(COLUMNS)
-                    for scenario in SCENARIOS:
-                        result = measure_scenario(args, server, scenario, Path(directory))
-                        figures[scenario.name][who].append(result["rps"])
-                        cpu[scenario.name][who].append(result["cpu_us"])
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            for round_number in range(args.repeat):
+                for who, tree in trees:
+                    with running(args, False, setup, tree) as server:
+                        print(header(args, server, f" ({who}: {tree}, round {round_number + 1})"))
+                        print(COLUMNS)
+                        for scenario in SCENARIOS:
+                            result = measure_scenario(args, server, scenario, Path(directory))
+                            figures[scenario.name][who].append(result["rps"])
+                            cpu[scenario.name][who].append(result["cpu_us"])
+    finally:  # a round cut short (wrk without a latency table on a starved machine) keeps the ones before
+        _against_summary(figures, cpu)
+
+
+def _against_summary(figures: dict[str, dict[str, list[float]]], cpu: dict[str, dict[str, list[float]]]) -> None:
     print("\nscenario | requests/s before, after (medians) | after / before | server CPU µs per request before, after")
     for name, by in figures.items():
+        if not by["before"] or not by["after"]:
+            continue
         before, after = statistics.median(by["before"]), statistics.median(by["after"])
         cpu_before, cpu_after = statistics.median(cpu[name]["before"]), statistics.median(cpu[name]["after"])
         print(f"{name} | {before:,.0f}, {after:,.0f} | {after / before:.1%} | {cpu_before:.0f}, {cpu_after:.0f}")
