@@ -210,9 +210,11 @@ def _column_tensors(payload: dict[str, Any], binary: memoryview | None, runtime:
         parameters = tensor.get("parameters")
         if isinstance(parameters, dict) and "binary_data_size" in parameters:
             if datatype == "BYTES":
-                raise InvalidInput(f"{where}: send BYTES columns as JSON data, not binary")
-            array, used = v2_binary.take(tensor, shape, datatype, binary, used, where)
-            values.append(array.tolist())
+                strings, used = v2_binary.take_strings(tensor, shape[0], binary, used, where)
+                values.append(strings)
+            else:
+                array, used = v2_binary.take(tensor, shape, datatype, binary, used, where)
+                values.append(array.tolist())
         else:
             values.append(_column_data(tensor.get("data"), shape[0], where))
     v2_binary.check_all_used(binary, used)

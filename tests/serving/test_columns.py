@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import subprocess
 import sys
@@ -240,3 +241,46 @@ def test_the_stacks_sample_row_is_one_the_typed_model_answers(client: httpx.Clie
     assert client.post("/score", json={"data": [row]}).status_code == 200
     csv_line = client.post("/invocations", content=_csv([row], None), headers={"Content-Type": "text/csv"})
     assert csv_line.status_code == 200
+
+
+def test_tritonclient_sends_text_columns_as_binary_bytes(tmp_path: Path, bank: Any) -> None:
+    """tritonclient's default: every tensor binary, BYTES as length-prefixed strings."""
+    import tritonclient.http as triton
+
+    from tests.serving.server import running_server
+
+    path, pipeline, frame = bank
+    complete = frame.fillna({"age": 40.0})
+    kinds = {"BYTES": np.object_, "FP32": np.float32, "INT64": np.int64}
+    with (
+        running_server(tmp_path, args=["--model", str(path)]) as server,
+        triton.InferenceServerClient(server.url.removeprefix("http://")) as client,
+    ):
+        tensors = []
+        for spec in client.get_model_metadata("bank")["inputs"]:
+            array = complete[[spec["name"]]].to_numpy().astype(kinds[spec["datatype"]])
+            tensor = triton.InferInput(spec["name"], list(array.shape), spec["datatype"])
+            tensor.set_data_from_numpy(array, binary_data=True)
+            tensors.append(tensor)
+        result = client.infer("bank", tensors)
+    assert [label.decode() for label in result.as_numpy("label").tolist()] == pipeline.predict(complete).tolist()
+
+
+def test_binary_text_that_does_not_add_up_is_a_400_naming_the_column(client: httpx.Client) -> None:
+    row = {"age": 40.0, "campaign": 2, "job": "admin.", "marital": "single", "education": "primary", "balance": 1.0}
+    datatypes = {"age": "FP32", "campaign": "INT64", "balance": "FP32"}
+    inputs: list[dict[str, Any]] = [
+        {"name": c, "datatype": datatypes.get(c, "BYTES"), "shape": [1, 1], "data": [row[c]]} for c in BANK_COLUMNS
+    ]
+    job = inputs[BANK_COLUMNS.index("job")]
+    del job["data"]
+    job["parameters"] = {"binary_data_size": 7}  # a length prefix of 6, but only 3 bytes follow
+    header = json.dumps({"inputs": inputs}).encode()
+    response = client.post(
+        "/v2/models/bank/infer",
+        content=header + b"\x06\x00\x00\x00adm",
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert "(job)" in response.json()["error"]
+    assert "do not hold exactly 1 length-prefixed strings" in response.json()["error"]
