@@ -4,9 +4,11 @@
     .venv/bin/python bench/run.py --sweep 1,2,4,8   # workers on cores 0-7, wrk on 8-15, server and floor in turns
     .venv/bin/python bench/run.py --telemetry   # single-row /score with Application Insights off and on
     .venv/bin/python bench/run.py --capture     # single-row /score with payload capture off, 10 % and 100 % (Azurite)
+    .venv/bin/python bench/run.py --against ../main   # before/after: another checkout's server and this one, in turns
 Needs wrk (`apt-get install wrk`). Prints requests/s, rows/s, p50 and p99 per scenario, with auth
 enabled and metrics and access logs on, as in production. Every server loads the same model file:
-the shared benchmark model when it is there (../shared/bench), else `--model`.
+the shared benchmark model when it is there (../shared/bench), else `--model`; the mixed-type scenarios
+load a bank-marketing-like model with text columns, built on the fly (bench/mixed_model.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: bench/ is a package of the repository
+from bench import mixed_model  # noqa: E402
+
 KEY = "bench-key-0123456789abcdef"
 SHARED_MODEL = REPO.parent / "shared" / "bench" / "svc-weather-2524sv.onnx"
 BUNDLED_MODEL = REPO / "serving" / "model" / "model.onnx"
@@ -91,6 +96,31 @@ SCENARIOS = [
         "application/octet-stream",
         64,
         (("Inference-Header-Content-Length", str(_BINARY_64_JSON)),),
+    ),
+]
+
+
+# A model with one input per column: numbers, an integer and text (bench/mixed_model.py).
+MIXED_ROW = list(mixed_model.RECORD.values())
+MIXED_SCENARIOS = [
+    Scenario("mixed score, 1 record", "/score", json.dumps({"data": [mixed_model.RECORD]}), "application/json", 1),
+    Scenario("mixed score, 64 rows", "/score", json.dumps({"data": [MIXED_ROW] * 64}), "application/json", 64),
+    Scenario("mixed CSV, 1 row", "/invocations", ",".join(map(str, MIXED_ROW)) + "\n", "text/csv", 1),
+    Scenario(
+        "mixed v2 infer, 1 row",
+        "/v2/models/weather-rain/infer",
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": c, "shape": [1, 1], "datatype": d, "data": [mixed_model.RECORD[c]]}
+                    for c, d in zip(
+                        mixed_model.COLUMNS, ["FP32", "BYTES", "BYTES", "BYTES", "FP32", "INT64"], strict=True
+                    )
+                ]
+            }
+        ),
+        "application/json",
+        1,
     ),
 ]
 
@@ -195,24 +225,27 @@ class Running:
 
 
 @contextmanager
-def running(args: argparse.Namespace, bare: bool, setup: Setup) -> Iterator[Running]:
-    """Start the server (or the floor), wait until every worker is up, stop it on leaving."""
+def running(
+    args: argparse.Namespace, bare: bool, setup: Setup, tree: Path = REPO, model: Path | None = None
+) -> Iterator[Running]:
+    """Start the server (or the floor), from `tree`'s code, wait until every worker is up, stop it on leaving."""
     port = free_port()
+    model = model or args.model
     env = {
         **os.environ,
         "SERVING_API_KEYS": KEY,
         "SERVING_WORKERS": str(setup.workers),
         "SERVING_LOG_LEVEL": "warning",
-        "SERVING_MODEL": str(args.model),
+        "SERVING_MODEL": str(model),
         "SERVING_MODEL_NAME": "weather-rain",  # the v2 scenario's URL, whatever the file's metadata says
-        "BENCH_MODEL": str(args.model),
+        "BENCH_MODEL": str(model),
         **dict(setup.extra_env),
     }
     command = server_command(port, bare, setup.workers)
     if setup.server_cores is not None:
         command = ["taskset", "-c", setup.server_cores, *command]
     # Access lines are still formatted and written, to /dev/null rather than a terminal.
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url)
@@ -250,6 +283,8 @@ def measure_scenario(
     before, counted = cpu_seconds(pids), task_counters(pids)
     result = run_wrk(*run, args.duration, setup.load_cores, setup.wrk_threads)
     after, counters = cpu_seconds(pids), task_counters(pids) - counted
+    # CPU time of the server's processes per request: far steadier than requests/s on a shared machine.
+    result["cpu_us"] = sum(after[p] - before.get(p, 0.0) for p in after) / max(result["rps"] * args.duration, 1) * 1e6
     print(
         f"{name or scenario.name:<26}{result['rps']:>12,.0f}{result['rps'] * scenario.rows:>12,.0f}"
         f"{result['p50']:>9.2f}{result['p99']:>9.2f}",
@@ -279,6 +314,47 @@ def measure(
         print(header(args, server, label))
         print(COLUMNS)
         return {scenario.name: measure_scenario(args, server, scenario, Path(directory)) for scenario in scenarios}
+
+
+def measure_mixed(args: argparse.Namespace, setup: Setup) -> dict[str, dict[str, float]]:
+    """The mixed-type scenarios, on a server with the model built by bench/mixed_model.py."""
+    with tempfile.TemporaryDirectory() as directory:
+        model = mixed_model.build(Path(directory) / "bank-mixed.onnx")
+        with running(args, False, setup, model=model) as server:
+            print(header(args, server, " (mixed types)").replace(Path(args.model).name, model.name))
+            print(COLUMNS)
+            return {s.name: measure_scenario(args, server, s, Path(directory)) for s in MIXED_SCENARIOS}
+
+
+def against(args: argparse.Namespace, setup: Setup) -> None:
+    """Before/after in the same run: the server from another checkout (`--against`), then this one, in
+    turns for --repeat rounds, each on the same cores with the same model; medians and their ratio."""
+    trees = (("before", args.against.resolve()), ("after", REPO))
+    figures: dict[str, dict[str, list[float]]] = {s.name: {"before": [], "after": []} for s in SCENARIOS}
+    cpu: dict[str, dict[str, list[float]]] = {s.name: {"before": [], "after": []} for s in SCENARIOS}
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            for round_number in range(args.repeat):
+                for who, tree in trees:
+                    with running(args, False, setup, tree) as server:
+                        print(header(args, server, f" ({who}: {tree}, round {round_number + 1})"))
+                        print(COLUMNS)
+                        for scenario in SCENARIOS:
+                            result = measure_scenario(args, server, scenario, Path(directory))
+                            figures[scenario.name][who].append(result["rps"])
+                            cpu[scenario.name][who].append(result["cpu_us"])
+    finally:  # a round cut short (wrk without a latency table on a starved machine) keeps the ones before
+        _against_summary(figures, cpu)
+
+
+def _against_summary(figures: dict[str, dict[str, list[float]]], cpu: dict[str, dict[str, list[float]]]) -> None:
+    print("\nscenario | requests/s before, after (medians) | after / before | server CPU µs per request before, after")
+    for name, by in figures.items():
+        if not by["before"] or not by["after"]:
+            continue
+        before, after = statistics.median(by["before"]), statistics.median(by["after"])
+        cpu_before, cpu_after = statistics.median(cpu[name]["before"]), statistics.median(cpu[name]["after"])
+        print(f"{name} | {before:,.0f}, {after:,.0f} | {after / before:.1%} | {cpu_before:.0f}, {cpu_after:.0f}")
 
 
 def _processes(root: int) -> list[int]:
@@ -633,6 +709,8 @@ def main() -> None:
     )
     parser.add_argument("--telemetry", action="store_true", help="single-row /score with telemetry off and on")
     parser.add_argument("--capture", action="store_true", help="single-row /score with capture off, 10 %% and 100 %%")
+    parser.add_argument("--against", type=Path, help="another checkout (e.g. main's): its server and this one in turns")
+    parser.add_argument("--no-mixed", action="store_true", help="skip the mixed-type (text columns) scenarios")
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of server/floor turns (--sweep) or off/on (--telemetry)"
     )
@@ -661,10 +739,15 @@ def main() -> None:
     if args.capture:
         capture(args, setup)
         return
+    if args.against:
+        against(args, setup)
+        return
     if args.bare:
         measure(args, True, setup)
         return
     server = measure(args, False, setup)
+    if not args.no_mixed:
+        measure_mixed(args, setup)
     if args.no_floor:
         return
     floor = measure(args, True, setup)

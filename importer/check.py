@@ -1,7 +1,8 @@
 """Step 3, check: the ONNX model against the original library's own predictions, row by row.
 
-The ONNX model gets the rows as the server reads them (float32 values); the original gets them as they
-are. Labels must agree on every row; values (probabilities, regression) within `atol + rtol * |original|`.
+The ONNX model gets the rows as the server reads them (in the graph's input type: float32, or float64 for
+a double graph); the original gets them as they are.
+Labels must agree on every row; values (probabilities, regression) within `atol + rtol * |original|`.
 """
 
 from __future__ import annotations
@@ -39,13 +40,25 @@ def _session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(model: onnx.ModelProto | Path, values: np.ndarray, served: bool = True) -> list[np.ndarray]:
-    """The model's outputs on `values`, read as the server reads them (float32, then the graph's input type)
-    unless `served` is False."""
+_DTYPES = {"tensor(double)": np.float64, "tensor(string)": np.object_, "tensor(int64)": np.int64}
+
+
+def run_onnx(model: onnx.ModelProto | Path, values: np.ndarray | pd.DataFrame) -> list[np.ndarray]:
+    """The model's outputs on `values`, read as the server reads them: straight into the graph's input type
+    (a double graph gets float64, so its double tree thresholds see the values the original saw); a model
+    with one input per column gets the frame's columns in order."""
     session = _session(model)
-    graph_input = session.get_inputs()[0]
+    inputs = session.get_inputs()
+    if len(inputs) > 1:
+        frame = pd.DataFrame(values)
+        feed = {
+            i.name: frame.iloc[:, p].to_numpy().astype(_DTYPES.get(i.type, np.float32)).reshape(-1, 1)
+            for p, i in enumerate(inputs)
+        }
+        return [np.asarray(o) for o in session.run(None, feed)]
+    graph_input = inputs[0]
     dtype = np.float64 if graph_input.type == "tensor(double)" else np.float32
-    rows = (values.astype(np.float32) if served else values).astype(dtype)
+    rows = np.asarray(values, dtype=np.float64).astype(dtype)
     return [np.asarray(o) for o in session.run(None, {graph_input.name: rows})]
 
 
@@ -54,6 +67,11 @@ def original(imported: Imported, frame: pd.DataFrame) -> list[np.ndarray]:
     reference = imported.reference
     if reference is None:
         raise ImportProblem("there is no original model to compare the ONNX model with", "check")
+    if imported.text_columns:  # a pipeline over a frame with text columns takes the frame
+        answers = [np.asarray(reference.predict(frame))]
+        if hasattr(reference, "predict_proba") and hasattr(reference, "classes_"):
+            answers.append(np.asarray(reference.predict_proba(frame)))
+        return answers
     values = frame.to_numpy(dtype=np.float64)
     if isinstance(reference, tuple):  # an Azure ML SDK v1 pair: scaler.transform, then the ONNX model
         scaler, model_path = reference
@@ -88,12 +106,10 @@ def _booster(booster: Any, imported: Imported, values: np.ndarray) -> list[np.nd
     return [labels, probabilities]
 
 
-def compare(
-    imported: Imported, frame: pd.DataFrame, rtol: float = RTOL, atol: float = ATOL, served: bool = True
-) -> list[OutputCheck]:
+def compare(imported: Imported, frame: pd.DataFrame, rtol: float = RTOL, atol: float = ATOL) -> list[OutputCheck]:
     """Per output of the ONNX model that the original also answers: how far apart on each row."""
     try:
-        actual = run_onnx(imported.model, frame.to_numpy(dtype=np.float64), served)
+        actual = run_onnx(imported.model, frame if imported.text_columns else frame.to_numpy(dtype=np.float64))
     except Exception as error:  # onnxruntime's many error types
         first = first_line(error)
         raise ImportProblem(f"onnxruntime cannot run the converted model: {first}", "check") from None

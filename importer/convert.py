@@ -1,10 +1,12 @@
-"""Step 2, convert: a loaded model as the one-graph ONNX model the server runs (one 2-D float input).
+"""Step 2, convert: a loaded model as the one-graph ONNX model the server runs: one 2-D float input, or
+one input per column when some columns are text.
 
 scikit-learn estimators and pipelines go through skl2onnx here (no ZipMap: plain tensors): tree models
-with a double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks columns
-by name through one input split into named columns. XGBoost and LightGBM: importer/boosters.py; ONNX
-files and the Azure ML SDK v1 scaler + ONNX pair: importer/onnx_files.py. Training libraries live here, in the
-development environment, never in the serving image.
+with a double input and double thresholds (importer/trees.py), a `ColumnTransformer` that picks numeric
+columns by name through one input split into named columns, and one with text columns (an encoder fitted
+on strings) through one typed input per column, which the server maps by name. XGBoost and LightGBM:
+importer/boosters.py; ONNX files and the Azure ML SDK v1 scaler + ONNX pair: importer/onnx_files.py.
+Training libraries live here, in the development environment, never in the serving image.
 """
 
 from __future__ import annotations
@@ -70,27 +72,55 @@ def from_estimator(estimator: Any, features: list[str] | None = None) -> Importe
     if by_name and names is None:
         raise ImportProblem("a ColumnTransformer picks columns by name, but the model has no feature names")
     columns = names if by_name else None
+    text = text_columns(estimator)
     notes: list[str] = []
     model = None
     if sklearn_trees(estimator):  # trees compare float32(x) with double thresholds: a double graph keeps them
         try:
-            model = _double_graph(estimator, n, columns, classifier)
+            model = _double_graph(estimator, n, columns, classifier, set(text))
         except Exception:  # a step without a double converter or kernel: float32 thresholds, said
             notes.append("a step has no float64 converter: tree thresholds are float32, rows near one may differ")
     if model is None:
-        model = _skl2onnx(estimator, n, columns, False, classifier)
-        if by_name:
+        model = _skl2onnx(estimator, n, columns, False, classifier, set(text))
+        if by_name and not text:
             model = _one_input(model, names or [], onnx.TensorProto.FLOAT)
     labels = [plain(c) for c in estimator.classes_] if classifier else None
-    return Imported(model, n, names, labels, estimator, "sklearn", notes)
+    return Imported(model, n, names, labels, estimator, "sklearn", notes, text)
 
 
-def _double_graph(estimator: Any, n: int, columns: list[str] | None, classifier: bool) -> onnx.ModelProto:
+def text_columns(estimator: Any) -> dict[str, list[str]]:
+    """Columns a ColumnTransformer sends by name to an encoder fitted on strings, with its categories."""
+    from sklearn.compose import ColumnTransformer
+
+    found: dict[str, list[str]] = {}
+    stack = [estimator]
+    while stack:
+        step = stack.pop()
+        stack += [s for _, s in getattr(step, "steps", [])]
+        if not isinstance(step, ColumnTransformer):
+            continue
+        for _, transformer, columns in step.transformers_:
+            names = [columns] if isinstance(columns, str) else list(np.ravel(columns)) if columns is not None else []
+            if isinstance(transformer, str) or not all(isinstance(c, str) for c in names):
+                continue
+            encoders = [transformer, *(s for _, s in getattr(transformer, "steps", []))]
+            for encoder in encoders:
+                categories = getattr(encoder, "categories_", None)
+                if categories is not None and len(categories) == len(names):
+                    for name, known in zip(names, categories, strict=True):
+                        if np.asarray(known).dtype.kind in "OUS":
+                            found[name] = [str(c) for c in known if isinstance(c, str)]
+    return found
+
+
+def _double_graph(
+    estimator: Any, n: int, columns: list[str] | None, classifier: bool, text: set[str]
+) -> onnx.ModelProto:
     """A float64 graph with scikit-learn's double thresholds, refused (raises) unless onnxruntime runs it."""
-    model = _skl2onnx(estimator, n, columns, True, classifier)
+    model = _skl2onnx(estimator, n, columns, True, classifier, text)
     if with_double_thresholds(model, estimator) < len(sklearn_trees(estimator)):
         raise ImportProblem("some trees did not match the converted graph", "convert")
-    if columns:
+    if columns and not text:
         model = _one_input(model, columns, onnx.TensorProto.DOUBLE)
     import onnxruntime as ort
 
@@ -98,15 +128,22 @@ def _double_graph(estimator: Any, n: int, columns: list[str] | None, classifier:
     return model
 
 
-def _skl2onnx(estimator: Any, n: int, columns: list[str] | None, double: bool, classifier: bool) -> onnx.ModelProto:
-    """skl2onnx's graph: one [N, n] input, or one [N, 1] input per named column."""
+def _skl2onnx(
+    estimator: Any, n: int, columns: list[str] | None, double: bool, classifier: bool, text: set[str] | None = None
+) -> onnx.ModelProto:
+    """skl2onnx's graph: one [N, n] input, or one [N, 1] input per named column (strings for `text`)."""
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     register_with_skl2onnx()
 
     tensor = DoubleTensorType if double else FloatTensorType
-    initial = [(c, tensor([None, 1])) for c in columns] if columns else [("input", tensor([None, n]))]
+    text = text or set()
+    initial = (
+        [(c, (StringTensorType if c in text else tensor)([None, 1])) for c in columns]
+        if columns
+        else [("input", tensor([None, n]))]
+    )
     try:
         graph: onnx.ModelProto = to_onnx(
             estimator, initial_types=initial, options={"zipmap": False} if classifier else None, target_opset=OPSETS

@@ -19,12 +19,14 @@ class Imported:
     reference: Any | None  # the original (an estimator, a booster, or the scaler + ONNX pair) to compare with
     library: str = "onnx"
     notes: list[str] = field(default_factory=list)
+    # Text columns (one string input each, beside numeric inputs) and the categories their encoder knows.
+    text_columns: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def double(self) -> bool:
         """Whether the graph takes float64 (tree thresholds kept in double precision)."""
-        (graph_input,) = graph_inputs(self.model)
-        return bool(graph_input.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE)
+        types = {i.type.tensor_type.elem_type for i in graph_inputs(self.model)}
+        return onnx.TensorProto.DOUBLE in types
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

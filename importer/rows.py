@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ MADE_UP_ROWS = 16
 
 @dataclass
 class Rows:
-    frame: pd.DataFrame  # float64, columns = the model's features (or column_1...)
+    frame: pd.DataFrame  # float64 (text columns: str), columns = the model's features (or column_1...)
     origin: str  # where they came from, for the report
     yours: bool  # the user's data (decides) or made up (a weak check)
 
@@ -31,7 +32,7 @@ def columns_for(n: int, names: list[str] | None) -> list[str]:
     return list(names) if names else [f"column_{i + 1}" for i in range(n)]
 
 
-def from_csv(path: Path, n: int, names: list[str] | None) -> Rows:
+def from_csv(path: Path, n: int, names: list[str] | None, text: Mapping[str, list[str]] | None = None) -> Rows:
     """CSV rows with or without a header; with a header and feature names, columns are taken by name."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
@@ -42,18 +43,25 @@ def from_csv(path: Path, n: int, names: list[str] | None) -> Rows:
         raise ImportProblem(f"--sample {path}: no rows", "check")
     header = None if _numeric(lines[0]) else lines[0]
     body = lines[1:] if header is not None else lines
-    return _rows(header, body, n, names, f"--sample {path.name}")
+    return _rows(header, body, n, names, f"--sample {path.name}", text or {})
 
 
-def from_example(example: dict[str, Any], n: int, names: list[str] | None) -> Rows:
+def from_example(
+    example: dict[str, Any], n: int, names: list[str] | None, text: Mapping[str, list[str]] | None = None
+) -> Rows:
     columns = example.get("columns")
-    return _rows([str(c) for c in columns] if columns else None, example["data"], n, names, "the MLflow input example")
+    header = [str(c) for c in columns] if columns else None
+    return _rows(header, example["data"], n, names, "the MLflow input example", text or {})
 
 
-def made_up(n: int, names: list[str] | None) -> Rows:
-    """Standard normal rows: enough to catch a broken conversion, not to vouch for it on real data."""
+def made_up(n: int, names: list[str] | None, text: Mapping[str, list[str]] | None = None) -> Rows:
+    """Standard normal rows (text columns: their known categories in turn): enough to catch a broken
+    conversion, not to vouch for it on real data."""
     values = np.random.default_rng(0).normal(0.0, 1.0, (MADE_UP_ROWS, n))
-    return Rows(pd.DataFrame(values, columns=columns_for(n, names)), "made-up rows", yours=False)
+    frame = pd.DataFrame(values, columns=columns_for(n, names))
+    for column, known in (text or {}).items():
+        frame[column] = [known[i % len(known)] if known else "" for i in range(MADE_UP_ROWS)]
+    return Rows(frame, "made-up rows", yours=False)
 
 
 def _plain(name: str) -> str:
@@ -68,7 +76,9 @@ def _numeric(row: list[Any]) -> bool:
     return True
 
 
-def _rows(header: list[str] | None, body: list[Any], n: int, names: list[str] | None, origin: str) -> Rows:
+def _rows(
+    header: list[str] | None, body: list[Any], n: int, names: list[str] | None, origin: str, text: Mapping[str, Any]
+) -> Rows:
     columns = columns_for(n, names)
     if header is not None and names is not None and set(names) <= set(header):
         index = [header.index(c) for c in names]  # by name, any order; other columns are ignored
@@ -88,19 +98,23 @@ def _rows(header: list[str] | None, body: list[Any], n: int, names: list[str] | 
     else:
         index = list(range(n))
     values = []
+    is_text = [c in text for c in columns]
     for number, row in enumerate(body, start=1):
         if len(row) != (len(header) if header is not None else n):
             raise ImportProblem(f"{origin}: row {number} has {len(row)} values, expected {n}", "check")
         try:
-            values.append([float(row[i]) for i in index])
+            values.append([str(row[i]) if t else float(row[i]) for i, t in zip(index, is_text, strict=True)])
         except (TypeError, ValueError):
             raise ImportProblem(
-                f"{origin}: row {number} is not all numbers ({row!r:.80}); the server takes numeric columns only",
+                f"{origin}: row {number} is not all numbers ({row!r:.80}) outside the model's text columns "
+                f"({', '.join(text) or 'none'})",
                 "check",
             ) from None
     if not values:
         raise ImportProblem(f"{origin}: no rows", "check")
-    frame = pd.DataFrame(np.asarray(values, dtype=np.float64), columns=columns)
-    if not np.isfinite(frame.to_numpy()).all():
+    frame = pd.DataFrame(values, columns=columns)
+    numbers = [c for c, t in zip(columns, is_text, strict=True) if not t]
+    frame[numbers] = frame[numbers].astype(np.float64)
+    if not np.isfinite(frame[numbers].to_numpy()).all():
         raise ImportProblem(f"{origin}: NaN or infinite values; the server refuses those rows", "check")
     return Rows(frame, f"{origin} ({len(frame)} rows)", yours=True)

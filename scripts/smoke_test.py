@@ -11,6 +11,8 @@ Exits non-zero, naming what failed, if any check fails.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 READY_TIMEOUT = float(os.environ.get("SMOKE_READY_TIMEOUT", "300"))
 HTTP_PORT = int(os.environ.get("SMOKE_HTTP_PORT", "80"))  # where plain HTTP is answered (tests use another)
@@ -58,7 +61,7 @@ def check_redirect(base: str) -> None:
     print(f"ok {plain}: redirects to {location}")
 
 
-def check_http(scoring_uri: str, key: str | None, row: list[float]) -> None:
+def check_http(scoring_uri: str, key: str | None, row: list[Any]) -> None:
     if not scoring_uri.startswith("https://"):
         raise SystemExit(f"FAIL {scoring_uri}: not HTTPS, so the key would travel in clear text")
     base = scoring_uri.removesuffix("/score")
@@ -92,7 +95,14 @@ def check_http(scoring_uri: str, key: str | None, row: list[float]) -> None:
     check_redirect(base)
 
 
-def check_sagemaker(endpoint: str, region: str, row: list[float]) -> None:
+def _csv_line(row: list[Any]) -> str:
+    """The row as one CSV line: numbers as `%g`, text (a model's text columns) quoted where it needs it."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([v if isinstance(v, str) else f"{v:g}" for v in row])
+    return buffer.getvalue()
+
+
+def check_sagemaker(endpoint: str, region: str, row: list[Any]) -> None:
     aws = os.environ.get("AWS_CLI", "aws")
     with tempfile.TemporaryDirectory() as directory:
         answer = Path(directory) / "answer"
@@ -112,7 +122,7 @@ def check_sagemaker(endpoint: str, region: str, row: list[float]) -> None:
                 "--cli-binary-format",
                 "raw-in-base64-out",
                 "--body",
-                ",".join(f"{v:g}" for v in row),
+                _csv_line(row),
                 str(answer),
             ],
             capture_output=True,

@@ -111,9 +111,12 @@ def create_app(
     base_openapi = api.openapi
 
     def openapi() -> dict[str, Any]:
-        if not api.openapi_schema:
-            api.openapi_schema = document(base_openapi, ROUTES, front.keys.enabled)
-        return api.openapi_schema
+        if api.openapi_schema:
+            return api.openapi_schema
+        # Kept once the model is loaded: its columns are part of the document.
+        made = document(base_openapi, ROUTES, front.keys.enabled, state.runtime)
+        api.openapi_schema = made if state.runtime is not None else None
+        return made
 
     api.openapi = openapi  # type: ignore[method-assign]
     served = endpoints(state, metrics, front.settle, openapi)

@@ -25,7 +25,9 @@ from typing import IO, Any, TextIO
 import numpy as np
 from pydantic import ValidationError
 
-from serving.runtime import ModelLoadError, ModelRuntime
+from serving.errors import InvalidInput
+from serving.protocols import columns as typed
+from serving.runtime import ColumnRows, ModelLoadError, ModelRefused, ModelRuntime, Rows
 from serving.settings import describe_settings_error, load_settings
 
 
@@ -183,8 +185,42 @@ class Scorer:
             raise BatchError(f"input header lacks the model's features: {', '.join(missing)}")
         return [position[f] for f in features]
 
-    def score(self, matrix: np.ndarray) -> list[list[Any]]:
-        prediction = self.runtime.predict(matrix.astype(np.float32), probabilities=self.method == "predict_proba")
+    def typed(self, rows: list[list[Any]], indices: list[int], cells: bool) -> ColumnRows:
+        """Rows of a typed-column model (CSV cells as text, or Parquet values) -> its columns; raises
+        InvalidInput naming the column and the type it takes."""
+        model_columns = self.runtime.columns or ()
+        if cells:
+            values = [
+                [typed.csv_cell(c, row[i], r, "row") for r, row in enumerate(rows)]
+                for c, i in zip(model_columns, indices, strict=True)
+            ]
+        else:
+            values = [[row[i] for row in rows] for i in indices]
+        return typed.from_columns(self.runtime, values, "row")
+
+    def typed_problems(self, rows: list[list[Any]], indices: list[int], cells: bool) -> list[str | None]:
+        """Per row, what is wrong with it for a typed-column model (None: nothing)."""
+        try:
+            self.typed(rows, indices, cells)
+            return [None] * len(rows)
+        except InvalidInput:
+            pass
+        problems: list[str | None] = []
+        for row in rows:
+            try:
+                self.typed([row], indices, cells)
+                problems.append(None)
+            except InvalidInput as error:
+                problems.append(str(error).removeprefix("row[0]: "))
+        return problems
+
+    def score(self, matrix: Rows) -> list[list[Any]]:
+        if not isinstance(matrix, ColumnRows):
+            matrix = matrix.astype(self.runtime.input_dtype)
+        try:
+            prediction = self.runtime.predict(matrix, probabilities=self.method == "predict_proba")
+        except ModelRefused as error:
+            raise BatchError(str(error)) from None
         columns: list[Any] = [prediction.labels.tolist()]
         if prediction.probabilities is not None:
             columns.extend(prediction.probabilities.T.tolist())
@@ -268,7 +304,32 @@ def score_csv(
     summary = Summary()
     chunk: list[tuple[int, int, list[str]]] = []
 
+    def flush_typed() -> None:
+        good: list[list[str]] = []
+        problems = scorer.typed_problems([row for *_, row in chunk], indices, cells=True)
+        for (number, line, row), problem in zip(chunk, problems, strict=True):
+            if problem is None and any(_UNDECODABLE.search(cell) for cell in row):
+                problem = "not UTF-8 text"
+            if problem is None and len(row) != len(header):
+                problem = f"expected {len(header)} values, got {len(row)}"
+            if problem is None:
+                good.append(row)
+                continue
+            if error_writer is None:
+                raise BatchError(f"row {number} (line {line}): {problem}; use --on-error skip to set it aside")
+            error_writer.writerow([number, line, problem, *row])
+            summary.bad += 1
+        if good:
+            scored = scorer.score(scorer.typed(good, indices, cells=True))
+            writer.writerows(row + s for row, s in zip(good, scored, strict=True))
+        summary.scored += len(good)
+        progress.set_postfix_str(f"{summary.rows} rows", refresh=False)
+        chunk.clear()
+
     def flush() -> None:
+        if scorer.runtime.columns is not None:
+            flush_typed()
+            return
         good: list[list[str]] = []
         finite: np.ndarray | None = None  # None: check each row
         try:
@@ -346,24 +407,12 @@ def score_parquet(
     writer = None
     try:
         for batch in _batches(parquet, chunk_rows, summary):
-            try:
-                matrix = np.column_stack(
-                    [batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in indices]
-                )
-            except (ValueError, TypeError, pa.ArrowInvalid) as error:
-                raise BatchError(f"rows {summary.rows + 1}-{summary.rows + batch.num_rows}: {error}") from None
-            ok = np.asarray(np.isfinite(matrix.astype(np.float32)).all(axis=1))
-            if not ok.all():
-                for offset in np.flatnonzero(~ok):
-                    number = summary.rows + int(offset) + 1
-                    column = header[indices[int(np.flatnonzero(~np.isfinite(matrix[offset]))[0])]]
-                    problem = f"column '{column}': missing, NaN or not a finite float32 number"
-                    if error_writer is None:
-                        raise BatchError(f"row {number}: {problem}; use --on-error skip to set it aside")
-                    error_writer.writerow([number, problem, *batch.slice(int(offset), 1).to_pylist()[0].values()])
+            if scorer.runtime.columns is not None:
+                matrix, ok = _typed_batch(scorer, batch, indices, header, summary.rows, error_writer)
                 summary.bad += int((~ok).sum())
-                batch = batch.filter(pa.array(ok))
-                matrix = matrix[ok]
+                batch = batch.filter(pa.array(ok)) if not ok.all() else batch
+            else:
+                matrix, batch, ok = _matrix_batch(pa, batch, indices, header, summary, error_writer)
             summary.rows += len(ok)
             if batch.num_rows:
                 scored = scorer.score(matrix)
@@ -380,6 +429,45 @@ def score_parquet(
     if writer is None:
         raise BatchError("no rows were scored: the input is empty or every row is bad")
     return summary
+
+
+def _typed_batch(
+    scorer: Scorer, batch: Any, indices: list[int], header: list[str], before: int, error_writer: Any
+) -> tuple[Rows, np.ndarray]:
+    """A typed-column model's rows of a Parquet batch (values as Arrow gives them), and which are good."""
+    rows = [list(values) for values in zip(*(batch.column(i).to_pylist() for i in range(len(header))), strict=True)]
+    problems = scorer.typed_problems(rows, indices, cells=False)
+    ok = np.array([p is None for p in problems], dtype=bool)
+    for offset, problem in enumerate(problems):
+        if problem is not None:
+            if error_writer is None:
+                raise BatchError(f"row {before + offset + 1}: {problem}; use --on-error skip to set it aside")
+            error_writer.writerow([before + offset + 1, problem, *rows[offset]])
+    good = [row for row, keep in zip(rows, ok, strict=True) if keep]
+    return (scorer.typed(good, indices, cells=False) if good else ColumnRows({}, 0)), ok
+
+
+def _matrix_batch(
+    pa: Any, batch: Any, indices: list[int], header: list[str], summary: Summary, error_writer: Any
+) -> tuple[np.ndarray, Any, np.ndarray]:
+    """A single-matrix model's rows of a Parquet batch as float64, bad rows set aside."""
+    try:
+        matrix = np.column_stack([batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in indices])
+    except (ValueError, TypeError, pa.ArrowInvalid) as error:
+        raise BatchError(f"rows {summary.rows + 1}-{summary.rows + batch.num_rows}: {error}") from None
+    ok = np.asarray(np.isfinite(matrix.astype(np.float32)).all(axis=1))
+    if not ok.all():
+        for offset in np.flatnonzero(~ok):
+            number = summary.rows + int(offset) + 1
+            column = header[indices[int(np.flatnonzero(~np.isfinite(matrix[offset]))[0])]]
+            problem = f"column '{column}': missing, NaN or not a finite float32 number"
+            if error_writer is None:
+                raise BatchError(f"row {number}: {problem}; use --on-error skip to set it aside")
+            error_writer.writerow([number, problem, *batch.slice(int(offset), 1).to_pylist()[0].values()])
+        summary.bad += int((~ok).sum())
+        batch = batch.filter(pa.array(ok))
+        matrix = matrix[ok]
+    return matrix, batch, ok
 
 
 def open_parquet(source: Any) -> Any:

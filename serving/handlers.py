@@ -10,12 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
 from serving.errors import InvalidInput, NotAcceptable, NotFound, UnsupportedMediaType
 from serving.protocols import azureml, jsonbody, sagemaker, v2, v2_binary
-from serving.runtime import ModelRuntime, Prediction, UnsupportedMethod
+from serving.runtime import ModelRefused, ModelRuntime, Prediction, Rows, UnsupportedMethod
 
 JSON = b"application/json"
 CSV = b"text/csv"
@@ -56,10 +55,10 @@ class Plan:
 Handler = Callable[[Call], Plan]
 
 
-def _predict(runtime: ModelRuntime, rows: np.ndarray, method: str, run_options: ort.RunOptions | None) -> Prediction:
+def _predict(runtime: ModelRuntime, rows: Rows, method: str, run_options: ort.RunOptions | None) -> Prediction:
     try:
         return runtime.predict(rows, probabilities=method == "predict_proba", run_options=run_options)
-    except UnsupportedMethod as error:
+    except (UnsupportedMethod, ModelRefused) as error:
         raise InvalidInput(str(error)) from None
 
 
@@ -131,7 +130,10 @@ def v2_infer(name: str, version: str | None) -> Handler:
         rows = request.rows
 
         def finish(run_options: ort.RunOptions | None) -> Reply:
-            results = runtime.run_outputs(rows, request.names, run_options)
+            try:
+                results = runtime.run_outputs(rows, request.names, run_options)
+            except ModelRefused as error:
+                raise InvalidInput(str(error)) from None
             body, json_length = v2.infer_body(runtime, request.names, results, request.request_id, request.binary)
             outputs = lambda: _predictions_json(request.names, results)  # noqa: E731
             if json_length is None:

@@ -11,6 +11,9 @@ from pydantic.json_schema import models_json_schema
 
 from serving.openapi_models import ErrorBody
 from serving.routes import Route
+from serving.runtime import ModelRuntime
+
+_JSON_TYPES = {"number": "number", "integer": "integer", "string": "string", "boolean": "boolean"}
 
 ERROR_TEXTS = {
     400: "Invalid input",
@@ -57,8 +60,54 @@ def _operation(route: Route) -> dict[str, Any]:
     }
 
 
-def document(base: Callable[[], dict[str, Any]], routes: tuple[Route, ...], keys_enabled: bool) -> dict[str, Any]:
-    """FastAPI's document (`base`), with the front's routes and, when keys are on, the key scheme."""
+def column_schemas(runtime: ModelRuntime) -> dict[str, Any]:
+    """A typed-column model's record (an object keyed by column) and row (values in its column order)."""
+    properties: dict[str, Any] = {}
+    for column in runtime.columns or ():
+        schema: dict[str, Any] = {"type": _JSON_TYPES[column.kind], "description": f"{column.onnx_type} input"}
+        if column.kind == "number":
+            schema = {"type": ["number", "null"], "description": f"{column.onnx_type} input; null: missing"}
+        if column.known:
+            schema["enum"] = list(column.known)
+        properties[column.name] = schema
+    record = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    row = {
+        "type": "array",
+        "description": "Values in the model's column order: " + ", ".join(properties),
+        "prefixItems": list(properties.values()),
+        "minItems": len(properties),
+        "maxItems": len(properties),
+    }
+    return {"ModelRecord": record, "ModelRow": row}
+
+
+def _typed_body(operation: dict[str, Any]) -> None:
+    """A typed-column model's /score and /invocations JSON bodies, by its columns."""
+    rows = {
+        "oneOf": [
+            {"type": "array", "items": {"$ref": "#/components/schemas/ModelRow"}},
+            {"type": "array", "items": {"$ref": "#/components/schemas/ModelRecord"}},
+            {"$ref": "#/components/schemas/ModelRecord"},
+        ]
+    }
+    method = {"type": "string", "enum": ["predict", "predict_proba"]}
+    schema = {
+        "type": "object",
+        "description": "Rows in the model's column order or records by column name; /invocations also takes "
+        "dataframe_split, dataframe_records, instances and inputs (columns by name)",
+        "properties": {"data": rows, "instances": rows, "dataframe_records": rows, "method": method},
+    }
+    operation["requestBody"]["content"]["application/json"] = {"schema": schema}
+
+
+def document(
+    base: Callable[[], dict[str, Any]],
+    routes: tuple[Route, ...],
+    keys_enabled: bool,
+    runtime: ModelRuntime | None = None,
+) -> dict[str, Any]:
+    """FastAPI's document (`base`), with the front's routes, the model's columns when it takes typed columns,
+    and, when keys are on, the key scheme."""
     schema = base()
     models: set[type[BaseModel]] = {
         m for r in routes if r.infer for m in (*r.request.values(), *r.response.values()) if m is not None
@@ -68,9 +117,14 @@ def document(base: Callable[[], dict[str, Any]], routes: tuple[Route, ...], keys
         ref_template="#/components/schemas/{model}",
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
+    typed = runtime is not None and runtime.columns is not None
+    if typed and runtime is not None:
+        schema["components"]["schemas"].update(column_schemas(runtime))
     for route in routes:
         if route.infer is not None:
             schema["paths"][route.template] = {method.lower(): _operation(route) for method in route.methods}
+            if typed and route.template in ("/score", "/invocations"):
+                _typed_body(schema["paths"][route.template]["post"])
     if keys_enabled:
         schema["components"]["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
         keyed = {r.template for r in routes if not r.open}

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 
 from serving.onnx_fastpath import session_run
+from serving.onnx_graph import read_graph_facts
 
 if TYPE_CHECKING:
     from serving.settings import Settings
@@ -22,6 +25,16 @@ _IMPORT_HINT = (
     "`.venv/bin/python -m importer MODEL -o model.onnx --name NAME --version VERSION --sample rows.csv`"
 )
 _FLOAT_INPUTS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+# A column of a model with one input per column: its ONNX type -> (kind, numpy type). The kind is what
+# a value must be (and what an error tells the client to send).
+COLUMN_TYPES: dict[str, tuple[str, Any]] = {
+    "tensor(float)": ("number", np.float32),
+    "tensor(double)": ("number", np.float64),
+    "tensor(int64)": ("integer", np.int64),
+    "tensor(int32)": ("integer", np.int32),
+    "tensor(string)": ("string", np.object_),
+    "tensor(bool)": ("boolean", np.bool_),
+}
 
 
 class ModelLoadError(Exception):
@@ -37,6 +50,44 @@ class TensorSpec:
     name: str
     datatype: str  # Open Inference Protocol name: FP32, INT64, BYTES, ...
     shape: tuple[int, ...]  # -1 for the batch (or any dynamic) dimension
+
+
+@dataclass(frozen=True)
+class Column:
+    """One input of a model that takes one [N, 1] input per column."""
+
+    name: str  # the name clients use (the model's feature_names, else the input's name)
+    input: str  # the graph input
+    kind: str  # number, integer, string or boolean
+    dtype: Any  # numpy type fed to onnxruntime
+    datatype: str  # Open Inference Protocol name
+    categories: frozenset[str | int] | None = None  # the only values the model accepts (an encoder refusing others)
+    known: tuple[str | int, ...] = ()  # the same, in the model's order (for error messages and samples)
+    rank: int = 2  # [N, 1], or [N]
+
+    @property
+    def onnx_type(self) -> str:
+        return {v: k for k, v in _ONNX_TO_V2.items()}.get(self.datatype, self.datatype)
+
+
+class ColumnRows:
+    """Rows of a typed-column model: one [N, 1] array per graph input, ready to feed."""
+
+    __slots__ = ("count", "feed")
+
+    def __init__(self, feed: dict[str, np.ndarray], count: int) -> None:
+        self.feed = feed
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+Rows = np.ndarray | ColumnRows
+
+
+class ModelRefused(Exception):
+    """onnxruntime refused the values of a typed-column model (e.g. an encoder's unknown category)."""
 
 
 class Prediction(NamedTuple):
@@ -93,7 +144,7 @@ def _metadata_list(metadata: dict[str, str], key: str, path: Path) -> list[Any] 
 
 
 class ModelRuntime:
-    """An ONNX classifier or regressor with one 2-D numeric input."""
+    """An ONNX classifier or regressor: one 2-D float input, or one [N, 1] input per typed column."""
 
     def __init__(
         self,
@@ -118,29 +169,39 @@ class ModelRuntime:
             raise ModelLoadError(f"not a valid ONNX model: {self.path}: {first_line}{hint}") from None
 
         inputs = self._session.get_inputs()
-        if len(inputs) != 1:
-            names = ", ".join(i.name for i in inputs)
-            raise ModelLoadError(
-                f"unsupported model {self.path}: it has {len(inputs)} inputs ({names}); the server takes one 2-D "
-                "float input of all features. Re-export with the columns concatenated into one input "
-                "(skl2onnx: initial_types=[('input', FloatTensorType([None, n_features]))])"
-            )
-        model_input = inputs[0]
-        if model_input.type not in _FLOAT_INPUTS or len(model_input.shape or []) != 2:
-            raise ModelLoadError(
-                f"unsupported model {self.path}: input '{model_input.name}' must be a 2-D float "
-                f"tensor, found {model_input.type} with shape {model_input.shape}"
-            )
-        self.input = _spec(model_input)
-        self.input_dtype = _FLOAT_INPUTS[model_input.type]
-
         metadata = self._session.get_modelmeta().custom_metadata_map
-        width = model_input.shape[1]
+        facts = read_graph_facts(self.path.read_bytes())
         features = _metadata_list(metadata, "feature_names", self.path)
-        if features is not None:
-            self.feature_names: tuple[str, ...] | None = tuple(str(f) for f in features)
+        self.feature_names: tuple[str, ...] | None = tuple(str(f) for f in features) if features is not None else None
+        # One input per column (a ColumnTransformer over text and numbers), or today's one float matrix.
+        self.columns: tuple[Column, ...] | None = None
+        model_input = inputs[0]
+        if len(inputs) == 1 and model_input.type in _FLOAT_INPUTS and len(model_input.shape or []) == 2:
+            self._matrix_input(model_input)
         else:
-            self.feature_names = None
+            self.columns = self._column_inputs(inputs, facts.categories)
+            self.feature_names = tuple(c.name for c in self.columns)
+            self.n_features = len(self.columns)
+        self.input = _spec(model_input)
+        self.input_dtype = _FLOAT_INPUTS.get(model_input.type, np.float32)
+
+        self._run = session_run(self._session)
+        self._input_name = model_input.name
+        self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
+        self._label_output, self._proba_output = self._find_outputs()
+        # Labels the metadata lacks are in the classifier operator (a model exported by hand).
+        classes = _metadata_list(metadata, "class_labels", self.path) or facts.class_labels
+        self.class_labels: tuple[Any, ...] | None = tuple(classes) if classes is not None else None
+        self.name = name or metadata.get("name") or self.path.stem
+        self.version = version or metadata.get("version") or "1"
+        self.is_classifier = self._proba_output is not None
+        self._labels_only = [self._label_output]
+        self._with_probabilities = [self._label_output, self._proba_output]
+        self._fixed_cost = float("inf")
+        self._row_cost = float("inf")
+
+    def _matrix_input(self, model_input: ort.NodeArg) -> None:
+        width = model_input.shape[1]
         if isinstance(width, int):
             self.n_features = width
         elif self.feature_names is not None:
@@ -156,19 +217,28 @@ class ModelRuntime:
                 f"for an input of width {self.n_features}"
             )
 
-        self._run = session_run(self._session)
-        self._input_name = model_input.name
-        self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
-        self._label_output, self._proba_output = self._find_outputs()
-        classes = _metadata_list(metadata, "class_labels", self.path)
-        self.class_labels: tuple[Any, ...] | None = tuple(classes) if classes is not None else None
-        self.name = name or metadata.get("name") or self.path.stem
-        self.version = version or metadata.get("version") or "1"
-        self.is_classifier = self._proba_output is not None
-        self._labels_only = [self._label_output]
-        self._with_probabilities = [self._label_output, self._proba_output]
-        self._fixed_cost = float("inf")
-        self._row_cost = float("inf")
+    def _column_inputs(
+        self, inputs: list[ort.NodeArg], categories: dict[str, tuple[str | int, ...]]
+    ) -> tuple[Column, ...]:
+        """Each input one column: [N, 1] (or [N]) of a number, integer, string or boolean type."""
+        names = (
+            self.feature_names if self.feature_names is not None and len(self.feature_names) == len(inputs) else None
+        )
+        columns = []
+        for position, node in enumerate(inputs):
+            shape = node.shape or []
+            if node.type not in COLUMN_TYPES or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+                raise ModelLoadError(
+                    f"unsupported model {self.path}: input '{node.name}' is {node.type} with shape {shape}; the "
+                    "server takes one 2-D float input of all features, or one [N, 1] input per column of type "
+                    f"{', '.join(sorted(t[7:-1] for t in COLUMN_TYPES))}"
+                )
+            kind, dtype = COLUMN_TYPES[node.type]
+            known = categories.get(node.name, ())
+            name = names[position] if names is not None else node.name
+            datatype = _ONNX_TO_V2[node.type]
+            columns.append(Column(name, node.name, kind, dtype, datatype, frozenset(known) or None, known, len(shape)))
+        return tuple(columns)
 
     def _find_outputs(self) -> tuple[str, str | None]:
         """The first output is the prediction; a 2-D float output after it holds probabilities."""
@@ -184,27 +254,38 @@ class ModelRuntime:
         return label, None
 
     def predict(
-        self, rows: np.ndarray, *, probabilities: bool = False, run_options: ort.RunOptions | None = None
+        self, rows: Rows, *, probabilities: bool = False, run_options: ort.RunOptions | None = None
     ) -> Prediction:
-        """Score a [N, n_features] matrix. Thread-safe: onnxruntime sessions allow concurrent runs.
+        """Score a [N, n_features] matrix, or typed columns. Thread-safe: sessions allow concurrent runs.
 
         Setting `run_options.terminate` from another thread stops the run (scoring timeouts).
         """
         if probabilities and self._proba_output is None:
             raise UnsupportedMethod(f"model '{self.name}' is not a classifier: it has no probabilities")
         names = self._with_probabilities if probabilities else self._labels_only
-        if rows.dtype != self.input_dtype:
-            rows = rows.astype(self.input_dtype)
-        results = self._run(names, {self._input_name: rows}, run_options)
+        if isinstance(rows, ColumnRows):
+            results = self._run_columns(names, rows, run_options)
+        else:
+            if rows.dtype != self.input_dtype:
+                rows = rows.astype(self.input_dtype)
+            results = self._run(names, {self._input_name: rows}, run_options)
         labels = results[0]
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         return Prediction(labels, results[1] if probabilities else None)
 
-    def run_outputs(
-        self, rows: np.ndarray, names: list[str], run_options: ort.RunOptions | None = None
-    ) -> list[np.ndarray]:
+    def _run_columns(self, names: list[Any], rows: ColumnRows, run_options: ort.RunOptions | None) -> list[Any]:
+        try:
+            return self._run(names, rows.feed, run_options)
+        except (OrtFail, OrtInvalidArgument) as error:
+            # The values passed every check the server can make; what the graph refused is in its message.
+            message = str(error).rsplit("Status Message: ", 1)[-1].strip().splitlines()[0]
+            raise ModelRefused(f"the model refused these values: {message}") from None
+
+    def run_outputs(self, rows: Rows, names: list[str], run_options: ort.RunOptions | None = None) -> list[np.ndarray]:
         """Raw named outputs, for protocols that ask for tensors by name."""
+        if isinstance(rows, ColumnRows):
+            return self._run_columns(names, rows, run_options)
         if rows.dtype != self.input_dtype:
             rows = rows.astype(self.input_dtype)
         outputs: list[np.ndarray] = self._run(names, {self._input_name: rows}, run_options)
@@ -219,7 +300,9 @@ class ModelRuntime:
         rng = np.random.default_rng(0)
 
         def best_of(rows: int) -> float:
-            batch = rng.normal(size=(rows, self.n_features)).astype(self.input_dtype)
+            batch: Rows = rng.normal(size=(rows, self.n_features)).astype(self.input_dtype)
+            if self.columns is not None:
+                batch = self.example_rows(rows)
             timings = []
             for _ in range(5):
                 started = time.perf_counter()
@@ -227,9 +310,21 @@ class ModelRuntime:
                 timings.append(time.perf_counter() - started)
             return min(timings)
 
-        one, many = best_of(1), best_of(64)
+        try:
+            one, many = best_of(1), best_of(64)
+        except ModelRefused:  # a typed model that refuses made-up values: no estimate, scored in the pool
+            return
         self._fixed_cost = one
         self._row_cost = max(0.0, (many - one) / 63)
+
+    def example_rows(self, count: int) -> ColumnRows:
+        """Rows any typed-column model takes: zeros, false, and each text column's first known category."""
+        feed = {}
+        for column in self.columns or ():
+            value: Any = column.known[0] if column.known else "" if column.kind == "string" else 0
+            shape = (count, 1) if column.rank == 2 else (count,)
+            feed[column.input] = np.full(shape, value, dtype=column.dtype)
+        return ColumnRows(feed, count)
 
     def cost_estimate(self, rows: int) -> float:
         """Expected seconds to score `rows` rows (from warm-up); infinite before warm-up."""

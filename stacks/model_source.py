@@ -285,21 +285,28 @@ def _from_mlflow_model(directory: Path, mlmodel: dict[str, Any]) -> Path:
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "serving" / "model" / MODEL_FILE
 
 
-def sample_row(path: Path) -> list[float]:
+def sample_row(path: Path) -> list[Any]:
     """One input row for smoke tests and examples: the model's `sample_input` metadata (written by
-    `python -m importer`), else zeros of the input's width (any model answers those)."""
+    `python -m importer`), else a row any model answers: zeros of the input's width or, for a model with one
+    input per column, per column a zero, false, or the first category its encoder knows (else "")."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     initializers = {i.name for i in model.graph.initializer}
-    (graph_input,) = [i for i in model.graph.input if i.name not in initializers][:1] or [None]
-    dims = graph_input.type.tensor_type.shape.dim if graph_input is not None else []
+    inputs = [i for i in model.graph.input if i.name not in initializers]
     metadata = {p.key: p.value for p in model.metadata_props}
-    width = int(dims[1].dim_value) if len(dims) == 2 and dims[1].HasField("dim_value") else None
     try:
         sample = json.loads(metadata.get("sample_input", "null"))
     except ValueError:
         sample = None
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+    if len(inputs) > 1 or (inputs and inputs[0].type.tensor_type.elem_type not in floats):
+        if isinstance(sample, list) and len(sample) == len(inputs):
+            return sample
+        return [_column_default(model, i) for i in inputs]
+    graph_input = inputs[0] if inputs else None
+    dims = graph_input.type.tensor_type.shape.dim if graph_input is not None else []
+    width = int(dims[1].dim_value) if len(dims) == 2 and dims[1].HasField("dim_value") else None
     numbers = isinstance(sample, list) and sample and all(isinstance(v, (int, float)) for v in sample)
     if numbers and (width is None or len(sample) == width):
         return [float(v) for v in sample]
@@ -309,6 +316,23 @@ def sample_row(path: Path) -> list[float]:
         except ValueError:
             width = 1
     return [0.0] * width
+
+
+def _column_default(model: Any, graph_input: Any) -> Any:
+    """A value a column's input takes: text gets the first category a one-hot encoder on it knows."""
+    import onnx
+
+    kind = graph_input.type.tensor_type.elem_type
+    if kind == onnx.TensorProto.STRING:
+        for node in model.graph.node:
+            if node.op_type == "OneHotEncoder" and node.input[:1] == [graph_input.name]:
+                for attribute in node.attribute:
+                    if attribute.name == "cats_strings" and attribute.strings:
+                        return attribute.strings[0].decode()
+        return ""
+    if kind == onnx.TensorProto.BOOL:
+        return False
+    return 0.0 if kind in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16) else 0
 
 
 def _check_onnx(path: Path) -> None:

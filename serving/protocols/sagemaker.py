@@ -8,9 +8,10 @@ import io
 import numpy as np
 
 from serving.errors import InvalidInput, NotAcceptable, UnsupportedMediaType
+from serving.protocols import columns as typed
 from serving.protocols.jsonbody import METHODS, json_object, method_from
 from serving.protocols.tabular import check_row_count, columns_and_rows, ensure_finite, json_rows
-from serving.runtime import ModelRuntime, Prediction
+from serving.runtime import ModelRuntime, Prediction, Rows
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs", "data")
 
@@ -31,7 +32,7 @@ def method_from_custom_attributes(header: str) -> str | None:
     return None
 
 
-def parse_json_invocation(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[np.ndarray, str | None]:
+def parse_json_invocation(body: bytes, runtime: ModelRuntime, max_rows: int) -> tuple[Rows, str | None]:
     payload = json_object(body)
     present = [key for key in MLFLOW_KEYS if key in payload]
     if len(present) != 1:
@@ -39,7 +40,9 @@ def parse_json_invocation(body: bytes, runtime: ModelRuntime, max_rows: int) -> 
         raise InvalidInput(f"request body must have exactly one of {', '.join(MLFLOW_KEYS)}; {found}")
     key = present[0]
     method = method_from(payload) if "method" in payload else None
-    features, width = runtime.feature_names, runtime.n_features
+    if runtime.columns is not None:
+        return _typed_json(key, payload[key], runtime, max_rows), method
+    features, width, dtype = runtime.feature_names, runtime.n_features, runtime.input_dtype
     if key == "dataframe_split":
         split = payload[key]
         if not isinstance(split, dict) or "data" not in split:
@@ -47,7 +50,7 @@ def parse_json_invocation(body: bytes, runtime: ModelRuntime, max_rows: int) -> 
         columns = split.get("columns") or []
         if not isinstance(columns, list):
             raise InvalidInput("dataframe_split.columns: expected a list of column names")
-        return columns_and_rows(columns, split["data"], features, width, max_rows, key), method
+        return columns_and_rows(columns, split["data"], features, width, max_rows, key, dtype), method
     if key == "inputs" and isinstance(payload[key], dict):
         # Column-oriented tensor input: {"inputs": {"feature": [values...], ...}}.
         columns = payload[key]
@@ -56,8 +59,22 @@ def parse_json_invocation(body: bytes, runtime: ModelRuntime, max_rows: int) -> 
         if not all(isinstance(v, list) for v in values) or len({len(v) for v in values}) > 1:
             raise InvalidInput("inputs: expected an object of equally long columns of numbers")
         rows = [list(r) for r in zip(*values, strict=True)]
-        return columns_and_rows(names, rows, features, width, max_rows, key), method
-    return json_rows(payload[key], features, width, max_rows, key), method
+        return columns_and_rows(names, rows, features, width, max_rows, key, dtype), method
+    return json_rows(payload[key], features, width, max_rows, key, dtype), method
+
+
+def _typed_json(key: str, value: object, runtime: ModelRuntime, max_rows: int) -> Rows:
+    """The same MLflow shapes for a model with one input per typed column."""
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
+            raise InvalidInput("dataframe_split: expected an object with 'columns' and 'data'")
+        names = value.get("columns") or []
+        if not isinstance(names, list):
+            raise InvalidInput("dataframe_split.columns: expected a list of column names")
+        return typed.named(names, value["data"], runtime, max_rows, key)
+    if key == "inputs" and isinstance(value, dict):
+        return typed.by_name(value, runtime, max_rows, key)
+    return typed.json_rows(value, runtime, max_rows, key)
 
 
 def _csv_rows(text: str, limit: int) -> list[list[str]]:
@@ -76,7 +93,7 @@ def _csv_rows(text: str, limit: int) -> list[list[str]]:
     return rows
 
 
-def parse_csv(body: bytes, runtime: ModelRuntime, max_rows: int) -> np.ndarray:
+def parse_csv(body: bytes, runtime: ModelRuntime, max_rows: int) -> Rows:
     """CSV rows, with an optional header of feature names (any order)."""
     try:
         text = body.decode("utf-8-sig")
@@ -96,12 +113,14 @@ def parse_csv(body: bytes, runtime: ModelRuntime, max_rows: int) -> np.ndarray:
         order = [first.index(f) for f in features]
         lines = lines[1:]
     check_row_count(len(lines), max_rows, "CSV")
+    if runtime.columns is not None:
+        return typed.csv_rows(lines, order, runtime, "CSV rows")
     width = runtime.n_features
     for r, row in enumerate(lines):
         if len(row) != width:
             raise InvalidInput(f"CSV row {r + 1}: expected {width} values, got {len(row)}")
     try:
-        matrix = np.array(lines, dtype=np.float32)
+        matrix = np.array(lines, dtype=runtime.input_dtype)
     except ValueError:
         for r, row in enumerate(lines):
             for c, cell in enumerate(row):
@@ -158,7 +177,7 @@ def negotiate(accept: str, offers: tuple[str, ...]) -> str | None:
 
 def parse_invocation(
     body: bytes, content_type: str, custom_attributes: str, runtime: ModelRuntime, max_rows: int
-) -> tuple[np.ndarray, str]:
+) -> tuple[Rows, str]:
     kind = media_type(content_type) or "application/json"
     header_method = method_from_custom_attributes(custom_attributes) if custom_attributes else None
     if kind == "application/json":

@@ -77,8 +77,12 @@ _FEW_VALUES = 64
 _NUMBERS = frozenset((int, float))
 
 
-def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.ndarray:
-    """A list of rows (or one flat row) of JSON numbers -> float32 [N, width]."""
+def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str, dtype: Any = np.float32) -> np.ndarray:
+    """A list of rows (or one flat row) of JSON numbers -> [N, width] of the model's float type.
+
+    A double model gets float64 straight from the JSON: through float32 first, a value near a tree's
+    double threshold could land on its other side.
+    """
     if rows and type(rows[0]) is not list:
         rows = [rows]
     if not 0 < len(rows) <= max_rows:
@@ -86,7 +90,7 @@ def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.n
     try:
         # Straight to float32 (a value beyond its range becomes inf, found below). numpy would also
         # take numeric strings and score JSON true/false as 1/0: the cells' types are checked next.
-        matrix = np.array(rows, dtype=np.float32)
+        matrix = np.array(rows, dtype=dtype)
     except (ValueError, TypeError, OverflowError):  # an int beyond any float
         raise _first_bad_cell(rows, width, where) from None
     if matrix.ndim != 2 or matrix.shape[1] != width:
@@ -101,7 +105,9 @@ def numeric_rows(rows: list[Any], width: int, max_rows: int, where: str) -> np.n
     return ensure_finite(matrix, where)
 
 
-def named_records(records: list[Any], features: Sequence[str] | None, max_rows: int, where: str) -> np.ndarray:
+def named_records(
+    records: list[Any], features: Sequence[str] | None, max_rows: int, where: str, dtype: Any = np.float32
+) -> np.ndarray:
     """Records keyed by feature name, in any key order -> float32 in the model's column order."""
     if features is None:
         raise InvalidInput(
@@ -123,17 +129,23 @@ def named_records(records: list[Any], features: Sequence[str] | None, max_rows: 
                 parts.append(f"unknown {', '.join(unknown)}")
             raise InvalidInput(f"{where}[{r}]: {'; '.join(parts)}")
         rows.append([record[f] for f in features])
-    return numeric_rows(rows, len(features), max_rows, where)
+    return numeric_rows(rows, len(features), max_rows, where, dtype)
 
 
 def columns_and_rows(
-    columns: list[Any], rows: list[Any], features: Sequence[str] | None, width: int, max_rows: int, where: str
+    columns: list[Any],
+    rows: list[Any],
+    features: Sequence[str] | None,
+    width: int,
+    max_rows: int,
+    where: str,
+    dtype: Any = np.float32,
 ) -> np.ndarray:
     """MLflow's dataframe_split: named columns, reordered to the model's features."""
     if not isinstance(rows, list):
         raise InvalidInput(f"{where}.data: expected a list of rows")
     if not columns:
-        return numeric_rows(rows, width, max_rows, f"{where}.data")
+        return numeric_rows(rows, width, max_rows, f"{where}.data", dtype)
     if not all(isinstance(c, str) for c in columns):
         raise InvalidInput(f"{where}.columns: expected a list of column names")
     if features is None:
@@ -144,7 +156,7 @@ def columns_and_rows(
             "or import the model with its feature names"
         )
     if list(columns) == list(features):
-        return numeric_rows(rows, width, max_rows, f"{where}.data")
+        return numeric_rows(rows, width, max_rows, f"{where}.data", dtype)
     unknown = [c for c in columns if c not in features]
     missing = [f for f in features if f not in columns]
     if unknown or missing or len(set(columns)) != len(columns):
@@ -158,17 +170,19 @@ def columns_and_rows(
             if p
         )
         raise InvalidInput(f"{where}.columns: {detail}")
-    matrix = numeric_rows(rows, len(columns), max_rows, f"{where}.data")
+    matrix = numeric_rows(rows, len(columns), max_rows, f"{where}.data", dtype)
     order = [columns.index(f) for f in features]
     return np.ascontiguousarray(matrix[:, order])
 
 
-def json_rows(data: Any, features: Sequence[str] | None, width: int, max_rows: int, where: str) -> np.ndarray:
+def json_rows(
+    data: Any, features: Sequence[str] | None, width: int, max_rows: int, where: str, dtype: Any = np.float32
+) -> np.ndarray:
     """Rows as plain JSON: numbers, one row, records, or one record."""
     if isinstance(data, dict):
-        return named_records([data], features, max_rows, where)
+        return named_records([data], features, max_rows, where, dtype)
     if not isinstance(data, list):
         raise InvalidInput(f"{where}: expected a list of rows, got {type(data).__name__}")
     if data and isinstance(data[0], dict):
-        return named_records(data, features, max_rows, where)
-    return numeric_rows(data, width, max_rows, where)
+        return named_records(data, features, max_rows, where, dtype)
+    return numeric_rows(data, width, max_rows, where, dtype)

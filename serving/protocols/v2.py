@@ -8,10 +8,10 @@ import numpy as np
 
 from serving import __version__
 from serving.errors import InvalidInput
-from serving.protocols import v2_binary
+from serving.protocols import columns, v2_binary
 from serving.protocols.jsonbody import dumps, json_object, jsonable
 from serving.protocols.tabular import check_row_count, contains_bool, ensure_finite
-from serving.runtime import ModelRuntime, TensorSpec
+from serving.runtime import ModelRuntime, Rows, TensorSpec
 
 NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
@@ -25,11 +25,17 @@ def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
 
 
 def model_metadata(runtime: ModelRuntime) -> dict[str, Any]:
+    if runtime.columns is not None:  # one tensor per column, by the name clients send
+        inputs = [
+            {"name": c.name, "datatype": c.datatype, "shape": [-1, 1] if c.rank == 2 else [-1]} for c in runtime.columns
+        ]
+    else:
+        inputs = [{**_tensor_metadata(runtime.input), "shape": [-1, runtime.n_features]}]
     return {
         "name": runtime.name,
         "versions": [runtime.version],
         "platform": "onnxruntime_onnx",
-        "inputs": [{**_tensor_metadata(runtime.input), "shape": [-1, runtime.n_features]}],
+        "inputs": inputs,
         "outputs": [_tensor_metadata(o) for o in runtime.outputs],
     }
 
@@ -71,7 +77,7 @@ def check_datatype(values: np.ndarray, datatype: str, where: str) -> None:
 
 
 class InferRequest(NamedTuple):
-    rows: np.ndarray
+    rows: Rows
     names: list[str]  # outputs to return
     request_id: Any
     binary: list[bool] | None  # per output, whether it goes back as binary data; None: all JSON
@@ -81,6 +87,17 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int, header_length
     """A JSON infer request, or one with binary tensor data after `header_length` bytes of JSON."""
     json_part, binary = v2_binary.split(body, header_length)
     payload = json_object(json_part)
+    rows = (
+        _column_tensors(payload, binary, runtime, max_rows)
+        if runtime.columns
+        else _matrix(payload, binary, runtime, max_rows)
+    )
+    names, binary_outputs = _outputs(payload, runtime)
+    return InferRequest(rows, names, payload.get("id"), binary_outputs)
+
+
+def _matrix(payload: dict[str, Any], binary: memoryview | None, runtime: ModelRuntime, max_rows: int) -> np.ndarray:
+    """The one [rows, features] tensor of a single-matrix model."""
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise InvalidInput(f"inputs: expected a list with exactly one tensor named '{runtime.input.name}'")
@@ -114,8 +131,10 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int, header_length
     else:
         v2_binary.check_all_used(binary, 0)
         values = _json_values(tensor.get("data"), shape, datatype, name)
-    rows = ensure_finite(values.reshape(shape).astype(np.float32), "inputs[0].data")
+    return ensure_finite(values.reshape(shape).astype(runtime.input_dtype), "inputs[0].data")
 
+
+def _outputs(payload: dict[str, Any], runtime: ModelRuntime) -> tuple[list[str], list[bool] | None]:
     known = [o.name for o in runtime.outputs]
     requested = payload.get("outputs")
     if requested is None:
@@ -135,7 +154,79 @@ def parse_infer(body: bytes, runtime: ModelRuntime, max_rows: int, header_length
     if "parameters" in payload or (requested and any("parameters" in o for o in requested)):
         flags = v2_binary.wanted(payload, requested, names)
         binary_outputs = flags if any(flags) else None
-    return InferRequest(rows, names, payload.get("id"), binary_outputs)
+    return names, binary_outputs
+
+
+# The datatypes a client may send for each column kind (a number column takes integers too).
+_COLUMN_DATATYPES = {
+    "number": NUMERIC_DATATYPES,
+    "integer": {name for name in NUMERIC_DATATYPES if "INT" in name},
+    "string": {"BYTES"},
+    "boolean": {"BOOL"},
+}
+
+
+def _column_tensors(payload: dict[str, Any], binary: memoryview | None, runtime: ModelRuntime, max_rows: int) -> Rows:
+    """One tensor per column, by name, in any order: [rows] or [rows, 1]."""
+    model_columns = runtime.columns or ()
+    names = [c.name for c in model_columns]
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
+        raise InvalidInput(f"inputs: expected a list of tensors, one per column ({', '.join(names)})")
+    given = [t.get("name") for t in inputs]
+    if sorted(map(str, given)) != sorted(names):
+        missing = [n for n in names if n not in given]
+        unknown = [str(g) for g in given if g not in names]
+        twice = sorted({str(g) for g in given if given.count(g) > 1})
+        raise InvalidInput(
+            f"inputs: one tensor per column, by name: missing {', '.join(missing) or '-'}; "
+            f"unknown {', '.join(unknown) or '-'}; more than once {', '.join(twice) or '-'}"
+        )
+    by_name = {t["name"]: (i, t) for i, t in enumerate(inputs)}
+    values: list[list[Any]] = []
+    count: int | None = None
+    used = 0
+    for column in model_columns:
+        position, tensor = by_name[column.name]
+        where = f"inputs[{position}] ({column.name})"
+        datatype = tensor.get("datatype")
+        if datatype not in _COLUMN_DATATYPES[column.kind]:
+            raise InvalidInput(
+                f"{where}.datatype: {columns.expects(column)}: send {column.datatype}, got {datatype!r:.20}"
+            )
+        shape = tensor.get("shape")
+        if (
+            not isinstance(shape, list)
+            or len(shape) not in (1, 2)
+            or not all(type(d) is int and d >= 0 for d in shape)
+            or shape[1:] not in ([], [1])
+        ):
+            raise InvalidInput(f"{where}.shape: expected [rows, 1] or [rows], got {shape!r:.40}")
+        if count is None:
+            count = shape[0]
+            check_row_count(count, max_rows, where)
+        elif shape[0] != count:
+            raise InvalidInput(f"{where}.shape: {shape[0]} rows, but the first column has {count}")
+        parameters = tensor.get("parameters")
+        if isinstance(parameters, dict) and "binary_data_size" in parameters:
+            if datatype == "BYTES":
+                strings, used = v2_binary.take_strings(tensor, shape[0], binary, used, where)
+                values.append(strings)
+            else:
+                array, used = v2_binary.take(tensor, shape, datatype, binary, used, where)
+                values.append(array.tolist())
+        else:
+            values.append(_column_data(tensor.get("data"), shape[0], where))
+    v2_binary.check_all_used(binary, used)
+    return columns.from_columns(runtime, values, "inputs")
+
+
+def _column_data(data: Any, count: int, where: str) -> list[Any]:
+    if isinstance(data, list) and data and all(type(d) is list for d in data):
+        data = [item for row in data for item in (row if isinstance(row, list) else [row])]
+    if not isinstance(data, list) or len(data) != count:
+        raise InvalidInput(f"{where}.data: expected a list of {count} values")
+    return data
 
 
 def _json_values(data: Any, shape: list[int], datatype: str, name: Any) -> np.ndarray:

@@ -81,6 +81,37 @@ def take(
     return values, offset + size
 
 
+def take_strings(
+    tensor: dict[str, Any], count: int, binary: memoryview | None, offset: int, where: str
+) -> tuple[list[str], int]:
+    """A BYTES input's `count` strings from the binary part at `offset` (each a 4-byte little-endian
+    length, then UTF-8 bytes); -> (strings, next offset)."""
+    size = tensor["parameters"]["binary_data_size"]
+    if binary is None:
+        raise InvalidInput(f"{where}: binary_data_size needs the Inference-Header-Content-Length header")
+    if type(size) is not int or size < 0 or offset + size > len(binary):
+        raise InvalidInput(f"{where}.parameters.binary_data_size: {size!r:.30} is not a byte count within the body")
+    data = binary[offset : offset + size]
+    strings: list[str] = []
+    at = 0
+    for _ in range(count):
+        if at + 4 > size:
+            break
+        (length,) = struct.unpack_from("<I", data, at)
+        if at + 4 + length > size:
+            break
+        try:
+            strings.append(bytes(data[at + 4 : at + 4 + length]).decode())
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{where}: element {len(strings)} is not UTF-8 text") from None
+        at += 4 + length
+    if len(strings) != count or at != size:
+        raise InvalidInput(
+            f"{where}.parameters.binary_data_size: {size} bytes do not hold exactly {count} length-prefixed strings"
+        )
+    return strings, offset + size
+
+
 def check_all_used(binary: memoryview | None, used: int) -> None:
     if binary is not None and used != len(binary):
         raise InvalidInput(

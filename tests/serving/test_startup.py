@@ -216,11 +216,11 @@ def test_inline_budget_follows_spare_cores(monkeypatch: pytest.MonkeyPatch) -> N
     assert inline_scoring_budget_us(Settings(workers=8, inline_scoring_budget_us=0)) == 0, "a setting wins"
 
 
-def test_a_two_input_model_says_what_to_do(tmp_path: Path) -> None:
+def test_a_model_whose_inputs_are_neither_a_matrix_nor_columns_says_what_to_do(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in ("a", "b")]
-    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, w]) for n, w in (("a", 3), ("b", 1))]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])
     graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "two", inputs, [output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
@@ -228,11 +228,11 @@ def test_a_two_input_model_says_what_to_do(tmp_path: Path) -> None:
     path.write_bytes(model.SerializeToString())
     result = run_cli("serve", "--model", str(path))
     assert result.returncode == 1
-    assert "it has 2 inputs (a, b)" in result.stderr
-    assert "Re-export with the columns concatenated into one input" in result.stderr
+    assert "input 'a' is tensor(float) with shape [None, 3]" in result.stderr
+    assert "one 2-D float input of all features, or one [N, 1] input per column" in result.stderr
 
 
-def test_string_labelled_classifier_never_gets_numbered_classes(tmp_path: Path) -> None:
+def test_string_labelled_classifier_gets_its_classes_from_the_graph(tmp_path: Path) -> None:
     import numpy as np
     from onnx import helper
     from skl2onnx import to_onnx
@@ -248,7 +248,8 @@ def test_string_labelled_classifier_never_gets_numbered_classes(tmp_path: Path) 
     plain = tmp_path / "plain.onnx"
     plain.write_bytes(model.SerializeToString())
     runtime = ModelRuntime(plain)
-    assert runtime.classes is None, "string labels without class_labels metadata: unknown, not [0, 1, 2]"
+    # No class_labels metadata (exported by hand): the classifier operator's classlabels_strings, never [0, 1, 2].
+    assert runtime.classes == ["dry", "rain", "snow"]
     assert runtime.predict(x[:2]).labels.tolist() == classifier.predict(x[:2]).tolist()
     helper.set_model_props(model, {"class_labels": json.dumps(classifier.classes_.tolist())})
     labelled = tmp_path / "labelled.onnx"

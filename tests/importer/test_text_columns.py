@@ -1,0 +1,47 @@
+"""A pipeline over a frame with text columns imports as one typed input per column, and the server answers
+as scikit-learn on every row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import onnx
+import pytest
+
+from importer.__main__ import main
+from tests.importer.served import score, scoring
+from tests.serving.models import bank_frame, bank_pipeline
+
+
+def test_text_columns_import_as_typed_inputs_and_serve_as_the_original(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = bank_frame().fillna({"age": 40.0})
+    pipeline = bank_pipeline(frame)
+    joblib.dump(pipeline, tmp_path / "bank.pkl")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    output = tmp_path / "bank.onnx"
+    code = main([str(tmp_path / "bank.pkl"), "-o", str(output), "--name", "bank", "--version", "1",
+                 "--sample", str(tmp_path / "rows.csv")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"check on --sample rows.csv ({len(frame)} rows)" in out
+
+    model = onnx.load(str(output))
+    types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    assert types["job"] == types["marital"] == types["education"] == onnx.TensorProto.STRING
+    assert types["age"] == types["balance"] == onnx.TensorProto.FLOAT
+    metadata = {p.key: p.value for p in model.metadata_props}
+    sample = json.loads(metadata["sample_input"])
+    assert sample[frame.columns.get_loc("job")] == frame["job"].iloc[0]
+    assert json.loads(metadata["baseline"])["columns"]["job"]["categories"] == frame["job"].nunique()
+
+    rows = frame.astype(object).to_numpy()
+    with capsys.disabled(), scoring(output) as http:
+        assert score(http, rows)["predictions"] == pipeline.predict(frame).tolist()
+        answer = score(http, rows, "predict_proba")
+    assert answer["classes"] == ["no", "yes"]
+    np.testing.assert_allclose(answer["predictions"], pipeline.predict_proba(frame), rtol=1e-4, atol=1e-4)
