@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 from serving.capture_format import RecordFormat, blob_name, column_names
 from serving.capture_store import BlobStore, Store
+from serving.runtime import ColumnRows, Rows
 
 if TYPE_CHECKING:
     from serving.runtime import ModelRuntime
@@ -41,7 +40,7 @@ Outputs = bytes | Callable[[], bytes]  # the answer's `{"predictions": ...}` JSO
 class Sampled(NamedTuple):
     request_id: str
     wall_time: float
-    rows: np.ndarray
+    rows: Rows
     outputs: Outputs
     size: int
 
@@ -90,11 +89,11 @@ class Capture:
 
     # The request path (event loop).
 
-    def offer(self, request_id: str, rows: np.ndarray, outputs: Outputs) -> None:
+    def offer(self, request_id: str, rows: Rows, outputs: Outputs) -> None:
         """Maybe keep this scored request: a `share` of them, while memory allows."""
         if self.share < 1.0 and random.random() >= self.share:  # noqa: S311 - sampling, not secrecy
             return
-        size = rows.nbytes + (len(outputs) if isinstance(outputs, bytes) else 256) + RECORD_OVERHEAD_BYTES
+        size = _size(rows) + (len(outputs) if isinstance(outputs, bytes) else 256) + RECORD_OVERHEAD_BYTES
         if self.added_bytes - self.released_bytes + size > self.max_pending_bytes or self._stop_by is not None:
             self.dropped_full += 1
             self._tell_drops()
@@ -233,6 +232,7 @@ def record_format(settings: Settings, runtime: ModelRuntime) -> RecordFormat:
             settings.capture_exclude,
             runtime.name,
             runtime.version,
+            [c.input for c in runtime.columns] if runtime.columns is not None else None,
         )
     except ValueError as error:
         raise CaptureSettingsError(str(error)) from None
@@ -267,3 +267,11 @@ def start_capture(settings: Settings, runtime: ModelRuntime, store: Store | None
         batch_seconds=settings.capture_batch_seconds,
         max_pending_bytes=settings.capture_max_pending_bytes,
     )
+
+
+def _size(rows: Rows) -> int:
+    """About what a record holds: text columns count their characters, not only their pointers."""
+    if isinstance(rows, ColumnRows):
+        arrays = rows.feed.values()
+        return sum(a.nbytes + (sum(len(str(v)) for v in a.flat) if a.dtype == object else 0) for a in arrays)
+    return int(rows.nbytes)

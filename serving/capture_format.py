@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from serving.runtime import ColumnRows, Rows
+
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -28,7 +30,15 @@ def column_names(feature_names: Sequence[str] | None, width: int) -> tuple[str, 
 class RecordFormat:
     """Turns one captured request into a JSON line: kept columns only, model name and version."""
 
-    def __init__(self, columns: Sequence[str], exclude: Sequence[str], model_name: str, model_version: str) -> None:
+    def __init__(
+        self,
+        columns: Sequence[str],
+        exclude: Sequence[str],
+        model_name: str,
+        model_version: str,
+        inputs: Sequence[str] | None = None,
+    ) -> None:
+        """`inputs`: for a model with one input per column, each column's graph input (in `columns`' order)."""
         unknown = sorted(set(exclude) - set(columns))
         if unknown:
             # A misspelt exclusion would capture the very column it meant to keep out: refuse to start.
@@ -39,16 +49,24 @@ class RecordFormat:
         self.keep = [i for i, name in enumerate(columns) if name not in set(exclude)]
         self.columns = [columns[i] for i in self.keep]
         self.all_kept = len(self.keep) == len(columns)
+        self.inputs = [inputs[i] for i in self.keep] if inputs is not None else None
         self.model_name = model_name
         self.model_version = model_version
         self._second, self._stamp = -1, ""  # the last inferenceTime formatted: most records share a second
 
-    def line(self, request_id: str, wall_time: float, rows: np.ndarray, outputs: bytes) -> bytes:
+    def line(self, request_id: str, wall_time: float, rows: Rows, outputs: bytes) -> bytes:
         # orjson writes only contiguous arrays (a slice of a C array is one, its columns are not).
         second = int(wall_time)
         if second != self._second:
             self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-        kept = rows if self.all_kept and rows.flags.c_contiguous else np.ascontiguousarray(rows[:, self.keep])
+        kept: Any
+        if isinstance(rows, ColumnRows):
+            # One [N, 1] array per column (text among them): rows of plain values, NaN written as null.
+            kept = list(zip(*(rows.feed[name].reshape(-1).tolist() for name in self.inputs or ()), strict=True))
+        elif self.all_kept and rows.flags.c_contiguous:
+            kept = rows
+        else:
+            kept = np.ascontiguousarray(rows[:, self.keep])
         inputs = orjson.dumps({"dataframe_split": {"columns": self.columns, "data": kept}}, option=_NUMPY)
         record: dict[str, Any] = {
             "captureData": {

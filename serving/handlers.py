@@ -32,7 +32,7 @@ class Reply:
     scoring_seconds: float | None = None  # set once the request is scored
     # For payload capture (serving/capture.py): the scored rows, and the answer as `{"predictions": ...}`
     # JSON where the body is not that already (None: it is), or how to make it only if the request is sampled.
-    inputs: np.ndarray | None = None
+    inputs: Rows | None = None
     outputs: bytes | Callable[[], bytes] | None = None
 
 
@@ -146,7 +146,7 @@ def v2_infer(name: str, version: str | None) -> Handler:
     return infer
 
 
-def _predictions_json(names: list[str], results: list[np.ndarray]) -> bytes:
+def _predictions_json(names: list[str], results: list[Any]) -> bytes:
     """A v2 answer as capture records it: the first output as `predictions`, the others by name."""
     answer: dict[str, Any] = {"predictions": jsonbody.jsonable(results[0])}
     answer.update((name, jsonbody.jsonable(array)) for name, array in zip(names[1:], results[1:], strict=True))

@@ -21,7 +21,7 @@ from serving.drift.period import Period, parse_moment
 from serving.drift.problems import DriftInputError
 from serving.errors import RequestError
 from serving.protocols.sagemaker import media_type, parse_invocation
-from serving.runtime import ModelRuntime
+from serving.runtime import ColumnRows, ModelRuntime
 
 MAX_ROWS_PER_RECORD = 1_000_000  # a captured request was accepted once: no per-request limit here
 PROBLEMS_KEPT = 5
@@ -111,6 +111,12 @@ def parse_contents(capture: dict[str, Any], runtime: ModelRuntime) -> tuple[np.n
         rows, _ = parse_invocation(body, content_type, "", runtime, MAX_ROWS_PER_RECORD)
     except RequestError as error:
         raise RecordProblem(f"endpointInput: {error.message}") from None
+    if isinstance(rows, ColumnRows):  # one array per column, text among them: a matrix of objects
+        columns = runtime.columns or ()
+        matrix = np.empty((len(rows), len(columns)), dtype=object)
+        for index, column in enumerate(columns):
+            matrix[:, index] = rows.feed[column.input].reshape(-1)
+        rows = matrix
     output = capture.get("endpointOutput")
     predictions = _labels(*_body(output, "endpointOutput"), runtime) if output else None
     return rows, predictions

@@ -95,10 +95,13 @@ def _verdict(name: str, stats: dict[str, Any], values: Any, args: argparse.Names
 def _report(
     args: argparse.Namespace, runtime: ModelRuntime, baseline: Baseline, source: str, period: Period, captured: Captured
 ) -> Report:
-    matrix = captured.matrix(runtime.n_features).astype(np.float64)
+    matrix = captured.matrix(runtime.n_features)
+    if matrix.dtype != object:  # object-typed for a model with text columns
+        matrix = matrix.astype(np.float64)
     columns = []
     for index, name in enumerate(column_names(runtime)):
-        stats, values = baseline.columns[name], matrix[:, index]
+        stats = baseline.columns[name]
+        values = matrix[:, index] if is_categorical(stats) else matrix[:, index].astype(np.float64)
         columns.append(Section(name, stats, values, _verdict(name, stats, values, args)))
     predictions = _predictions(args, baseline, captured)
     counts = {"records": captured.records, "rows": captured.rows, "records_skipped": captured.skipped,

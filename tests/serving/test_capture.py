@@ -278,3 +278,43 @@ def test_capture_settings_that_cannot_work_are_refused_in_words(settings: dict[s
     with pytest.raises(ValidationError) as refused:
         Settings(**settings)
     assert message in describe_settings_error(refused.value)
+
+
+def test_a_model_with_text_columns_is_captured_by_column_name(azurite: Azurite, tmp_path: Path) -> None:
+    """Typed columns (text among them) are recorded as the values sent, under the model's column names,
+    and the drift report's reader reads them back as the server would."""
+    from serving.drift.records import parse_contents
+    from serving.runtime import ModelRuntime
+    from tests.serving.models import BANK_COLUMNS, bank_frame, bank_model
+
+    frame = bank_frame().head(3)
+    model, _ = bank_model(tmp_path / "bank.onnx", bank_frame())
+    rows = [
+        [None if isinstance(v, float) and v != v else v for v in row] for row in frame.astype(object).values.tolist()
+    ]
+    env = capture_env(azurite.connection_string, SERVING_CAPTURE_BATCH_SECONDS="0.2", SERVING_WORKERS="1")
+    env["SERVING_CAPTURE_EXCLUDE"] = "balance"
+    env["SERVING_CAPTURE_ENDPOINT"] = "bank-endpoint"
+    with running_server(tmp_path, args=["--model", str(model)], env=env) as server:
+        answer = httpx.post(server.url + "/score", json={"data": rows}, headers={"x-request-id": "bank-1"})
+        assert answer.status_code == 200, answer.text
+        record = wait_for(azurite, {"bank-1"})["bank-1"]
+
+    data = json.loads(record["captureData"]["endpointInput"]["data"])["dataframe_split"]
+    kept = [name for name in BANK_COLUMNS if name != "balance"]
+    assert data["columns"] == kept
+    sent = [dict(zip(BANK_COLUMNS, row, strict=True)) for row in rows]
+    assert [row[kept.index("job")] for row in data["data"]] == [r["job"] for r in sent]
+    assert json.loads(record["captureData"]["endpointOutput"]["data"]) == answer.json()
+    # The report reads the same body through the server's parsers (with every column, as a capture
+    # without exclusions writes it): one row per request row, text kept as text.
+    full = {**record["captureData"]}
+    full["endpointInput"] = {
+        **full["endpointInput"],
+        "data": json.dumps({"dataframe_split": {"columns": list(BANK_COLUMNS), "data": rows}}),
+    }
+    matrix, predictions = parse_contents(full, ModelRuntime(model))
+    assert matrix.shape == (3, len(BANK_COLUMNS))
+    assert list(matrix[:, BANK_COLUMNS.index("job")]) == [r["job"] for r in sent]
+    assert predictions is not None
+    assert len(predictions) == 3
