@@ -137,6 +137,8 @@ def deploy_azure(
                 else None,
             ),
         )
+        if capture is not None:
+            pulumi.export("aci_capture_uri", capture.records_uri(f"{name}-aci"))
         endpoints["aci"] = aci.endpoint
         pulumi.export("aci_fqdn", aci.fqdn)  # a custom domain's CNAME target
     if config.aks is not None and config.kubernetes is not None:
@@ -172,6 +174,8 @@ def deploy_azure(
         aks_capture = (
             capture.target(config.capture.environment(f"{name}-aks"), client.subscription_id) if capture else None
         )
+        if capture is not None:
+            pulumi.export("aks_capture_uri", capture.records_uri(f"{name}-aks"))
         serving_identity = None
         if aks_capture is not None:
             serving_identity = ServingIdentity(

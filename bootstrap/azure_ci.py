@@ -15,9 +15,12 @@ from bootstrap.permissions import (
     ENVIRONMENTS,
     GITHUB_OIDC_ISSUER,
     RBAC_ADMINISTRATOR,
+    STORAGE_BLOB_DATA_READER,
     azure_preview_actions,
+    capture_reader_condition,
     rbac_administrator_condition,
 )
+from stacks.capture_store import CONTAINER as CAPTURE_CONTAINER
 
 
 @dataclass
@@ -90,6 +93,16 @@ class AzureCiIdentities(pulumi.ComponentResource):
         )
         self.preview_role = preview_role
         assign("read-preview", preview_role.id, read)
+        # The weekly drift report reads the stacks' captured requests (dev's runs as the deploy identity):
+        # blob data is not in Reader or Contributor, and the condition keeps other containers out.
+        for key, principal in (("deploy", deploy), ("read", read)):
+            assign(
+                f"{key}-capture-reader",
+                _role_id(args.subscription_id, STORAGE_BLOB_DATA_READER),
+                principal,
+                condition=capture_reader_condition(CAPTURE_CONTAINER),
+                condition_version="2.0",
+            )
         # Cluster admins: granted on each cluster by the main program. The deploy identity is a member
         # before any cluster exists, so its first `up` does not wait on a new membership.
         self.cluster_admins = azuread.Group(

@@ -33,6 +33,7 @@ AWS_READ_ALSO_FROM = ("dev",)
 # Built-in Azure roles (ids are the same in every tenant).
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 # The roles the main program assigns; the deploy identity may assign these and no others.
 ASSIGNABLE_ROLES = (
     ACR_PULL,
@@ -82,6 +83,17 @@ def rbac_administrator_condition() -> str:
         " AND "
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
         f"(@Resource[{attribute}] ForAnyOfAnyValues:GuidEquals {roles}))"
+    )
+
+
+def capture_reader_condition(container: str) -> str:
+    """ABAC condition: blobs may be read (and listed) only in containers of this name: the capture stores'.
+
+    ("Example Azure role assignment conditions for Blob Storage": container name, condition version 2.0.)
+    """
+    return (
+        "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'})) OR "
+        f"(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals '{container}'))"
     )
 
 

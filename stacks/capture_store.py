@@ -100,6 +100,10 @@ class CaptureStore(pulumi.ComponentResource):
         )
         self.register_outputs({"location": self.location})
 
+    def records_uri(self, endpoint: str) -> pulumi.Output[str]:
+        """Where one endpoint's records are: what `python -m serving drift --source` reads."""
+        return pulumi.Output.concat(self.location, endpoint)
+
     def target(self, settings: dict[str, str], subscription_id: pulumi.Input[str]) -> CaptureTarget:
         """The workload's side: the stack's capture settings plus this account and container."""
         environment: dict[str, pulumi.Input[str]] = {

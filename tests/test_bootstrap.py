@@ -270,3 +270,30 @@ def test_an_existing_github_oidc_provider_is_used_not_created() -> None:
     for role in reused.of_type("aws:iam/role:Role"):
         (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert statement["Principal"] == {"Federated": arn}
+
+
+def test_ci_identities_read_captured_requests_and_no_other_blobs(
+    bootstrap: Evaluation, programs: list[Evaluation]
+) -> None:
+    """The drift report (dev's run signs in as the deploy identity, prod's as the read one) lists and reads
+    the capture containers the stacks create; the condition keeps every other container out."""
+    from bootstrap.permissions import STORAGE_BLOB_DATA_READER
+
+    readers = [
+        a.inputs
+        for a in bootstrap.of_type("azure-native:authorization:RoleAssignment")
+        if a.inputs["roleDefinitionId"].endswith(STORAGE_BLOB_DATA_READER)
+    ]
+    assert len(readers) == 2
+    assert all(r["conditionVersion"] == "2.0" for r in readers)
+    containers = {
+        c.inputs["containerName"]
+        for p in programs
+        for c in p.of_type("azure-native:storage:BlobContainer")
+        if "capture" in c.name
+    }
+    assert containers == {"capture"}
+    for reader in readers:
+        condition = reader["condition"]
+        assert "containers/blobs/read" in condition
+        assert "containers:name] StringEquals 'capture'" in condition
