@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import managedidentity, storage
+from pulumi_azure_native import storage
 
 from stacks.azure_roles import STORAGE_BLOB_DATA_CONTRIBUTOR, grant
 from stacks.azure_storage import secure_account
 from stacks.k8s_workload import restricted_container_security, restricted_pod_security
+from stacks.workload_identity import federated_identity
 
 CONTAINER = "batch"
 SERVICE_ACCOUNT = "mlserve-batch"
@@ -58,21 +59,15 @@ class AzureBatchJob(pulumi.ComponentResource):
             public_access="None",
             opts=child,
         )
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity",
+        identity = federated_identity(
+            name,
             resource_group_name=args.resource_group_name,
             location=args.location,
+            oidc_issuer_url=args.oidc_issuer_url,
+            namespace=args.namespace,
+            service_account=SERVICE_ACCOUNT,
             tags=args.tags,
-            opts=child,
-        )
-        managedidentity.FederatedIdentityCredential(
-            f"{name}-federation",
-            resource_group_name=args.resource_group_name,
-            resource_name_=identity.name,
-            issuer=args.oidc_issuer_url,
-            subject=pulumi.Output.concat("system:serviceaccount:", args.namespace, ":", SERVICE_ACCOUNT),
-            audiences=["api://AzureADTokenExchange"],
-            opts=child,
+            parent=self,
         )
         grant(
             f"{name}-blob-data",
