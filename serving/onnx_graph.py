@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 # Field numbers in onnx.proto (stable since ONNX 1.0).
 _MODEL_GRAPH = 7
 _GRAPH_NODE, _GRAPH_INPUT = 1, 11
-_NODE_INPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 1, 4, 5, 7
+_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 1, 2, 4, 5, 7
+# Operators that pass one column on unchanged in value (skl2onnx puts a Gather or a Cast between a
+# typed column's input and its encoder): an encoder behind them still reads that input's values.
+_PASS_THROUGH = frozenset(("Identity", "Cast", "Gather", "Reshape", "Squeeze", "Unsqueeze", "Flatten"))
 _ATTR_NAME, _ATTR_I, _ATTR_INTS, _ATTR_STRINGS = 1, 3, 8, 9
 _VALUE_INFO_NAME = 1
 _CLASSIFIERS_LABELS = ("classlabels_strings", "classlabels_int64s")
@@ -83,33 +86,61 @@ def _attribute(data: memoryview) -> tuple[str, int | None, list[int], list[str]]
     return name, number, ints, strings
 
 
-def _node(data: memoryview, facts: GraphFacts, graph_inputs: set[str]) -> None:
-    op_type, domain, inputs, attributes = "", "", [], []
+@dataclass
+class _Node:
+    op_type: str
+    domain: str
+    inputs: list[str]
+    outputs: list[str]
+    attributes: list[memoryview]
+
+
+def _node(data: memoryview) -> _Node:
+    node = _Node("", "", [], [], [])
     for key, value in _fields(data):
         if not isinstance(value, memoryview):
             continue
         if key == _NODE_OP_TYPE:
-            op_type = bytes(value).decode()
+            node.op_type = bytes(value).decode()
         elif key == _NODE_DOMAIN:
-            domain = bytes(value).decode()
+            node.domain = bytes(value).decode()
         elif key == _NODE_INPUT:
-            inputs.append(bytes(value).decode())
+            node.inputs.append(bytes(value).decode())
+        elif key == _NODE_OUTPUT:
+            node.outputs.append(bytes(value).decode())
         elif key == _NODE_ATTRIBUTE:
-            attributes.append(value)
-    if domain != "ai.onnx.ml" or not (op_type.endswith("Classifier") or op_type == "OneHotEncoder"):
+            node.attributes.append(value)
+    return node
+
+
+def _source_input(name: str, producers: dict[str, _Node], graph_inputs: set[str]) -> str | None:
+    """The graph input whose values reach `name` through pass-through operators only, if any."""
+    for _ in range(len(producers) + 1):
+        if name in graph_inputs:
+            return name
+        node = producers.get(name)
+        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in _PASS_THROUGH or not node.inputs:
+            return None
+        name = node.inputs[0]
+    return None
+
+
+def _facts_of(node: _Node, facts: GraphFacts, producers: dict[str, _Node], graph_inputs: set[str]) -> None:
+    if node.domain != "ai.onnx.ml" or not (node.op_type.endswith("Classifier") or node.op_type == "OneHotEncoder"):
         return
-    parsed = {name: (number, ints, strings) for name, number, ints, strings in map(_attribute, attributes)}
-    if op_type.endswith("Classifier"):
+    parsed = {name: (number, ints, strings) for name, number, ints, strings in map(_attribute, node.attributes)}
+    if node.op_type.endswith("Classifier"):
         strings = parsed.get("classlabels_strings", (None, [], []))[2]
         ints = parsed.get("classlabels_int64s", (None, [], []))[1]
         labels: list[str | int] | None = list(strings) if strings else list(ints) if ints else None
         facts.class_labels = labels if facts.class_labels is None else facts.class_labels
         return
     zeros = parsed.get("zeros", (1, [], []))[0]  # the operator's default: unknown -> all zeros
-    if zeros == 0 and inputs and inputs[0] in graph_inputs:
+    source = _source_input(node.inputs[0], producers, graph_inputs) if node.inputs else None
+    if zeros == 0 and source is not None:
         cats_strings = parsed.get("cats_strings", (None, [], []))[2]
         cats: tuple[str | int, ...] = tuple(cats_strings) or tuple(parsed.get("cats_int64s", (None, [], []))[1])
-        facts.categories[inputs[0]] = cats
+        facts.categories[source] = cats
 
 
 def read_graph_facts(model: bytes) -> GraphFacts:
@@ -136,6 +167,8 @@ def _read(model: bytes) -> GraphFacts:
             inputs.update(
                 bytes(v).decode() for k, v in _fields(value) if k == _VALUE_INFO_NAME and isinstance(v, memoryview)
             )
-    for node in nodes:
-        _node(node, facts, inputs)
+    parsed = [_node(node) for node in nodes]
+    producers = {output: node for node in parsed for output in node.outputs}
+    for node in parsed:
+        _facts_of(node, facts, producers, inputs)
     return facts

@@ -19,10 +19,12 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from offline.mocks import Evaluation, evaluate
 from offline.plan import render
@@ -256,15 +258,28 @@ def test_sagemaker_serves_a_user_model_from_its_artifact(images: Images, dev: Ev
 def test_from_a_pickle_to_the_container_serving_it(
     images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A pipeline over a frame with a text column, as teams train them: imported with the team's rows,
+    baked into the image the program declares, served by column name."""
     rng = np.random.default_rng(3)
-    features = rng.normal(size=(100, 3)).astype(np.float32)
-    labels = np.where(features[:, 0] > features[:, 2], "churn", "stay")
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, labels)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, size=100).astype(float),
+            "tenure": rng.normal(size=100),
+            "spend": rng.normal(size=100),
+            "plan": rng.choice(["basic", "plus", "pro"], size=100),
+        }
+    )
+    labels = np.where((frame["tenure"] > 0) | (frame["plan"] == "basic"), "churn", "stay")
+    columns = ColumnTransformer(
+        [("numbers", StandardScaler(), ["age", "tenure", "spend"]), ("plan", OneHotEncoder(), ["plan"])]
+    )
+    pipeline = make_pipeline(columns, LogisticRegression()).fit(frame, labels)
     joblib.dump(pipeline, tmp_path / "model.pkl")
-    # 1. Import it.
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    # 1. Import it, checked on the team's rows.
     imported = subprocess.run(
         [sys.executable, "-m", "importer", str(tmp_path / "model.pkl"), "-o", str(tmp_path / "model.onnx"),
-         "--name", "churn", "--version", "3", "--features", "age,tenure,spend"],
+         "--name", "churn", "--version", "3", "--sample", str(tmp_path / "rows.csv")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert imported.returncode == 0, imported.stderr
@@ -290,9 +305,14 @@ def test_from_a_pickle_to_the_container_serving_it(
             wait_ready(base + "/ping", name)
             metadata = httpx.get(base + "/v2/models/churn").json()
             assert (metadata["name"], metadata["versions"]) == ("churn", ["3"])
-            rows = {"data": features[:5].tolist(), "method": "predict_proba"}
-            answer = httpx.post(base + "/score", json=rows, timeout=10).json()
+            assert [i["datatype"] for i in metadata["inputs"]] == ["FP32", "FP32", "FP32", "BYTES"]
+            records = {"data": frame.head(5).to_dict(orient="records"), "method": "predict_proba"}
+            answer = httpx.post(base + "/score", json=records, timeout=10).json()
             assert answer["classes"] == ["churn", "stay"]
-            np.testing.assert_allclose(answer["predictions"], pipeline.predict_proba(features[:5]), atol=1e-5)
+            np.testing.assert_allclose(answer["predictions"], pipeline.predict_proba(frame.head(5)), atol=1e-5)
+            unknown = {"data": [{**records["data"][0], "plan": "platinum"}]}
+            refused = httpx.post(base + "/score", json=unknown, timeout=10)
+            assert refused.status_code == 400
+            assert "plan" in refused.json()["error"]
     finally:
         podman("rmi", "-f", tag, check=False)

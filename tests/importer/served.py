@@ -43,3 +43,39 @@ def score(http: httpx.Client, rows: np.ndarray, method: str = "predict") -> dict
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
+
+
+def every_route(http: httpx.Client, frame: Any, model_name: str) -> dict[str, list[Any]]:
+    """The predictions of each route for the frame's rows: /score, /invocations (JSON by column name, CSV
+    with a header) and v2 infer (the input tensor as the model's metadata describes it)."""
+    import csv
+    import io
+
+    rows = frame.to_numpy(dtype=np.float64)
+    columns = [str(c) for c in frame.columns]
+    found: dict[str, list[Any]] = {"/score": score(http, rows)["predictions"]}
+    split = {"dataframe_split": {"columns": columns, "data": rows.tolist()}}
+    response = http.post("/invocations", json=split)
+    assert response.status_code == 200, response.text
+    found["/invocations JSON"] = response.json()["predictions"]
+    text = io.StringIO()
+    frame.to_csv(text, index=False)
+    response = http.post(
+        "/invocations", content=text.getvalue(), headers={"content-type": "text/csv", "accept": "text/csv"}
+    )
+    assert response.status_code == 200, response.text
+    found["/invocations CSV"] = [row[0] for row in csv.reader(io.StringIO(response.text))]
+    metadata = http.get(f"/v2/models/{model_name}").json()
+    (tensor,) = metadata["inputs"]
+    inputs = [
+        {
+            "name": tensor["name"],
+            "shape": list(rows.shape),
+            "datatype": tensor["datatype"],
+            "data": rows.ravel().tolist(),
+        }
+    ]
+    response = http.post(f"/v2/models/{model_name}/infer", json={"inputs": inputs})
+    assert response.status_code == 200, response.text
+    found["v2 infer"] = response.json()["outputs"][0]["data"]
+    return found

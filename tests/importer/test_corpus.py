@@ -1,5 +1,6 @@
 """Every model of the corpus, imported from the user's rows, answers as the original library on every row:
-through onnxruntime and through the server's /score. Labels equal, values within 1e-4 + 1e-4 x |original|."""
+through onnxruntime, through each of the server's routes (/score, /invocations JSON and CSV, v2 infer) and
+through the batch CLI. Labels equal, values within 1e-4 + 1e-4 x |original|."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pandas as pd
 import pytest
 
 from importer.__main__ import main
+from serving.__main__ import main as serving_main
 from tests.importer.corpus import CASES, Case
-from tests.importer.served import direct, score, scoring
+from tests.importer.served import direct, every_route, score, scoring
 
 RTOL = ATOL = 1e-4
 
@@ -75,6 +77,17 @@ def test_the_imported_model_answers_as_the_original_on_every_row(
             assert with_probabilities["classes"] == [v.item() if hasattr(v, "item") else v for v in classes]
         else:
             np.testing.assert_allclose(np.ravel(served), expected, rtol=RTOL, atol=ATOL)
+        routes = every_route(http, frame, case.name)
+    code = serving_main(["batch", "--model", str(output), "--input", str(tmp_path / "rows.csv"),
+                         "--output", str(tmp_path / "scored.csv")])  # fmt: skip
+    assert code == 0
+    routes["batch CLI"] = pd.read_csv(tmp_path / "scored.csv")["prediction"].tolist()
+    for route, answers in routes.items():
+        assert len(answers) == len(frame), route
+        if case.classifier:
+            assert [str(v) for v in answers] == [str(v) for v in expected], route
+        else:
+            np.testing.assert_allclose([float(v) for v in answers], expected, rtol=RTOL, atol=ATOL, err_msg=route)
 
     metadata = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
     assert json.loads(metadata["sample_input"]) == frame.iloc[0].tolist()

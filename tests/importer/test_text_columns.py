@@ -45,3 +45,30 @@ def test_text_columns_import_as_typed_inputs_and_serve_as_the_original(
         answer = score(http, rows, "predict_proba")
     assert answer["classes"] == ["no", "yes"]
     np.testing.assert_allclose(answer["predictions"], pipeline.predict_proba(frame), rtol=1e-4, atol=1e-4)
+
+
+def test_an_unknown_category_is_refused_naming_its_column(tmp_path: Path) -> None:
+    """skl2onnx puts a Gather between a text column's input and its OneHotEncoder in a ColumnTransformer:
+    the refusal still names the column and the categories the encoder knows."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"tenure": rng.normal(size=60), "plan": rng.choice(["basic", "plus", "pro"], size=60)})
+    labels = np.where((frame["tenure"] > 0) | (frame["plan"] == "basic"), "churn", "stay")
+    columns = ColumnTransformer([("numbers", StandardScaler(), ["tenure"]), ("plan", OneHotEncoder(), ["plan"])])
+    joblib.dump(make_pipeline(columns, LogisticRegression()).fit(frame, labels), tmp_path / "churn.pkl")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    output = tmp_path / "churn.onnx"
+    code = main([str(tmp_path / "churn.pkl"), "-o", str(output), "--name", "churn", "--version", "1",
+                 "--sample", str(tmp_path / "rows.csv")])  # fmt: skip
+    assert code == 0
+    assert "Gather" in {n.op_type for n in onnx.load(str(output)).graph.node}
+    with scoring(output) as http:
+        refused = http.post("/score", json={"data": [{"tenure": 0.5, "plan": "platinum"}]})
+    assert refused.status_code == 400
+    assert "column 'plan': unknown category 'platinum'" in refused.json()["error"]
+    assert "basic, plus, pro" in refused.json()["error"]
