@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -267,7 +271,7 @@ def deploy_sagemaker(
     ecr: EcrRegistry,
     image_ref: pulumi.Output[str],
     kms_key_arn: pulumi.Input[str] | None,
-    sample: list[float],
+    sample: list[Any],
 ) -> None:
     if config.sagemaker is None:
         raise ValueError("the sagemaker target needs its settings")
@@ -336,11 +340,18 @@ def deploy_sagemaker(
             region.region,
             " --endpoint-name ",
             endpoint.endpoint.name,
-            " --content-type text/csv --accept text/csv --body '",
-            ",".join(f"{v:g}" for v in sample),
-            "' --cli-binary-format raw-in-base64-out /dev/stdout",
+            " --content-type text/csv --accept text/csv --body ",
+            shlex.quote(csv_line(sample)),
+            " --cli-binary-format raw-in-base64-out /dev/stdout",
         ),
     )
+
+
+def csv_line(row: list[Any]) -> str:
+    """A sample row as one CSV line: numbers as `%g`, a text column's value quoted where CSV needs it."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([v if isinstance(v, str) else f"{v:g}" for v in row])
+    return buffer.getvalue()
 
 
 def main() -> None:

@@ -374,3 +374,28 @@ def test_one_cloud_example_stacks_need_only_their_cloud(stack: str, cloud: str, 
     assert not [t for t in types if t.startswith(other) or t.startswith(f"pulumi:providers:{other.rstrip(':')}")]
     assert not [i for i in evaluation.invokes if i.startswith(other)], "no lookups in the other cloud either"
     assert evaluation.outputs.get("scoring_uri" if cloud == "azure" else "sagemaker_invoke_url")
+
+
+def test_a_model_with_text_columns_gets_a_pasteable_invoke_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample row of a model with text columns holds text: the example quotes it for CSV and the shell."""
+    import csv
+    import hashlib
+    import shlex
+
+    from tests.serving.models import BANK_COLUMNS, bank_frame, bank_model
+
+    frame = bank_frame()
+    frame.loc[0, "job"] = "A 'self-employed', shop"  # first of the categories: the sample's job
+    model, _ = bank_model(tmp_path / "bank.onnx", frame)
+    monkeypatch.setenv("MLSERVE_MODEL_CACHE", str(tmp_path / "cache"))
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    settings = {"name": "bank", "version": "1", "source": str(model), "sha256": digest}
+    outputs = evaluate("dev", {"mlserve:model": settings}).outputs
+    sample = outputs["model_sample"]
+    assert "A 'self-employed', shop" in sample, "a comma and quotes: CSV and shell quoting both needed"
+    words = shlex.split(outputs["sagemaker_invoke_example"])
+    (row,) = csv.reader([words[words.index("--body") + 1]])
+    assert len(row) == len(BANK_COLUMNS)
+    assert row == [v if isinstance(v, str) else f"{v:g}" for v in sample]
