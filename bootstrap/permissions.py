@@ -298,5 +298,23 @@ def aws_read_policy(account: str) -> dict:
                 ],
                 "Resource": f"arn:aws:s3:::{PREFIX}-*",
             },
+            # The weekly drift report reads what Data Capture wrote (the capture/ prefix of the stacks'
+            # buckets, nothing else in them), decrypting with the stack's key where one encrypts it.
+            {
+                "Sid": "ReadCapturedRequests",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{PREFIX}-*/capture/*",
+            },
+            {
+                "Sid": "DecryptCapturedRequests",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": f"arn:aws:kms:*:{account}:key/*",
+                "Condition": {
+                    "StringEquals": {"aws:ResourceTag/project": PREFIX},
+                    "StringLike": {"kms:ViaService": "s3.*.amazonaws.com"},
+                },
+            },
         ],
     }

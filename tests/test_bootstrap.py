@@ -297,3 +297,16 @@ def test_ci_identities_read_captured_requests_and_no_other_blobs(
         condition = reader["condition"]
         assert "containers/blobs/read" in condition
         assert "containers:name] StringEquals 'capture'" in condition
+
+
+def test_the_aws_read_role_reads_captured_requests_only(bootstrap: Evaluation, programs: list[Evaluation]) -> None:
+    """The drift report gets objects under capture/ of the stacks' capture buckets, and nothing else."""
+    (read,) = [p for p in bootstrap.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.endswith("-read")]
+    statements = _statements(read.inputs["policy"])
+    gets = [s for s in statements if "s3:GetObject" in _actions(s)]
+    assert [s["Resource"] for s in gets] == ["arn:aws:s3:::mlserve-*/capture/*"]
+    uri = next(p.outputs["sagemaker_capture_uri"] for p in programs if "sagemaker_capture_uri" in p.outputs)
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    assert fnmatch.fnmatch(f"arn:aws:s3:::{bucket}/{key}/AllTraffic/2026/12/07/15/x.jsonl", gets[0]["Resource"])
+    (decrypt,) = [s for s in statements if "kms:Decrypt" in _actions(s)]
+    assert decrypt["Condition"]["StringLike"] == {"kms:ViaService": "s3.*.amazonaws.com"}
