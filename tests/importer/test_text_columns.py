@@ -72,3 +72,45 @@ def test_an_unknown_category_is_refused_naming_its_column(tmp_path: Path) -> Non
     assert refused.status_code == 400
     assert "column 'plan': unknown category 'platinum'" in refused.json()["error"]
     assert "basic, plus, pro" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("estimator", ["forest classifier", "boosted regressor"])
+def test_text_columns_before_trees_serve_as_the_original(tmp_path: Path, estimator: str) -> None:
+    """Trees after a ColumnTransformer with a text column: a typed input per column and double thresholds
+    together; the server answers as scikit-learn on every row."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, size=200).astype(float),
+            "tenure": rng.normal(size=200),
+            "plan": rng.choice(["basic", "plus", "pro"], size=200),
+        }
+    )
+    columns = ColumnTransformer([("numbers", StandardScaler(), ["age", "tenure"]), ("plan", OneHotEncoder(), ["plan"])])
+    if estimator == "forest classifier":
+        target = np.where((frame["tenure"] > 0) | (frame["plan"] == "basic"), "churn", "stay")
+        pipeline = make_pipeline(columns, RandomForestClassifier(n_estimators=20, random_state=0))
+    else:
+        target = frame["age"] * 0.1 + frame["tenure"] + (frame["plan"] == "pro")
+        pipeline = make_pipeline(columns, GradientBoostingRegressor(random_state=0))
+    pipeline.fit(frame, target)
+    joblib.dump(pipeline, tmp_path / "model.pkl")
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    output = tmp_path / "model.onnx"
+    code = main([str(tmp_path / "model.pkl"), "-o", str(output), "--name", "trees", "--version", "1",
+                 "--sample", str(tmp_path / "rows.csv")])  # fmt: skip
+    assert code == 0
+    with scoring(output) as http:
+        response = http.post("/score", json={"data": frame.to_dict(orient="records")})
+    assert response.status_code == 200, response.text
+    served, expected = response.json()["predictions"], pipeline.predict(frame)
+    if estimator == "forest classifier":
+        assert [str(v) for v in served] == [str(v) for v in expected]
+    else:
+        np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
