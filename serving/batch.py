@@ -304,6 +304,13 @@ def score_csv(
     summary = Summary()
     chunk: list[tuple[int, int, list[str]]] = []
 
+    def set_aside(number: int, line: int, problem: str, row: list[str]) -> None:
+        """A bad row: into the errors file with --on-error skip, else the run stops naming it."""
+        if error_writer is None:
+            raise BatchError(f"row {number} (line {line}): {problem}; use --on-error skip to set it aside")
+        error_writer.writerow([number, line, problem, *row])
+        summary.bad += 1
+
     def flush_typed() -> None:
         good: list[list[str]] = []
         problems = scorer.typed_problems([row for *_, row in chunk], indices, cells=True)
@@ -315,10 +322,7 @@ def score_csv(
             if problem is None:
                 good.append(row)
                 continue
-            if error_writer is None:
-                raise BatchError(f"row {number} (line {line}): {problem}; use --on-error skip to set it aside")
-            error_writer.writerow([number, line, problem, *row])
-            summary.bad += 1
+            set_aside(number, line, problem, row)
         if good:
             scored = scorer.score(scorer.typed(good, indices, cells=True))
             writer.writerows(row + s for row, s in zip(good, scored, strict=True))
@@ -348,10 +352,7 @@ def score_csv(
                 if problem is None:
                     good.append(row)
                     continue
-                if error_writer is None:
-                    raise BatchError(f"row {number} (line {line}): {problem}; use --on-error skip to set it aside")
-                error_writer.writerow([number, line, problem, *row])
-                summary.bad += 1
+                set_aside(number, line, problem, row)
             matrix = np.array([[row[i] for i in indices] for row in good], dtype=np.float64)
         if good:
             writer.writerows(row + scored for row, scored in zip(good, scorer.score(matrix), strict=True))
