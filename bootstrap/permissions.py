@@ -14,6 +14,7 @@ from stacks.azure_roles import (
     NETWORK_CONTRIBUTOR,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
 )
+from stacks.drift_signal import DRIFT_NAMESPACE
 
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 AZURE_AUDIENCE = "api://AzureADTokenExchange"
@@ -238,7 +239,8 @@ def aws_deploy_policy(region: str, account: str) -> dict:
 
 
 def aws_read_policy(account: str) -> dict:
-    """What `pulumi preview` and `refresh` of the main program read; nothing that changes anything."""
+    """What `pulumi preview` and `refresh` of the main program read, and what the weekly drift report
+    reads and writes (the captured requests; its verdict as a metric). No resource is changed."""
     invoke_actions = sorted(
         {a for actions in INVOKE_ACTIONS.values() for a in actions if ":" in a and not a.startswith("Microsoft.")}
     )
@@ -305,6 +307,14 @@ def aws_read_policy(account: str) -> dict:
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
                 "Resource": f"arn:aws:s3:::{PREFIX}-*/capture/*",
+            },
+            # ... and leaves its verdict for the stack's CloudWatch dashboard, in that namespace only.
+            {
+                "Sid": "PublishDriftVerdict",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": DRIFT_NAMESPACE}},
             },
             {
                 "Sid": "DecryptCapturedRequests",

@@ -8,13 +8,18 @@ Capture locations are the outputs named `*capture_uri` (SageMaker Data Capture's
 capture container). The model is the stack file's mlserve:model.source, fetched and checked against its
 sha256 as `pulumi up` does, or the bundled demo model. Each location's report goes to
 OUTPUT_DIR/<output name>/; with --markdown each summary is appended there ($GITHUB_STEP_SUMMARY).
-Exit codes: the worst of the reports' (0 no drift, 1 drift, 2 bad input); 0 when capture is off.
+With --publish each verdict goes where the stack's dashboard shows it (scripts/drift_publish.py): a
+CloudWatch metric for SageMaker, an Application Insights event for ACI and AKS (the connection string
+in $APPLICATIONINSIGHTS_CONNECTION_STRING).
+Exit codes: the worst of the reports' (0 no drift, 1 drift, 2 bad input); 0 when capture is off;
+3 when the reports were made but a verdict could not be published (and nothing worse happened).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,10 +27,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.drift_publish import CONNECTION_STRING_VARIABLE, PublishError, to_application_insights, to_cloudwatch
 from serving.drift.__main__ import main as drift
 from stacks.model_source import BUNDLED_MODEL, ModelSourceError, fetch_model
 
 SUFFIX = "capture_uri"
+EXIT_NOT_PUBLISHED = 3
 
 
 def stack_model(stack: str) -> Path:
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", default="7")
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--markdown", help="append each summary to this file")
+    parser.add_argument("--publish", action="store_true", help="send each verdict to the stack's dashboard")
+    parser.add_argument("--report-url", help="where the report can be opened (the workflow run), for the dashboard")
     args = parser.parse_args(argv)
     try:
         outputs = json.loads(args.outputs.read_text())
@@ -61,17 +70,37 @@ def main(argv: list[str] | None = None) -> int:
     except ModelSourceError as error:
         print(f"error: the stack's model: {error}", file=sys.stderr)
         return 2
-    worst = 0
+    worst, unpublished = 0, False
     for name, source in sources.items():
         print(f"{args.stack}: {name} = {source}", flush=True)
-        where = args.output_dir / (
-            name.removesuffix(SUFFIX).rstrip("_") or "capture"
-        )  # sagemaker_capture_uri: sagemaker
+        target = name.removesuffix(SUFFIX).rstrip("_") or "capture"  # sagemaker_capture_uri: sagemaker
+        where = args.output_dir / target
         command = ["--source", source, "--model", str(model), "--days", args.days, "--output-dir", str(where)]
         if args.markdown:
             command += ["--markdown", args.markdown]
-        worst = max(worst, drift(command))
-    return worst
+        code = drift(command)
+        worst = max(worst, code)
+        if args.publish and code in (0, 1):
+            try:
+                publish(args, target, outputs, json.loads((where / "summary.json").read_text()))
+            except PublishError as error:
+                print(f"error: the {target} verdict is not on the dashboard: {error}", file=sys.stderr)
+                unpublished = True
+    return EXIT_NOT_PUBLISHED if unpublished and worst == 0 else worst
+
+
+def publish(args: argparse.Namespace, target: str, outputs: dict, summary: dict) -> None:
+    """One verdict to the dashboard of the target it was captured on."""
+    if target == "sagemaker":
+        endpoint, region = outputs.get("sagemaker_endpoint_name"), outputs.get("sagemaker_region")
+        if not (isinstance(endpoint, str) and isinstance(region, str)):
+            raise PublishError("the stack's outputs lack sagemaker_endpoint_name or sagemaker_region")
+        to_cloudwatch(summary, endpoint, region)
+        print(f"{args.stack}: the sagemaker verdict is on the CloudWatch dashboard ({endpoint}, {region})")
+    else:
+        connection = os.environ.get(CONNECTION_STRING_VARIABLE)
+        to_application_insights(summary, args.stack, target, args.report_url, connection)
+        print(f"{args.stack}: the {target} verdict is on the workbook (Application Insights)")
 
 
 if __name__ == "__main__":

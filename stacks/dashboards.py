@@ -1,7 +1,8 @@
 """Dashboards as code: an Azure workbook over Application Insights, a CloudWatch dashboard for SageMaker.
 
 Each shows what a person on call asks first: how many requests, how many failed, how slow, for which
-model version. The stack exports their URLs (`dashboard_url`, `sagemaker_dashboard_url`).
+model version, and did the inputs drift (the weekly drift report's verdict, scripts/drift_publish.py).
+The stack exports their URLs (`dashboard_url`, `sagemaker_dashboard_url`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import pulumi
 import pulumi_aws as aws
 from pulumi_azure_native import applicationinsights
 
+from stacks.drift_signal import DRIFT_EVENT, DRIFT_NAMESPACE
+
 # The server's request telemetry (serving/telemetry.py) puts these on every request span; the Azure
 # Monitor exporter turns span attributes into the `requests` table's customDimensions.
 MODEL_VERSION_DIMENSION = "mlserve.model.version"
 WINDOW_MS = 24 * 60 * 60 * 1000  # the workbook's default time range: the last day
+DRIFT_WINDOW_MS = 35 * WINDOW_MS  # the drift report runs weekly: its last five verdicts
 
 # KQL over Application Insights' `requests` table. itemCount: each sampled item stands for that many
 # requests (the server samples its request telemetry), so counts stay right, as in the alerts.
@@ -46,12 +50,25 @@ WORKBOOK_QUERIES: dict[str, tuple[str, str]] = {
         "table",
     ),
 }
+DRIFT_QUERY = (
+    "customEvents"
+    f" | where name == '{DRIFT_EVENT}'"
+    " | extend d = customDimensions"
+    " | project timestamp, target = tostring(d.target), version = tostring(d.version),"
+    " drifted = tostring(d.drifted), columns = tostring(d.drifted_columns), rows = toint(d.rows),"
+    " report = tostring(d.report)"
+    " | order by timestamp desc"
+)
 
 
 def workbook_content(title: str) -> str:
     """The workbook's serializedData: Azure Workbooks' `Notebook/1.0` schema."""
     items: list[dict[str, Any]] = [{"type": 1, "name": "title", "content": {"json": f"## {title}"}}]
-    for index, (heading, (query, visualization)) in enumerate(WORKBOOK_QUERIES.items()):
+    queries = [
+        (heading, query, visualization, WINDOW_MS) for heading, (query, visualization) in WORKBOOK_QUERIES.items()
+    ]
+    queries.append(("Drift report (weekly): the last five verdicts", DRIFT_QUERY, "table", DRIFT_WINDOW_MS))
+    for index, (heading, query, visualization, window) in enumerate(queries):
         items.append(
             {
                 "type": 3,
@@ -61,7 +78,7 @@ def workbook_content(title: str) -> str:
                     "title": heading,
                     "query": query,
                     "size": 0,
-                    "timeContext": {"durationMs": WINDOW_MS},
+                    "timeContext": {"durationMs": window},
                     "queryType": 0,
                     "resourceType": "microsoft.insights/components",
                     "visualization": visualization,
@@ -156,6 +173,25 @@ def cloudwatch_body(
                 },
             }
         )
+    # The weekly drift report's verdict (scripts/drift_publish.py): a point a week, so five weeks of them.
+    widgets.append(
+        {
+            "type": "metric",
+            "x": (len(widgets) % 2) * 12,
+            "y": (len(widgets) // 2) * 6,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": "Drift report (weekly): columns past the threshold",
+                "region": region,
+                "view": "timeSeries",
+                "start": "-P5W",
+                "period": 86400,
+                "metrics": [[DRIFT_NAMESPACE, "DriftedColumns", "EndpointName", endpoint, {"stat": "Maximum"}]],
+                "annotations": {"horizontal": [{"label": "drift", "value": 1}]},
+            },
+        }
+    )
     capture = (
         f"Data Capture writes the sampled requests and answers to `{capture_uri}`; the weekly drift report reads them."
         if capture_uri

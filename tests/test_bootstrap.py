@@ -14,6 +14,7 @@ import yaml
 from bootstrap.config import BootstrapConfigError
 from bootstrap.permissions import AWS_RESOURCE_SERVICES, ENVIRONMENTS, INVOKE_ACTIONS
 from offline.mocks import REPO, Evaluation, evaluate
+from stacks.drift_signal import DRIFT_NAMESPACE
 
 BOOTSTRAP = REPO / "bootstrap"
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -74,7 +75,7 @@ def test_the_preview_role_grants_what_the_programs_invokes_need(
     assert not _granted("Microsoft.ContainerService/managedClusters/apps/deployments/write", permissions["dataActions"])
 
 
-def test_the_aws_read_role_grants_the_invokes_and_changes_nothing(
+def test_the_aws_read_role_grants_the_invokes_and_changes_no_resource(
     bootstrap: Evaluation, programs: list[Evaluation]
 ) -> None:
     (read,) = [p for p in bootstrap.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.endswith("-read")]
@@ -85,7 +86,8 @@ def test_the_aws_read_role_grants_the_invokes_and_changes_nothing(
     for action in needed:
         assert _granted(action, granted)
     writes = ("Create", "Delete", "Put", "Update", "Register", "Deregister", "Tag", "Untag", "Attach", "Pass")
-    assert not [a for a in granted if a.split(":")[1].startswith(writes)]
+    # The one write: the drift report's verdict as metric data, in one namespace (the test below).
+    assert [a for a in granted if a.split(":")[1].startswith(writes)] == ["cloudwatch:PutMetricData"]
     assert not any(a.endswith(":*") or a == "*" for a in granted)
 
 
@@ -310,3 +312,21 @@ def test_the_aws_read_role_reads_captured_requests_only(bootstrap: Evaluation, p
     assert fnmatch.fnmatch(f"arn:aws:s3:::{bucket}/{key}/AllTraffic/2026/12/07/15/x.jsonl", gets[0]["Resource"])
     (decrypt,) = [s for s in statements if "kms:Decrypt" in _actions(s)]
     assert decrypt["Condition"]["StringLike"] == {"kms:ViaService": "s3.*.amazonaws.com"}
+
+
+def test_the_aws_read_role_writes_the_drift_verdict_in_its_namespace_only(bootstrap: Evaluation) -> None:
+    """CloudWatch's `cloudwatch:namespace` condition key ("Using condition keys to limit access to
+    CloudWatch namespaces"): PutMetricData has no resource ARN, so the namespace is the only bound."""
+    (read,) = [p for p in bootstrap.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.endswith("-read")]
+    puts = [s for s in _statements(read.inputs["policy"]) if any("PutMetricData" in a for a in _actions(s))]
+    assert puts == [
+        {
+            "Sid": "PublishDriftVerdict",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": DRIFT_NAMESPACE}},
+        }
+    ]
+    assert not any(a.startswith("cloudwatch:Put") and a != "cloudwatch:PutMetricData"
+                   for s in _statements(read.inputs["policy"]) for a in _actions(s))  # fmt: skip

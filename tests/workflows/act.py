@@ -502,7 +502,14 @@ class Recorder:
             return self._python(args, cwd, env)
         if name == "pulumi" and args[:2] == ["stack", "output"]:
             stack = args[args.index("--stack") + 1].rsplit("/", 1)[-1]
-            return 0, json.dumps(self.stand.outputs.get(stack, {})), ""
+            outputs = self.stand.outputs.get(stack, {})
+            named = [a for a in args[2:] if not a.startswith("-") and a != args[args.index("--stack") + 1]]
+            if not named:
+                return 0, json.dumps(outputs), ""
+            if named[0] not in outputs:  # as pulumi answers a name the stack does not export
+                return 255, "", f"error: current stack does not have output property '{named[0]}'\n"
+            value = outputs[named[0]]
+            return 0, (value if isinstance(value, str) else json.dumps(value)) + "\n", ""
         if name == "aws" and args[:2] == ["sagemaker-runtime", "invoke-endpoint"]:
             Path(args[-1]).write_text("1\n")
             return 0, "{}", ""
