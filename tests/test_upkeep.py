@@ -262,7 +262,7 @@ def old_pin(tmp_path: Path) -> Path:
 def test_the_audit_reports_a_deliberately_old_pin(old_pin: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if reason := vulnerability_service_unreachable():
         pytest.skip(reason)
-    assert audit.main([str(old_pin), "--allowlist", str(old_pin.parent / "none.toml")]) == 1
+    assert audit.main([str(old_pin), "--allowlist", str(old_pin.parent / "none.toml"), "--service", "pypi"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"VULNERABLE jinja2 2\.10: .*CVE-2019-10906.*, fixed in", out), out
 
@@ -274,7 +274,7 @@ def test_the_audit_command_exits_by_what_it_found(
     lock = tmp_path / "lock.txt"
     lock.write_text("jinja2==2.10\n")
     none = tmp_path / "none.toml"
-    monkeypatch.setattr(audit, "pip_audit", lambda path, service: report(FIXABLE, UNFIXED))
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service, osv_url: report(FIXABLE, UNFIXED))
     assert audit.main([str(lock), "--allowlist", str(none)]) == 1
     out = capsys.readouterr().out
     assert "VULNERABLE jinja2 2.10: CVE-2019-10906" in out
@@ -289,10 +289,10 @@ def test_the_audit_command_exits_by_what_it_found(
     assert "accepted  jinja2 2.10: CVE-2019-10906" in out
     assert "unused    audit-allowlist.toml: GHSA-gone (old) no longer matches: remove it" in out
 
-    monkeypatch.setattr(audit, "pip_audit", lambda path, service: {"dependencies": [], "fixes": []})
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service, osv_url: {"dependencies": [], "fixes": []})
     assert audit.main([str(lock), "--allowlist", str(none)]) == 0
     skipped = {"dependencies": [{"name": "jinja2", "skip_reason": "Dependency not found on PyPI"}], "fixes": []}
-    monkeypatch.setattr(audit, "pip_audit", lambda path, service: skipped)
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service, osv_url: skipped)
     assert audit.main([str(lock), "--allowlist", str(none)]) == 2
     assert "could not audit" in capsys.readouterr().err
 
@@ -343,6 +343,8 @@ def test_pip_audit_reads_a_lock_as_pinned_and_a_crash_is_not_a_pass(
     assert "--no-deps" not in commands[0], "a hashed lock is complete as it is"
     assert "--no-deps" in commands[1]
     assert commands[1][commands[1].index("--vulnerability-service") + 1] == "osv"
+    assert commands[1][commands[1].index("--osv-url") + 1] == "https://api.osv.dev/v1/query"
+    assert "--osv-url" not in commands[0], "the PyPI service has no address to choose"
 
     monkeypatch.setattr(
         audit.subprocess, "run", lambda command, **_: subprocess.CompletedProcess(command, 1, "", "network down")
