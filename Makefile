@@ -116,8 +116,9 @@ lock: $(STAMP)
 	$(LOCK) serving/requirements-batch.in -c serving/requirements.txt -o serving/requirements-batch.txt
 	$(LOCK) serving/requirements-drift.in -c serving/requirements.txt -o serving/requirements-drift.txt
 
-## audit: known vulnerabilities in the image's locks (pip-audit against PyPI's advisories; needs PyPI).
-## Fails on one with a fixed version unless audit-allowlist.toml accepts it (with a reason, until a date).
+## audit: known vulnerabilities in the image's locks (pip-audit against OSV, api.osv.dev, or the mirror
+## MLSERVE_AUDIT_OSV_URL names). Fails on one with a fixed version unless audit-allowlist.toml accepts it
+## (with a reason, until a date); exits 2 when the service could not be asked.
 audit: $(STAMP)
 	$(PY) scripts/audit.py
 

@@ -2,6 +2,11 @@
 
     python scripts/audit.py                      # serving/requirements.txt and requirements-batch.txt
     python scripts/audit.py path/to/lock.txt     # any fully pinned requirements file
+    python scripts/audit.py --osv-url URL        # against a mirror of OSV's query API (or MLSERVE_AUDIT_OSV_URL)
+    python scripts/audit.py --service pypi       # against PyPI's JSON API instead of OSV
+
+The advisories come from OSV (api.osv.dev): the PyPA advisory database that PyPI shows, and GitHub's
+reviewed advisories besides. Only names and pinned versions are sent; nothing is downloaded or installed.
 
 Fails (exit 1) on a known vulnerability that has a fixed version and is not allow-listed, and on an
 allow-list entry that is malformed or expired. A vulnerability with no fix yet is reported, not fatal:
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -28,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 LOCKS = [REPO / "serving" / "requirements.txt", REPO / "serving" / "requirements-batch.txt"]
 ALLOWLIST = REPO / "audit-allowlist.toml"
 MAX_DAYS = 90  # an accepted vulnerability is looked at again at least this often
+OSV_URL = "https://api.osv.dev/v1/query"  # pip-audit's default; a mirror answers the same POST
 
 
 class AllowlistError(ValueError):
@@ -108,12 +115,14 @@ def judge(report: dict[str, Any], allowed: list[Allowed], verdict: Verdict | Non
     return verdict
 
 
-def pip_audit(lock: Path, service: str) -> dict[str, Any]:
+def pip_audit(lock: Path, service: str, osv_url: str = OSV_URL) -> dict[str, Any]:
     """pip-audit's JSON report on `lock`, read as pinned (no resolver, no virtual environment)."""
     # A hashed lock is read as is (--disable-pip); an unhashed one needs --no-deps to say it is complete.
     pinning = [] if "--hash=" in lock.read_text() else ["--no-deps"]
     command = [sys.executable, "-m", "pip_audit", "-r", str(lock), "--disable-pip", *pinning]
     command += ["--vulnerability-service", service, "--format", "json", "--aliases", "on", "--progress-spinner", "off"]
+    if service == "osv":
+        command += ["--osv-url", osv_url]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     # pip-audit exits 1 when it finds vulnerabilities; the JSON on stdout says which.
     try:
@@ -123,23 +132,33 @@ def pip_audit(lock: Path, service: str) -> dict[str, Any]:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python scripts/audit.py", description=__doc__.split("\n", 1)[0])
     parser.add_argument("locks", nargs="*", type=Path, default=LOCKS)
     parser.add_argument("--allowlist", type=Path, default=ALLOWLIST)
-    # PyPI's JSON API (the PyPA advisory database) is reachable wherever pip install is.
-    parser.add_argument("--service", choices=["pypi", "osv"], default="pypi")
-    args = parser.parse_args(argv)
+    # OSV: the PyPA advisory database (what PyPI's JSON API reports) and GitHub's reviewed advisories.
+    parser.add_argument("--service", choices=["osv", "pypi"], default="osv")
+    parser.add_argument(
+        "--osv-url",
+        default=os.environ.get("MLSERVE_AUDIT_OSV_URL") or OSV_URL,
+        help=f"OSV's query endpoint, or a mirror's (default: $MLSERVE_AUDIT_OSV_URL, else {OSV_URL})",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    where = f"osv service at {args.osv_url}" if args.service == "osv" else f"{args.service} service"
     try:
         allowed = load_allowlist(args.allowlist, datetime.date.today())
         verdict = Verdict()
         for lock in args.locks:
-            judge(pip_audit(lock, args.service), allowed, verdict)
+            judge(pip_audit(lock, args.service, args.osv_url), allowed, verdict)
     except AllowlistError as error:
         print(f"audit: the allow-list is not valid:\n{error}", file=sys.stderr)
         return 1
     except AuditIncomplete as error:
-        print(f"audit: could not audit ({args.service} service): {error}", file=sys.stderr)
+        print(f"audit: could not audit ({where}): {error}", file=sys.stderr)
         return 2
     for line in verdict.accepted:
         print(f"accepted  {line}")

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel
 
 from docs_reference.outputs import outputs
+from scripts import audit
 from serving import errors
 from serving.routes import ROUTES
 from serving.settings import Settings
@@ -180,6 +181,7 @@ def test_every_flag_of_a_command_shown_in_the_pages_exists() -> None:
         "-m serving serve": _options(commands["serve"]),
         "-m serving drift": _options(commands["drift"]),
         "-m importer": _options(importer_parser()),
+        "scripts/audit.py": _options(audit.parser()),
     }
     for path, text in _written():
         for line in text.replace("\\\n", " ").splitlines():

@@ -11,14 +11,17 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from scripts import audit, stale_pins
 from stacks.image import base_image
+from tests import osv
 from tests.serving.server import REPO
 
 DEPENDABOT = REPO / ".github" / "dependabot.yml"
@@ -241,14 +244,17 @@ def test_packages_the_service_could_not_look_up_fail_the_audit_instead_of_passin
         audit.judge(skipped, [])
 
 
-def vulnerability_service_unreachable() -> str | None:
-    url = "https://pypi.org/pypi/jinja2/2.10/json"  # what pip-audit's PyPI service asks
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            response.read()
-    except (urllib.error.URLError, TimeoutError) as error:
-        return f"PyPI's vulnerability data ({url}) is not reachable here: {error}"
-    return None
+# The audit for real: scripts/audit.py running pip-audit, whose OSV client asks a local stand-in of OSV's
+# API (tests/osv.py) serving advisory records copied from the PyPA advisory database (tests/fixtures/osv/).
+def run_audit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(REPO / "scripts" / "audit.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=240)
+
+
+@pytest.fixture
+def stand_in() -> Iterator[osv.StandIn]:
+    with osv.serve() as served:
+        yield served
 
 
 @pytest.fixture
@@ -259,10 +265,109 @@ def old_pin(tmp_path: Path) -> Path:
     return lock
 
 
-def test_the_audit_reports_a_deliberately_old_pin(old_pin: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if reason := vulnerability_service_unreachable():
+def test_the_audit_reports_a_deliberately_old_pin(old_pin: Path, stand_in: osv.StandIn) -> None:
+    result = run_audit(str(old_pin), "--allowlist", str(old_pin.parent / "none.toml"), "--osv-url", stand_in.url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert stand_in.asked() == {"jinja2": "2.10"}, "one lookup, by the normalised name and the pinned version"
+    assert result.stdout.splitlines() == [
+        "VULNERABLE jinja2 2.10: CVE-2019-10906 / PYSEC-2019-217, fixed in 2.10.1",
+        "VULNERABLE jinja2 2.10: CVE-2020-28493 / PYSEC-2021-66 / SNYK-PYTHON-JINJA2-1012994, fixed in 2.11.3",
+    ], "PYSEC-2019-220 (fixed in 2.8.1) is not about 2.10"
+    assert "update these pins" in result.stderr
+
+
+def test_every_fixed_version_of_an_advisory_is_named(tmp_path: Path, stand_in: osv.StandIn) -> None:
+    """PYSEC-2023-212 was fixed on two lines (1.26.18 and 2.0.7); the record lists both in one range."""
+    lock = tmp_path / "old-pins.txt"
+    lock.write_text("urllib3==2.0.6\n")
+    result = run_audit(str(lock), "--allowlist", str(tmp_path / "none.toml"), "--osv-url", stand_in.url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "VULNERABLE urllib3 2.0.6: CVE-2023-45803 / GHSA-g4mx-q9vg-27p4 / PYSEC-2023-212, fixed in 1.26.18, 2.0.7"
+    ]
+
+
+def test_an_allow_listed_old_pin_passes_with_its_reason(old_pin: Path, stand_in: osv.StandIn) -> None:
+    expires = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    path = allowlist(old_pin.parent, expires=expires)  # CVE-2019-10906, an alias of PYSEC-2019-217
+    with path.open("a") as file:
+        file.write(
+            f'[[ignore]]\nid = "PYSEC-2021-66"\npackage = "jinja2"\nreason = "urlize unused"\nexpires = {expires}\n'
+        )
+    result = run_audit(str(old_pin), "--allowlist", str(path), "--osv-url", stand_in.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        f"accepted  jinja2 2.10: CVE-2019-10906 / PYSEC-2019-217 (allowed until {expires}: sandbox unused)",
+        f"accepted  jinja2 2.10: CVE-2020-28493 / PYSEC-2021-66 / SNYK-PYTHON-JINJA2-1012994 (allowed until {expires}: "
+        "urlize unused)",
+    ]
+    assert "no fixable known vulnerability" in result.stdout
+
+
+def test_the_image_locks_are_looked_up_package_by_package_and_pass(stand_in: osv.StandIn) -> None:
+    """`make audit` as CI runs it, with the service's address from the environment (a team's OSV mirror)."""
+    env = {**os.environ, "MLSERVE_AUDIT_OSV_URL": stand_in.url}
+    result = run_audit(env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "serving/requirements.txt, " in result.stdout
+    pinned = {}
+    for lock in audit.LOCKS:
+        pinned |= dict(re.findall(r"^([a-z0-9-]+)==(\S+)", lock.read_text(), re.MULTILINE))
+    assert pinned["urllib3"] != "2.0.6", "a fixture record is about urllib3: the lock's version is not affected"
+    assert stand_in.asked() == pinned, "every package of both locks, at its pinned version"
+
+
+def test_an_unreachable_vulnerability_service_is_not_a_pass(old_pin: Path) -> None:
+    with osv.serve() as gone:
+        pass  # closed: nothing listens at its address any more
+    result = run_audit(str(old_pin), "--osv-url", gone.url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"audit: could not audit (osv service at {gone.url})" in result.stderr
+    with osv.serve() as wrong:  # a server that answers, but not OSV's API: 404
+        result = run_audit(str(old_pin), "--osv-url", wrong.url.replace("/v1/", "/v2/"))
+    assert result.returncode == 2, result.stdout + result.stderr
+
+
+def test_the_stand_in_decides_what_a_record_affects_as_osv_does() -> None:
+    records = {r["id"]: r for r in osv.load_records()}
+    assert set(records) == {"PYSEC-2019-217", "PYSEC-2019-220", "PYSEC-2021-66", "PYSEC-2023-212"}
+    assert osv.affects(records["PYSEC-2019-217"], "Jinja2", "2.10")
+    assert osv.affects(records["PYSEC-2019-217"], "jinja2", "2.10.0"), "the same PyPI version"
+    assert not osv.affects(records["PYSEC-2019-217"], "jinja2", "2.10.1")
+    assert not osv.affects(records["PYSEC-2019-217"], "markupsafe", "2.10")
+    # By the ECOSYSTEM ranges alone (a version the list does not enumerate): both lines of urllib3.
+    ranges = records["PYSEC-2023-212"]["affected"][0]["ranges"]
+    assert [osv.in_ranges(Version(v), ranges) for v in ("1.26.17.post1", "1.26.18", "2.0.6.post1", "2.0.7")] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert osv.in_ranges(Version("1.5"), [{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}]}]), "no fix yet"
+    last = [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"last_affected": "1.2"}]}]
+    assert osv.in_ranges(Version("1.2"), last)
+    assert not osv.in_ranges(Version("1.2.1"), last)
+    assert (
+        osv.query(list(records.values()), {"package": {"name": "jinja2", "ecosystem": "PyPI"}, "version": "3.1.6"})
+        == {}
+    )
+
+
+def live_pypi_unreachable() -> str | None:
+    url = "https://pypi.org/pypi/jinja2/2.10/json"  # what pip-audit's PyPI service asks
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            response.read()
+    except (urllib.error.URLError, TimeoutError) as error:
+        return f"PyPI's vulnerability data ({url}) is not reachable here: {error}"
+    return None
+
+
+def test_the_audit_against_pypi_reports_the_old_pin_too(old_pin: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The other service, live: an extra where PyPI's JSON API answers (the OSV path is tested above)."""
+    if reason := live_pypi_unreachable():
         pytest.skip(reason)
-    assert audit.main([str(old_pin), "--allowlist", str(old_pin.parent / "none.toml")]) == 1
+    assert audit.main([str(old_pin), "--allowlist", str(old_pin.parent / "none.toml"), "--service", "pypi"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"VULNERABLE jinja2 2\.10: .*CVE-2019-10906.*, fixed in", out), out
 
@@ -274,7 +379,7 @@ def test_the_audit_command_exits_by_what_it_found(
     lock = tmp_path / "lock.txt"
     lock.write_text("jinja2==2.10\n")
     none = tmp_path / "none.toml"
-    monkeypatch.setattr(audit, "pip_audit", lambda path, service: report(FIXABLE, UNFIXED))
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service, osv_url: report(FIXABLE, UNFIXED))
     assert audit.main([str(lock), "--allowlist", str(none)]) == 1
     out = capsys.readouterr().out
     assert "VULNERABLE jinja2 2.10: CVE-2019-10906" in out
@@ -289,10 +394,10 @@ def test_the_audit_command_exits_by_what_it_found(
     assert "accepted  jinja2 2.10: CVE-2019-10906" in out
     assert "unused    audit-allowlist.toml: GHSA-gone (old) no longer matches: remove it" in out
 
-    monkeypatch.setattr(audit, "pip_audit", lambda path, service: {"dependencies": [], "fixes": []})
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service, osv_url: {"dependencies": [], "fixes": []})
     assert audit.main([str(lock), "--allowlist", str(none)]) == 0
     skipped = {"dependencies": [{"name": "jinja2", "skip_reason": "Dependency not found on PyPI"}], "fixes": []}
-    monkeypatch.setattr(audit, "pip_audit", lambda path, service: skipped)
+    monkeypatch.setattr(audit, "pip_audit", lambda path, service, osv_url: skipped)
     assert audit.main([str(lock), "--allowlist", str(none)]) == 2
     assert "could not audit" in capsys.readouterr().err
 
@@ -343,6 +448,8 @@ def test_pip_audit_reads_a_lock_as_pinned_and_a_crash_is_not_a_pass(
     assert "--no-deps" not in commands[0], "a hashed lock is complete as it is"
     assert "--no-deps" in commands[1]
     assert commands[1][commands[1].index("--vulnerability-service") + 1] == "osv"
+    assert commands[1][commands[1].index("--osv-url") + 1] == "https://api.osv.dev/v1/query"
+    assert "--osv-url" not in commands[0], "the PyPI service has no address to choose"
 
     monkeypatch.setattr(
         audit.subprocess, "run", lambda command, **_: subprocess.CompletedProcess(command, 1, "", "network down")
