@@ -84,8 +84,10 @@ def to_application_insights(
             "to the stack's `application_insights_connection_string` output (pulumi stack output "
             "application_insights_connection_string --show-secrets)"
         )
-    # The exporter's own usage reporting would start threads and calls of its own in a one-shot job.
+    # The exporter's own usage reporting (to Microsoft, and "SDK stats" metrics to the stack's resource)
+    # would start threads and send telemetry of its own from a one-shot job.
     os.environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+    os.environ.setdefault("APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "true")
     from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter
     from opentelemetry._logs import LogRecord
     from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord

@@ -128,6 +128,7 @@ def test_an_aci_verdict_is_an_event_with_what_the_workbook_table_projects(ingest
     report = "https://github.com/acme/models/actions/runs/42"
     to_application_insights(SUMMARY, "prod", "aci", report, ingestion.connection_string)
     (event,) = ingestion.events()
+    assert len(ingestion.envelopes) == 1  # the event, and none of the exporter's own telemetry
     assert event["name"] == DRIFT_EVENT
     assert f"where name == '{DRIFT_EVENT}'" in DRIFT_QUERY
     properties = event["properties"]

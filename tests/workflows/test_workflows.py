@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.drift.test_publish import Ingestion
 from tests.drift.week import OURS, SAGEMAKER, model_with_baseline, write_week
 from tests.mlflow_registry import ALLOW_FILE_STORE, register
 from tests.serving.models import linear_regressor
@@ -412,7 +416,8 @@ def test_a_stale_pin_or_an_advisory_makes_the_upkeep_run_red(workspace: Workspac
 @pytest.fixture
 def captured(tmp_path: Path, workspace: Workspace) -> dict[str, Path]:
     """Both stacks serve the demo model with a baseline; a week of capture up to now in a directory each
-    (the stand-in for their capture bucket): dev's warmer than the baseline, prod's as it was."""
+    (the stand-in for their capture store): dev's on ACI, warmer than the baseline; prod's by SageMaker,
+    as it was."""
     model = model_with_baseline(tmp_path / "model.onnx")
     for stack in ("dev", "prod"):
         path = workspace.repo / f"Pulumi.{stack}.yaml"
@@ -421,9 +426,37 @@ def captured(tmp_path: Path, workspace: Workspace) -> dict[str, Path]:
     workspace.git("push", "-q", "origin", "HEAD:refs/heads/main")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     return {
-        "dev": write_week(tmp_path / "dev", SAGEMAKER, ("Temperature_C",), until=now),
-        "prod": write_week(tmp_path / "prod", OURS, until=now),
+        "dev": write_week(tmp_path / "dev", OURS, ("Temperature_C",), until=now),
+        "prod": write_week(tmp_path / "prod", SAGEMAKER, until=now),
     }
+
+
+@dataclass
+class Dashboards:
+    """Where the verdicts go: moto's CloudWatch (in this process, over HTTP) and Application Insights'
+    ingestion stand-in (tests/drift/test_publish.py)."""
+
+    cloudwatch: Any
+    ingestion: Ingestion
+    env: dict[str, str]
+
+
+@pytest.fixture
+def dashboards() -> Iterator[Dashboards]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
+    ingestion = Ingestion()
+    client = boto3.client("cloudwatch", region_name="eu-west-1", endpoint_url=env["AWS_ENDPOINT_URL"],
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    yield Dashboards(client, ingestion, env)
+    ingestion.server.shutdown()
+    server.stop()
 
 
 def step_results(result: Run, step: str) -> dict[str, str]:
@@ -439,17 +472,22 @@ def step_results(result: Run, step: str) -> dict[str, str]:
     return found
 
 
-def drift_run(workspace: Workspace, outputs: dict, variables: dict | None = None) -> Run:
-    stand = Stand(outputs={stack: {**OUTPUTS[stack], **values} for stack, values in outputs.items()})
+def drift_run(workspace: Workspace, outputs: dict, dashboards: Dashboards, variables: dict | None = None) -> Run:
+    stand = Stand(outputs={stack: {**OUTPUTS[stack], **values} for stack, values in outputs.items()},
+                  env=dashboards.env)  # fmt: skip
     return workspace.run("workflow_dispatch", {"inputs": {"days": "6"}}, ["model-drift.yml"], variables or BOTH, stand)
 
 
 def test_the_weekly_model_drift_report_fails_visibly_for_the_stack_that_drifted(
-    workspace: Workspace, captured: dict[str, Path]
+    workspace: Workspace, captured: dict[str, Path], dashboards: Dashboards
 ) -> None:
     assert triggered("schedule", {}, cron="41 6 * * 1") == ["model-drift.yml"]
-    outputs = {stack: {"sagemaker_capture_uri": str(source)} for stack, source in captured.items()}
-    result = drift_run(workspace, outputs)
+    outputs = {
+        "dev": {"aci_capture_uri": str(captured["dev"]),
+                "application_insights_connection_string": dashboards.ingestion.connection_string},
+        "prod": {"sagemaker_capture_uri": str(captured["prod"])},
+    }  # fmt: skip
+    result = drift_run(workspace, outputs, dashboards)
     assert result.returncode != 0
     assert sorted(job for job, _ in result.jobs) == [
         "Model drift/Model drift in dev",
@@ -471,13 +509,39 @@ def test_the_weekly_model_drift_report_fails_visibly_for_the_stack_that_drifted(
     ]
     read_role = f"role-to-assume={BOTH['AWS_PREVIEW_ROLE_ARN']} aws-region=eu-west-1 role-duration-seconds=7200"
     assert actions(result, "aws-actions/configure-aws-credentials") == [read_role, read_role]
+    # Each verdict is on its stack's dashboard: dev's as the workbook's event, with the run to open
+    # (and nothing else is sent to the stack's Application Insights).
+    (event,) = [e["data"]["baseData"] for e in dashboards.ingestion.envelopes]
+    assert event["name"] == "mlserve drift report"
+    properties = event["properties"]
+    assert (properties["stack"], properties["target"], properties["drifted"]) == ("dev", "aci", "true")
+    assert properties["drifted_columns"] == "Temperature_C"
+    assert "/actions/runs/" in properties["report"]
+    assert sorted(c for c in result.clis("pulumi") if "--show-secrets" in c) == [
+        f"pulumi stack output --stack {ORG}/{stack} application_insights_connection_string --show-secrets"
+        for stack in ("dev", "prod")
+    ]
+    assert f"::add-mask::{dashboards.ingestion.connection_string}" in result.log
+    assert drift_metric(dashboards, "mlserve-prod") == [0.0]
+    assert drift_metric(dashboards, "mlserve-dev") == []
+
+
+def drift_metric(dashboards: Dashboards, endpoint: str) -> list[float]:
+    end = datetime.now(UTC) + timedelta(minutes=5)
+    answer = dashboards.cloudwatch.get_metric_statistics(
+        Namespace="mlserve/Drift", MetricName="Drifted", Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
+        StartTime=end - timedelta(days=1), EndTime=end, Period=86400, Statistics=["Maximum"],
+    )  # fmt: skip
+    return [point["Maximum"] for point in answer["Datapoints"]]
 
 
 def test_no_drift_and_a_stack_without_capture_make_a_green_run_signed_in_to_one_cloud(
-    workspace: Workspace, captured: dict[str, Path]
+    workspace: Workspace, captured: dict[str, Path], dashboards: Dashboards
 ) -> None:
-    result = drift_run(workspace, {"prod": {"sagemaker_capture_uri": str(captured["prod"])}}, AWS_ONLY)
+    result = drift_run(workspace, {"prod": {"sagemaker_capture_uri": str(captured["prod"])}}, dashboards, AWS_ONLY)
     assert result.returncode == 0, result.log
+    assert "prod: the sagemaker verdict is on the CloudWatch dashboard (mlserve-prod, eu-west-1)" in result.log
+    assert drift_metric(dashboards, "mlserve-prod") == [0.0]
     assert sorted(result.jobs) == [("Model drift/Model drift in dev", "success"),
                                    ("Model drift/Model drift in prod", "success")]  # fmt: skip
     assert "dev: no capture location among the stack's outputs (capture is off): no report" in result.log
