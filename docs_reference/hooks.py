@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # mkdocs loads this file by path; the generators import the repository's packages
     sys.path.insert(0, str(REPO))
 
-from docs_reference import api, cli, errors, outputs, server, stack  # noqa: E402
+from docs_reference import api, cli, errors, exit_codes, outputs, server, stack  # noqa: E402
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "stack-settings": stack.reference,
@@ -20,6 +20,9 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "http-api": api.reference,
     "error-codes": errors.reference,
     "command-lines": cli.reference,
+    "exit-codes": exit_codes.reference,
+    "serve-exit-codes": exit_codes.serve,
+    "drift-exit-codes": exit_codes.drift,
     "stack-outputs": outputs.reference,
 }
 MARKER = re.compile(r"^<!-- reference: ([a-z-]+) -->$", re.MULTILINE)

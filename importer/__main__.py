@@ -32,6 +32,7 @@ from importer.convert import Imported, convert, finish, merge_scaler
 from importer.problems import ImportProblem, first_line
 from importer.rows import Rows, from_csv, from_example, made_up
 from importer.sources import PICKLES, UNPICKLING_WARNING, Loaded, load, load_pickle
+from serving.exit_codes import Import
 
 # The stack's rule for mlserve:model.name (stacks/config.py NAME): the name must pass it there too.
 NAME = r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?"
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if not re.fullmatch(NAME, args.name):
         print(f"error: --name {args.name!r}: lowercase letters, digits and '-' (at most 42), as the stack requires",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return Import.REFUSED
     source = args.source
     if args.scaler is not None or source.endswith(PICKLES):  # MLflow's pickles say so when they are loaded
         print(f"warning: {UNPICKLING_WARNING}", file=sys.stderr)
@@ -124,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         model = finish(imported, args.name, args.version, extra)
     except ImportProblem as problem:
         print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return Import.REFUSED
     except Exception as error:  # a library failing in a way the steps do not foresee: still one line
         first = first_line(error)
         print(f"error: {type(error).__name__}: {first} (unforeseen: please report it with the command)",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return Import.REFUSED
     if checks:
         print(f"check on {rows.origin}: labels equal on every row, values within {args.atol:g} + {args.rtol:g} x "
               "|original| (the ONNX model reads the rows as the server does, in its input's float type)")  # fmt: skip
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if refusal is not None and rows.yours and not args.accept_differences:
         print(f"error: check: {refusal}; pass --accept-differences to import it anyway, or widen --rtol/--atol",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return Import.REFUSED
     if refusal is not None:
         print(f"warning: check: {refusal}", file=sys.stderr)
     if checks and not rows.yours:
@@ -151,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         digest = hashlib.sha256(args.output.read_bytes()).hexdigest()
     except OSError as error:
         print(f"error: write: {args.output}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        return Import.REFUSED
     print(f"wrote {args.output}: {imported.n_features} features" +
           ("" if rows.yours else "; no sample_input or baseline (no rows of yours)"))  # fmt: skip
     print(f"sha256 {digest}")
     print(f"pulumi config set --path 'mlserve:model.sha256' {digest}")
-    return 0
+    return Import.WROTE
 
 
 if __name__ == "__main__":

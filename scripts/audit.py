@@ -30,11 +30,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from serving.exit_codes import ExitCode
+
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = [REPO / "serving" / "requirements.txt", REPO / "serving" / "requirements-batch.txt"]
 ALLOWLIST = REPO / "audit-allowlist.toml"
 MAX_DAYS = 90  # an accepted vulnerability is looked at again at least this often
 OSV_URL = "https://api.osv.dev/v1/query"  # pip-audit's default; a mirror answers the same POST
+
+
+class Audit(ExitCode):
+    """`python scripts/audit.py` (`make audit`)."""
+
+    PASSED = 0, "No known vulnerability with a fixed version, other than allow-listed ones"
+    FAILED = (
+        1,
+        "A known vulnerability with a fixed version (VULNERABLE lines), or an allow-list entry malformed or expired",
+    )
+    NOT_AUDITED = 2, "The audit could not run or look every package up: nothing was checked, so it does not pass"
 
 
 class AllowlistError(ValueError):
@@ -156,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             judge(pip_audit(lock, args.service, args.osv_url), allowed, verdict)
     except AllowlistError as error:
         print(f"audit: the allow-list is not valid:\n{error}", file=sys.stderr)
-        return 1
+        return Audit.FAILED
     except AuditIncomplete as error:
         print(f"audit: could not audit ({where}): {error}", file=sys.stderr)
-        return 2
+        return Audit.NOT_AUDITED
     for line in verdict.accepted:
         print(f"accepted  {line}")
     for line in verdict.unfixed:
@@ -170,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"VULNERABLE {line}")
     if verdict.failures:
         print("audit: update these pins (make lock), or allow-list them with reason and expiry", file=sys.stderr)
-        return 1
+        return Audit.FAILED
     print(f"audit: {', '.join(map(str, args.locks))}: no fixable known vulnerability")
-    return 0
+    return Audit.PASSED
 
 
 if __name__ == "__main__":

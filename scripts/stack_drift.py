@@ -11,8 +11,8 @@ OUTPUT_DIR/<output name>/; with --markdown each summary is appended there ($GITH
 With --publish each verdict goes where the stack's dashboard shows it (scripts/drift_publish.py): a
 CloudWatch metric for SageMaker, an Application Insights event for ACI and AKS (the connection string
 in $APPLICATIONINSIGHTS_CONNECTION_STRING).
-Exit codes: the worst of the reports' (0 no drift, 1 drift, 2 bad input); 0 when capture is off;
-3 when the reports were made but a verdict could not be published (and nothing worse happened).
+Exit codes (StackDrift): the worst of the reports'; 0 when capture is off; 3 when the reports were
+made but a verdict could not be published (and nothing worse happened).
 """
 
 from __future__ import annotations
@@ -29,10 +29,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.drift_publish import CONNECTION_STRING_VARIABLE, PublishError, to_application_insights, to_cloudwatch
 from serving.drift.__main__ import main as drift
+from serving.exit_codes import ExitCode
 from stacks.model_source import BUNDLED_MODEL, ModelSourceError, fetch_model
 
 SUFFIX = "capture_uri"
-EXIT_NOT_PUBLISHED = 3
+
+
+class StackDrift(ExitCode):
+    """`python scripts/stack_drift.py` (model-drift.yml)."""
+
+    NO_DRIFT = 0, "No drift in any capture location of the stack, or capture is off"
+    DRIFT = 1, "Drift past a threshold in a capture location; its report says where"
+    BAD_INPUT = 2, "A report could not be made (outputs, the stack's model, a capture location): one line saying what"
+    NOT_PUBLISHED = 3, "The reports were made (no drift), but a verdict could not be sent to the stack's dashboard"
+
+
+EXIT_NOT_PUBLISHED = StackDrift.NOT_PUBLISHED
 
 
 def stack_model(stack: str) -> Path:
@@ -60,16 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         outputs = json.loads(args.outputs.read_text())
     except (OSError, ValueError) as error:
         print(f"error: --outputs {args.outputs}: {error}", file=sys.stderr)
-        return 2
+        return StackDrift.BAD_INPUT
     sources = {k: v for k, v in sorted(outputs.items()) if k.endswith(SUFFIX) and isinstance(v, str) and v}
     if not sources:
         print(f"{args.stack}: no capture location among the stack's outputs (capture is off): no report")
-        return 0
+        return StackDrift.NO_DRIFT
     try:
         model = stack_model(args.stack)
     except ModelSourceError as error:
         print(f"error: the stack's model: {error}", file=sys.stderr)
-        return 2
+        return StackDrift.BAD_INPUT
     worst, unpublished = 0, False
     for name, source in sources.items():
         print(f"{args.stack}: {name} = {source}", flush=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from serving.exit_codes import Serve
 from serving.settings import SERVE_FLAGS, Settings, container_cpu_count, describe_settings_error, load_settings
 
 if TYPE_CHECKING:
@@ -48,12 +49,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings()
 
 
-# Exit codes of `serve`, as the documentation lists them (docs/concepts/server.md).
-EXIT_MODEL = 1  # the model cannot be loaded
-EXIT_SETTINGS = 2  # a setting or argument is invalid
-EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cannot be made
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -66,7 +61,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = _settings_from(args)
     except ValidationError as error:
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
-        return EXIT_SETTINGS
+        return Serve.SETTINGS
     configure_logging(settings.log_level)
     workers = settings.workers or container_cpu_count()
     # Fail fast, before binding the port, with one clear line. With several workers the parent only
@@ -88,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
             name, version = check_in_child()
     except ModelCheckFailed as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_MODEL
+        return Serve.MODEL
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -110,7 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         sock = bind(settings.host, settings.port)
     except ListenError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_LISTEN
+        return Serve.LISTEN
     log.info(
         "serving %s version %s on %s:%s with %d worker(s); %s",
         name,
@@ -124,14 +119,14 @@ def serve(args: argparse.Namespace) -> int:
         from serving.app import create_app
 
         uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
-        return 0
+        return Serve.STOPPED
     try:
         config = uvicorn.Config("serving.app:app_from_environment", factory=True, workers=workers, **common)
         ClosingMultiprocess(config, sockets=[sock]).run()
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+    return Serve.STOPPED
 
 
 def auth_summary(settings: Settings) -> str:

@@ -23,6 +23,7 @@ from serving.auth import KeyFile
 from serving.drain import install_drain_handler
 from serving.endpoints import endpoints
 from serving.errors import RequestError
+from serving.exit_codes import Serve
 from serving.front import InferenceFront
 from serving.logs import AccessLog, configure_logging
 from serving.metrics import Metrics
@@ -182,7 +183,7 @@ async def _load_in_background(settings: Settings, model_ready: Callable[[ModelRu
     except ModelLoadError as error:
         # The CLI validates the model before starting workers, so this is rare (e.g. the file changed).
         log.critical("%s", error)
-        os._exit(3)
+        os._exit(Serve.WORKER_MODEL)
     model_ready(runtime)
     log.info("model %s version %s ready", runtime.name, runtime.version)
 

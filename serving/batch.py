@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from serving.errors import InvalidInput
+from serving.exit_codes import Batch
 from serving.protocols import columns as typed
 from serving.runtime import ColumnRows, ModelLoadError, ModelRefused, ModelRuntime, Rows
 from serving.settings import describe_settings_error, load_settings
@@ -547,21 +548,21 @@ def run_batch(args: argparse.Namespace) -> int:
         summary = _run(args)
     except (BatchError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return Batch.FAILED
     except (Interrupted, KeyboardInterrupt) as stop:
         signum = stop.signum if isinstance(stop, Interrupted) else int(signal.SIGINT)
         name = signal.Signals(signum).name
         print(f"error: stopped by {name}; no output written (run again to score)", file=sys.stderr)
-        return 128 + signum
+        return Batch.STOPPED + signum
     except ValidationError as error:
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
-        return 2
+        return Batch.SETTINGS
     print(
         f"scored {summary.scored} of {summary.rows} rows into {args.output}"
         + (f"; {summary.bad} bad rows in {args.errors}" if summary.bad else ""),
         file=sys.stderr,
     )
-    return 0
+    return Batch.SCORED
 
 
 def _run(args: argparse.Namespace) -> Summary:

@@ -121,6 +121,46 @@ def test_every_server_setting_route_error_and_flag_is_on_its_reference_page(site
         assert flag in cli, flag
 
 
+def test_every_exit_code_is_on_the_pages_from_the_table_the_command_returns_it_from(site: Path) -> None:
+    from docs_reference.exit_codes import commands
+    from serving.exit_codes import Serve
+
+    cli = page(site, "reference/cli")
+    for command, codes in commands().items():
+        assert f"<code>{command}</code>" in cli, command
+        for code in codes:
+            assert f"<td>{int(code)}</td>" in cli, (command, code)
+            assert f"<td>{html.unescape(code.meaning).replace('`', '')}" in re.sub(r"</?code>", "", cli), code.meaning
+    for path in ("concepts/server", "troubleshooting"):
+        text = re.sub(r"</?code>", "", page(site, path))
+        assert all(f"<td>{int(c)}</td>\n<td>{c.meaning.replace('`', '')}</td>" in text for c in Serve), path
+    # No page lists exit codes by hand.
+    for source in [*DOCS.rglob("*.md"), REPO / "README.md"]:
+        assert "| Exit code |" not in source.read_text(), source
+
+
+def test_the_commands_exit_with_the_codes_their_tables_give(tmp_path: Path) -> None:
+    """The table is what the commands return: a bad setting, a model that cannot be loaded, bad input."""
+    from serving.exit_codes import Batch, Drift, Import, Serve
+
+    def exit_code(*argv: str, **env: str) -> int:
+        run = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **env})  # fmt: skip
+        return run.returncode
+
+    missing, broken = str(tmp_path / "missing.onnx"), tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    assert exit_code("-m", "serving", "serve", "--port", "65000", SERVING_MAX_QUEUE_SIZE="-1") == Serve.SETTINGS
+    assert exit_code("-m", "serving", "serve", "--port", "65000", SERVING_MODEL=str(broken)) == Serve.MODEL
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a\n1\n")
+    assert exit_code("-m", "serving", "batch", "--input", str(rows), "--output", str(tmp_path / "o.csv"),
+                     "--model", missing) == Batch.FAILED  # fmt: skip
+    assert exit_code("-m", "serving", "drift", "--source", str(tmp_path), "--model", missing) == Drift.BAD_INPUT
+    imported = ("-m", "importer", missing, "--name", "x", "--version", "1", "--output", str(tmp_path / "m.onnx"))
+    assert exit_code(*imported) == Import.REFUSED
+
+
 def test_the_reference_shows_the_plans_outputs(site: Path) -> None:
     text = page(site, "reference/outputs")
     for plan in (REPO / "plans").glob("*.txt"):

@@ -1,9 +1,10 @@
 """Bad input (exit code 2): one error whose message names the problem and the fix; the exit codes."""
 
-# Exit codes, as the README lists them.
-EXIT_NO_DRIFT = 0
-EXIT_DRIFT = 1
-EXIT_BAD_INPUT = 2
+from serving.exit_codes import Drift
+
+EXIT_NO_DRIFT = Drift.NO_DRIFT
+EXIT_DRIFT = Drift.DRIFT
+EXIT_BAD_INPUT = Drift.BAD_INPUT
 
 
 class DriftInputError(Exception):
