@@ -6,11 +6,10 @@ from __future__ import annotations
 import difflib
 from functools import cache
 
-import botocore.session
-
 # Azure's physical regions, as `az account list-locations --query "[?metadata.regionType=='Physical'].name"`
 # lists them (public cloud), plus the US Government and China clouds' regions. Neither Azure provider
-# ships this list; add a new region here when Azure opens one.
+# ships this list: the weekly Upkeep run compares it with a subscription's list (scripts/azure_regions.py)
+# and names a region Azure opened that is missing here.
 AZURE_REGIONS = frozenset(
     {
         "australiacentral", "australiacentral2", "australiaeast", "australiasoutheast", "austriaeast",
@@ -32,6 +31,8 @@ AZURE_REGIONS = frozenset(
 @cache
 def aws_regions() -> frozenset[str]:
     """The regions SageMaker runs in, from botocore's bundled endpoint data (updated with every boto3 release)."""
+    import botocore.session
+
     session = botocore.session.get_session()
     return frozenset(
         region
@@ -40,17 +41,21 @@ def aws_regions() -> frozenset[str]:
     )
 
 
-def region_problem(region: str, known: frozenset[str], cloud: str, source: str) -> str | None:
-    """None for a known region; else what is wrong, with the nearest known region when there is one."""
+def region_problem(region: str, known: frozenset[str], cloud: str, source: str, unlisted: str = "") -> str | None:
+    """None for a known region; else what is wrong, with the nearest known region when there is one
+    (a misspelling) or an example, and `unlisted` (what to do about a region newer than the list)."""
     if region in known:
         return None
     nearest = difflib.get_close_matches(region.lower(), sorted(known), n=1, cutoff=0.6)
     hint = f"did you mean {nearest[0]}?" if nearest else f"e.g. {min(known)}"
-    return f"{region!r} is not {cloud} region ({source}); {hint}"
+    return f"{region!r} is not {cloud} region ({source}); {hint}{unlisted}"
 
 
 def azure_region_problem(region: str) -> str | None:
-    return region_problem(region, AZURE_REGIONS, "an Azure", "az account list-locations; stacks/regions.py")
+    return region_problem(
+        region, AZURE_REGIONS, "an Azure", "az account list-locations; stacks/regions.py",
+        f" (if Azure opened {region!r} after this list was made, add it to AZURE_REGIONS in stacks/regions.py)",
+    )  # fmt: skip
 
 
 def aws_region_problem(region: str) -> str | None:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from scripts import audit, stale_pins
+from scripts import audit, azure_regions, stale_pins
 from stacks.image import base_image
 from tests import osv
 from tests.serving.server import REPO
@@ -153,12 +153,37 @@ def test_a_newer_kubelogin_release_is_reported() -> None:
     assert "pin v0.2.9" in problem
 
 
+def test_a_region_azure_lists_and_the_stacks_list_lacks_makes_the_weekly_check_red(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`az account list-locations` JSON, as names (the workflow's --query) or as location objects."""
+    from stacks.regions import azure_region_problem
+
+    listed = tmp_path / "locations.json"
+    listed.write_text('["westeurope", "swedencentral", "NorthEurope"]')
+    assert azure_regions.main([str(listed)]) == 0
+    assert "AZURE_REGIONS has all 3 regions Azure lists" in capsys.readouterr().out
+    listed.write_text('[{"name": "westeurope"}, {"name": "atlantiswest"}, {"name": "atlantiseast"}]')
+    assert azure_regions.main([str(listed)]) == 1
+    assert "AZURE_REGIONS lacks atlantiseast, atlantiswest, which Azure lists" in capsys.readouterr().err
+    # ... which is what a stack naming it meets until the list is updated.
+    problem = azure_region_problem("atlantiseast")
+    assert problem is not None
+    assert problem.endswith("(if Azure opened 'atlantiseast' after this list was made, add it to AZURE_REGIONS in "
+                            "stacks/regions.py)")  # fmt: skip
+    for bad in ('{"name": "westeurope"}', "[1, 2]", "not json"):
+        listed.write_text(bad)
+        assert azure_regions.main([str(listed)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {listed}: ")
+
+
 def test_the_upkeep_workflow_checks_the_pins_dependabot_cannot_read_and_audits_weekly() -> None:
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "upkeep.yml").read_text())
     assert workflow[True]["schedule"], "on: schedule (yaml reads `on` as True)"
     runs = [s.get("run", "") for job in workflow["jobs"].values() for s in job["steps"]]
     assert any("scripts/stale_pins.py" in r for r in runs)
     assert any("make audit" in r for r in runs)
+    assert any("az account list-locations" in r and "scripts/azure_regions.py" in r for r in runs)
 
 
 def test_the_audit_gates_pull_requests_and_deployments() -> None:

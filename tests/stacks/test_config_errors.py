@@ -200,7 +200,8 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         {"mlserve:azure": {"location": "westeruope"}, "azure-native:location": "westeruope"},
         (),
         "mlserve:azure.location in Pulumi.dev.yaml: 'westeruope' is not an Azure region "
-        "(az account list-locations; stacks/regions.py); did you mean westeurope?",
+        "(az account list-locations; stacks/regions.py); did you mean westeurope? (if Azure opened 'westeruope' "
+        "after this list was made, add it to AZURE_REGIONS in stacks/regions.py)",
     ),
     (
         "prod",

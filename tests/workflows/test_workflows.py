@@ -387,27 +387,47 @@ def test_the_weekly_drift_check_previews_both_stacks_with_the_read_identities(
 @pytest.mark.parametrize("event", ["schedule", "workflow_dispatch"])
 def test_the_weekly_upkeep_audits_the_locks_and_checks_the_other_pins(workspace: Workspace, event: str) -> None:
     payload = {"cron": "23 5 * * 1"} if event == "schedule" else {"workflow": "upkeep.yml"}
-    result = run(workspace, event, payload, answers={"python scripts/stale_pins.py": "all pins current\n"})
+    answers = {"python scripts/stale_pins.py": "all pins current\n", LOCATIONS: '["westeurope", "swedencentral"]'}
+    result = run(workspace, event, payload, answers=answers)
     assert result.returncode == 0, result.log
     assert sorted(result.jobs) == [
+        ("Upkeep/Azure regions", "success"),
         ("Upkeep/Pins outside Dependabot", "success"),
         ("Upkeep/Vulnerability audit", "success"),
     ]
     assert result.clis("make") == ["make audit"]
-    assert result.clis("python") == ["python scripts/stale_pins.py"]
-    assert not {c.argv[1] for c in result.calls if c.argv[0] == "action"} & {
-        "azure/login",
-        "aws-actions/configure-aws-credentials",
-    }
+    assert sorted(result.clis("python")) == [
+        f"python scripts/azure_regions.py {result.clis('python')[-1].split()[-1]}",
+        "python scripts/stale_pins.py",
+    ]
+    assert "AZURE_REGIONS has all 2 regions Azure lists" in result.log
+    # Only the regions job signs in, and only to Azure, with the read identity's environment.
+    assert [c.job for c in result.calls if c.argv[:2] == ["action", "azure/login"]] == ["azure-regions"]
+    assert not [c for c in result.calls if c.argv[:2] == ["action", "aws-actions/configure-aws-credentials"]]
 
 
-def test_a_stale_pin_or_an_advisory_makes_the_upkeep_run_red(workspace: Workspace) -> None:
-    result = run(workspace, "schedule", {"cron": "23 5 * * 1"}, fail=["make audit", "python scripts/stale_pins.py"])
+LOCATIONS = "az account list-locations --query [?metadata.regionType=='Physical'].name --output json"
+
+
+def test_a_stale_pin_an_advisory_or_a_new_azure_region_makes_the_upkeep_run_red(workspace: Workspace) -> None:
+    answers = {LOCATIONS: '["westeurope", "atlantiseast"]'}
+    fail = ["make audit", "python scripts/stale_pins.py"]
+    result = run(workspace, "schedule", {"cron": "23 5 * * 1"}, fail=fail, answers=answers)
     assert result.returncode != 0
     assert sorted(result.jobs) == [
+        ("Upkeep/Azure regions", "failure"),
         ("Upkeep/Pins outside Dependabot", "failure"),
         ("Upkeep/Vulnerability audit", "failure"),
     ]
+    assert "AZURE_REGIONS lacks atlantiseast, which Azure lists" in result.log
+
+
+def test_without_an_azure_identity_the_regions_are_not_checked(workspace: Workspace) -> None:
+    answers = {"python scripts/stale_pins.py": "all pins current\n"}
+    result = run(workspace, "workflow_dispatch", {"workflow": "upkeep.yml"}, AWS_ONLY, answers=answers)
+    assert result.returncode == 0, result.log
+    assert ("Upkeep/Azure regions", "success") in result.jobs
+    assert not [c for c in result.calls if c.argv[0] == "az" or c.argv[:2] == ["action", "azure/login"]]
 
 
 # Model drift: each stack's captured week against its model's baseline
