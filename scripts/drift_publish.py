@@ -12,6 +12,7 @@ namespace only; Application Insights takes the event with the stack's connection
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from stacks.drift_signal import DRIFT_EVENT, DRIFT_METRICS, DRIFT_NAMESPACE
 
 # `pulumi stack output application_insights_connection_string --show-secrets`, set by model-drift.yml.
 CONNECTION_STRING_VARIABLE = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+# Seconds before each further try of an event Application Insights did not take (a 429 or a 5xx is
+# usually gone within seconds; the exporter's own retry needs a local store a one-shot job does not keep).
+RETRY_DELAYS = (5.0, 20.0)
 
 
 class PublishError(RuntimeError):
@@ -37,7 +41,7 @@ def metric_values(summary: Mapping[str, Any]) -> dict[str, float]:
 def to_cloudwatch(summary: Mapping[str, Any], endpoint: str, region: str) -> None:
     """PutMetricData for the endpoint; AWS_ENDPOINT_URL, as boto3 reads it, points elsewhere (a stand-in)."""
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     data = [
         {"MetricName": name, "Dimensions": [{"Name": "EndpointName", "Value": endpoint}], "Value": value,
@@ -53,8 +57,12 @@ def to_cloudwatch(summary: Mapping[str, Any], endpoint: str, region: str) -> Non
             f"{detail.get('Message')} (the identity needs cloudwatch:PutMetricData in {DRIFT_NAMESPACE}: "
             "bootstrap/ grants it to the read role)"
         ) from None
+    except NoCredentialsError:
+        raise PublishError(
+            "no AWS credentials to put the drift metrics with (the workflow signs in as AWS_PREVIEW_ROLE_ARN)"
+        ) from None
     except BotoCoreError as error:
-        raise PublishError(f"CloudWatch in {region} could not be reached: {error}") from None
+        raise PublishError(f"CloudWatch in {region} could not be called: {error}") from None
 
 
 def event_properties(summary: Mapping[str, Any], stack: str, target: str, report_url: str | None) -> dict[str, str]:
@@ -119,10 +127,18 @@ def to_application_insights(
     provider = LoggerProvider(resource=Resource.create({"service.name": "mlserve-drift"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(recorded))
     attributes = {"microsoft.custom_event.name": DRIFT_EVENT, **event_properties(summary, stack, target, report_url)}
-    provider.get_logger("mlserve.drift").emit(LogRecord(body=DRIFT_EVENT, attributes=attributes))
-    provider.shutdown()
-    if recorded.results != [LogRecordExportResult.SUCCESS]:
+    logger = provider.get_logger("mlserve.drift")
+    try:
+        for delay in (*RETRY_DELAYS, None):
+            logger.emit(LogRecord(body=DRIFT_EVENT, attributes=attributes))
+            if recorded.results[-1:] == [LogRecordExportResult.SUCCESS] or delay is None:
+                break
+            time.sleep(delay)
+    finally:
+        provider.shutdown()
+    if recorded.results[-1:] != [LogRecordExportResult.SUCCESS]:
         raise PublishError(
-            f"Application Insights did not take the {target} drift event (export {recorded.results}): check "
-            f"{CONNECTION_STRING_VARIABLE} and that its ingestion endpoint is reachable"
+            f"Application Insights did not take the {target} drift event ({len(recorded.results)} tries; the "
+            f"exporter's log line above says why): check {CONNECTION_STRING_VARIABLE}, that its ingestion endpoint "
+            "is reachable, and that the component accepts connection-string (local auth) ingestion"
         )

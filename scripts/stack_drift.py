@@ -94,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, code)
         if args.publish and code in (0, 1):
             try:
-                publish(args, target, outputs, json.loads((where / "summary.json").read_text()))
+                publish(args, target, outputs, _summary(where / "summary.json"))
             except PublishError as error:
                 print(f"error: the {target} verdict is not on the dashboard: {error}", file=sys.stderr)
                 unpublished = True
     return EXIT_NOT_PUBLISHED if unpublished and worst == 0 else worst
+
+
+def _summary(path: Path) -> dict:
+    try:
+        summary: dict = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise PublishError(f"the report's summary {path}: {error}") from None
+    return summary
 
 
 def publish(args: argparse.Namespace, target: str, outputs: dict, summary: dict) -> None:

@@ -22,7 +22,7 @@ from stacks.drift_signal import DRIFT_EVENT, DRIFT_NAMESPACE
 # Monitor exporter turns span attributes into the `requests` table's customDimensions.
 MODEL_VERSION_DIMENSION = "mlserve.model.version"
 WINDOW_MS = 24 * 60 * 60 * 1000  # the workbook's default time range: the last day
-DRIFT_WINDOW_MS = 35 * WINDOW_MS  # the drift report runs weekly: its last five verdicts
+DRIFT_WINDOW_MS = 35 * WINDOW_MS  # the drift report runs weekly: five weeks, as far as retention keeps them
 
 # KQL over Application Insights' `requests` table. itemCount: each sampled item stands for that many
 # requests (the server samples its request telemetry), so counts stay right, as in the alerts.
@@ -67,7 +67,7 @@ def workbook_content(title: str) -> str:
     queries = [
         (heading, query, visualization, WINDOW_MS) for heading, (query, visualization) in WORKBOOK_QUERIES.items()
     ]
-    queries.append(("Drift report (weekly): the last five verdicts", DRIFT_QUERY, "table", DRIFT_WINDOW_MS))
+    queries.append(("Drift report (weekly): recent verdicts", DRIFT_QUERY, "table", DRIFT_WINDOW_MS))
     for index, (heading, query, visualization, window) in enumerate(queries):
         items.append(
             {
@@ -185,6 +185,7 @@ def cloudwatch_body(
                 "title": "Drift report (weekly): columns past the threshold",
                 "region": region,
                 "view": "timeSeries",
+                # A widget's own range (as AWS CDK's GraphWidget `start` writes it), not the dashboard's.
                 "start": "-P5W",
                 "period": 86400,
                 "metrics": [[DRIFT_NAMESPACE, "DriftedColumns", "EndpointName", endpoint, {"stat": "Maximum"}]],

@@ -35,20 +35,24 @@ class Ingestion:
     def __init__(self, status: int = 200) -> None:
         self.envelopes: list[dict[str, Any]] = []
         self.status = status
+        self.first_statuses: list[int] = []  # answered before `status`, one per request
+        self.requests = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 items = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.envelopes += items if self.path == "/v2.1/track" else []
-                accepted = len(items) if outer.status == 200 else 0
+                outer.requests += 1
+                status = outer.first_statuses.pop(0) if outer.first_statuses else outer.status
+                outer.envelopes += items if self.path == "/v2.1/track" and status == 200 else []
+                accepted = len(items) if status == 200 else 0
                 errors = (
                     []
                     if accepted
                     else [{"index": i, "statusCode": 400, "message": "refused"} for i in range(len(items))]
                 )
                 body = json.dumps({"itemsReceived": len(items), "itemsAccepted": accepted, "errors": errors})
-                self.send_response(outer.status)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(body.encode())
@@ -144,13 +148,26 @@ def test_an_aci_verdict_is_an_event_with_what_the_workbook_table_projects(ingest
     assert projected <= set(properties)
 
 
-def test_an_event_application_insights_refuses_or_cannot_take_is_an_error(ingestion: Ingestion) -> None:
+def test_an_event_refused_for_a_moment_is_sent_again(ingestion: Ingestion, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scripts.drift_publish.RETRY_DELAYS", (0.0, 0.0))
+    ingestion.first_statuses = [429, 503]  # throttled, then briefly unavailable
+    to_application_insights(SUMMARY, "dev", "aks", None, ingestion.connection_string)
+    (event,) = ingestion.events()
+    assert event["properties"]["target"] == "aks"
+    assert ingestion.requests >= 3
+
+
+def test_an_event_application_insights_refuses_or_cannot_take_is_an_error(
+    ingestion: Ingestion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("scripts.drift_publish.RETRY_DELAYS", (0.0, 0.0))
     ingestion.status = 400
-    with pytest.raises(PublishError, match="Application Insights did not take the aks drift event"):
+    with pytest.raises(PublishError, match=r"Application Insights did not take the aks drift event \(3 tries;"):
         to_application_insights(SUMMARY, "dev", "aks", None, ingestion.connection_string)
+    assert not ingestion.events()
     ingestion.server.shutdown()
     ingestion.server.server_close()
-    with pytest.raises(PublishError, match="ingestion endpoint is reachable"):
+    with pytest.raises(PublishError, match="ingestion endpoint is reachable, and that the component accepts"):
         to_application_insights(SUMMARY, "dev", "aks", None, ingestion.connection_string)
     with pytest.raises(PublishError, match=r"set APPLICATIONINSIGHTS_CONNECTION_STRING to the stack's"):
         to_application_insights(SUMMARY, "dev", "aks", None, None)
