@@ -537,9 +537,9 @@ def test_the_weekly_model_drift_report_fails_visibly_for_the_stack_that_drifted(
     assert (properties["stack"], properties["target"], properties["drifted"]) == ("dev", "aci", "true")
     assert properties["drifted_columns"] == "Temperature_C"
     assert "/actions/runs/" in properties["report"]
-    assert sorted(c for c in result.clis("pulumi") if "--show-secrets" in c) == [
-        f"pulumi stack output --stack {ORG}/{stack} application_insights_connection_string --show-secrets"
-        for stack in ("dev", "prod")
+    # The secret is read only for the stack that has it (prod here has no Azure target).
+    assert [c for c in result.clis("pulumi") if "--show-secrets" in c] == [
+        f"pulumi stack output --stack {ORG}/dev application_insights_connection_string --show-secrets"
     ]
     assert f"::add-mask::{dashboards.ingestion.connection_string}" in result.log
     assert drift_metric(dashboards, "mlserve-prod") == [0.0]
