@@ -13,17 +13,19 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from serving.settings import SERVE_FLAGS, Settings, container_cpu_count, describe_settings_error, load_settings
-
 if TYPE_CHECKING:
     from serving.runtime import ModelRuntime
+    from serving.settings import Settings
+
+# Spawned workers import this module again (as multiprocessing's __mp_main__): what it imports at the
+# top, every worker holds. The settings' validation (pydantic) is imported where it is used, in the parent.
 
 log = logging.getLogger("serving")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from serving.settings import SERVE_FLAGS, Settings
+
     parser = argparse.ArgumentParser(prog="python -m serving", description="mlserve model server")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="Run the HTTP server (default)")
@@ -40,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
+    from serving.settings import SERVE_FLAGS, load_settings
+
     # Flags become environment variables so that every uvicorn worker process sees the same settings.
     for name in SERVE_FLAGS:
         value = getattr(args, name, None)
@@ -56,11 +60,15 @@ EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cann
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from serving.listener import ClosingMultiprocess, ListenError, bind
     from serving.logs import configure_logging
     from serving.model_check import ModelCheckFailed, check_in_child
+    from serving.settings import describe_settings_error, handed_over
     from serving.transport import CoalescingHttpToolsProtocol
+    from serving.worker import Worker
+    from serving.worker_settings import container_cpu_count
 
     try:
         settings = _settings_from(args)
@@ -126,7 +134,8 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
         return 0
     try:
-        config = uvicorn.Config("serving.app:app_from_environment", factory=True, workers=workers, **common)
+        # The workers take the settings validated here, pickled with their start: none imports pydantic.
+        config = uvicorn.Config(Worker(handed_over(settings)), factory=True, workers=workers, **common)
         ClosingMultiprocess(config, sockets=[sock]).run()
     finally:
         if metrics_dir is not None:

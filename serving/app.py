@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,8 +21,10 @@ from serving.front import InferenceFront
 from serving.logs import AccessLog, configure_logging
 from serving.metrics import Metrics
 from serving.runtime import ModelLoadError, ModelRuntime, load_runtime
-from serving.settings import Settings, load_settings
 from serving.state import ServerState
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 log = logging.getLogger("serving")
 
@@ -33,7 +36,10 @@ def create_app(
     (serving/routes.py), built on the first request that needs it.
 
     Without a runtime, the model loads in the background; readiness waits for it."""
-    settings = settings or load_settings()
+    if settings is None:
+        from serving.settings import load_settings
+
+        settings = load_settings()
     state = ServerState()
     metrics = Metrics()
     access_log = access_log or AccessLog(settings.access_log)
@@ -63,9 +69,7 @@ def create_app(
         gc.freeze()
         secrets_dir = os.environ.get("SERVING_SECRETS_DIR")
         key_file = (
-            KeyFile(secrets_dir, lambda: load_settings().api_keys, front.keys.replace)
-            if secrets_dir and front.keys.enabled
-            else None
+            KeyFile(secrets_dir, _keys_from_files, front.keys.replace) if secrets_dir and front.keys.enabled else None
         )
         tasks = [asyncio.create_task(_housekeeping(front, access_log, key_file))]
         if state.runtime is None:
@@ -129,9 +133,21 @@ async def _load_in_background(settings: Settings, model_ready: Callable[[ModelRu
     log.info("model %s version %s ready", runtime.name, runtime.version)
 
 
+def _keys_from_files() -> Any:
+    from serving.settings import load_settings  # pydantic, loaded only when the mounted keys change
+
+    return load_settings().api_keys
+
+
 def app_from_environment() -> InferenceFront:
     """Factory for uvicorn workers: settings come from SERVING_* variables."""
-    settings = load_settings()
+    from serving.settings import load_settings
+
+    return serve_with(load_settings())
+
+
+def serve_with(settings: Settings) -> InferenceFront:
+    """A worker's app: logging set up, the model loaded and warm, the front built."""
     configure_logging(settings.log_level)
     # Load before this worker accepts connections, so no worker ever answers "still loading" while
     # its siblings are ready.

@@ -36,13 +36,14 @@ from serving.pool import InferencePool
 from serving.protocols import jsonbody, v2_binary
 from serving.routes import TABLE, Route
 from serving.runtime import ModelRuntime
-from serving.settings import Settings, inline_scoring_budget_us
 from serving.state import ServerState
 from serving.transport import WHOLE_RESPONSE
+from serving.worker_settings import inline_scoring_budget_us
 
 if TYPE_CHECKING:
     from serving.capture import Capture
     from serving.probes import Answer
+    from serving.settings import Settings
 
 log = logging.getLogger("serving")
 

@@ -148,3 +148,61 @@ with TestClient(app) as http:
     assert found["after"] is True
     assert found["docs"] == [200, True]
     assert found["openapi"] == [200, True]
+
+
+WORKER = """
+import json, pickle, sys
+from starlette.testclient import TestClient
+
+factory = pickle.loads(sys.stdin.buffer.read())  # as uvicorn's spawned worker receives it
+app = factory()
+heavy = ("pydantic", "pydantic_core", "fastapi", "azure.monitor.opentelemetry.exporter", "azure.storage.blob", "jwt")
+with TestClient(app) as http:
+    key = {"Authorization": "Bearer " + sys.argv[1]}
+    statuses = [http.get(p).status_code for p in ("/ping", "/", "/v2/health/ready", "/metrics", "/v2")]
+    row = [5.0, 0.95, 10.0, 180.0, 3.0, 995.0, 2.0]
+    statuses.append(http.post("/score", json={"data": [row]}, headers=key).status_code)
+    statuses.append(http.post("/score", json={"data": [[5.0]]}, headers={"Authorization": "Bearer wrong"}).status_code)
+    before = [m for m in heavy if m in sys.modules]
+    docs = http.get("/docs")
+    document = http.get("/openapi.json")
+    print(json.dumps({"statuses": statuses, "before": before, "after": "fastapi" in sys.modules,
+                      "docs": [docs.status_code, "swagger-ui" in docs.text],
+                      "openapi": [document.status_code, "/score" in document.json()["paths"]]}))
+"""
+
+
+def test_a_worker_takes_the_parents_settings_without_pydantic_and_builds_fastapi_when_asked() -> None:
+    """A multi-worker server's workers get the settings the parent validated, pickled with their start: they
+    serve keys, probes, metrics and scoring without pydantic or FastAPI (the memory a worker holds,
+    bench/README.md), and the API's pages still work, FastAPI built on the first request for them."""
+    import json
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from serving.settings import Settings, handed_over
+    from serving.worker import Worker
+    from tests.serving.server import REPO
+
+    settings = Settings(api_keys=PRIMARY_KEY, access_log=False)  # type: ignore[arg-type]
+    factory = pickle.dumps(Worker(handed_over(settings)))
+    assert PRIMARY_KEY.encode() in factory  # handed over with the start, not through the environment
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVING_", "APPLICATIONINSIGHTS_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER, PRIMARY_KEY],
+        input=factory,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    found = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    assert found["statuses"] == [200] * 6 + [401]
+    assert found["before"] == []
+    assert found["after"] is True
+    assert found["docs"] == [200, True]
+    assert found["openapi"] == [200, True]
