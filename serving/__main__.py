@@ -59,15 +59,10 @@ EXIT_LISTEN = 4  # the port cannot be listened on, or the metrics directory cann
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
     from pydantic import ValidationError
 
-    from serving.listener import ClosingMultiprocess, ListenError, bind
-    from serving.logs import configure_logging
-    from serving.model_check import ModelCheckFailed, check_in_child
+    from serving.model_check import ModelCheckFailed, check_result, start_check
     from serving.settings import describe_settings_error, handed_over
-    from serving.transport import CoalescingHttpToolsProtocol
-    from serving.worker import Worker
     from serving.worker_settings import container_cpu_count
 
     try:
@@ -75,13 +70,24 @@ def serve(args: argparse.Namespace) -> int:
     except ValidationError as error:
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
         return EXIT_SETTINGS
-    configure_logging(settings.log_level)
     workers = settings.workers or container_cpu_count()
+    # With several workers, the model check starts now and runs while this process imports the rest.
+    values = handed_over(settings)
+    check = start_check(values) if workers > 1 else None
+
+    import uvicorn
+
+    from serving.listener import ClosingMultiprocess, ListenError, bind
+    from serving.logs import configure_logging
+    from serving.transport import CoalescingHttpToolsProtocol
+    from serving.worker import Worker
+
+    configure_logging(settings.log_level)
     # Fail fast, before binding the port, with one clear line. With several workers the parent only
     # supervises, so the model is checked in a child and never held here (serving/model_check.py).
     runtime: ModelRuntime | None = None
     try:
-        if workers == 1:
+        if check is None:
             from serving.capture import CaptureSettingsError, record_format
             from serving.runtime import ModelLoadError, load_runtime
 
@@ -93,7 +99,7 @@ def serve(args: argparse.Namespace) -> int:
                 raise ModelCheckFailed(str(error)) from None
             name, version = runtime.name, runtime.version
         else:
-            name, version = check_in_child()
+            name, version = check_result(check)
     except ModelCheckFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_MODEL
@@ -135,7 +141,7 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     try:
         # The workers take the settings validated here, pickled with their start: none imports pydantic.
-        config = uvicorn.Config(Worker(handed_over(settings)), factory=True, workers=workers, **common)
+        config = uvicorn.Config(Worker(values), factory=True, workers=workers, **common)
         ClosingMultiprocess(config, sockets=[sock]).run()
     finally:
         if metrics_dir is not None:
