@@ -206,3 +206,18 @@ def test_a_worker_takes_the_parents_settings_without_pydantic_and_builds_fastapi
     assert found["after"] is True
     assert found["docs"] == [200, True]
     assert found["openapi"] == [200, True]
+
+
+def test_settings_handed_to_workers_keep_secrets_out_of_reprs_and_cannot_change() -> None:
+    from serving.settings import Settings, handed_over
+    from serving.worker_settings import take_over
+
+    settings = Settings(api_keys=PRIMARY_KEY, applicationinsights_connection_string="InstrumentationKey=x")  # type: ignore[arg-type]
+    handed = take_over(handed_over(settings))
+    assert [k.get_secret_value() for k in handed.api_keys] == [PRIMARY_KEY]  # type: ignore[attr-defined]
+    assert handed.applicationinsights_connection_string.get_secret_value() == "InstrumentationKey=x"  # type: ignore[attr-defined]
+    assert PRIMARY_KEY not in repr(handed)
+    assert "InstrumentationKey" not in repr(handed)
+    assert handed.max_rows == settings.max_rows  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        handed.max_rows = 1
