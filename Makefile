@@ -127,9 +127,10 @@ audit: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
-## bench: load benchmark over loopback (see bench/README.md)
+## bench: load benchmark over loopback, then memory and start-up against the bare app (see bench/README.md)
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/footprint.py --rounds 2
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) .tools .pytest_cache .ruff_cache site

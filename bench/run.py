@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: bench/ is a package of the repository
 from bench import mixed_model  # noqa: E402
+from bench.footprint import describe, memory  # noqa: E402
 
 KEY = "bench-key-0123456789abcdef"
 SHARED_MODEL = REPO.parent / "shared" / "bench" / "svc-weather-2524sv.onnx"
@@ -313,7 +314,9 @@ def measure(
     with running(args, bare, setup) as server, tempfile.TemporaryDirectory() as directory:
         print(header(args, server, label))
         print(COLUMNS)
-        return {scenario.name: measure_scenario(args, server, scenario, Path(directory)) for scenario in scenarios}
+        results = {scenario.name: measure_scenario(args, server, scenario, Path(directory)) for scenario in scenarios}
+        print(f"  memory after the scenarios, {describe(memory(server.process.pid))}")
+        return results
 
 
 def measure_mixed(args: argparse.Namespace, setup: Setup) -> dict[str, dict[str, float]]:

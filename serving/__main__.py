@@ -13,18 +13,21 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from serving.exit_codes import Serve
-from serving.settings import SERVE_FLAGS, Settings, container_cpu_count, describe_settings_error, load_settings
 
 if TYPE_CHECKING:
     from serving.runtime import ModelRuntime
+    from serving.settings import Settings
+
+# Spawned workers import this module again (as multiprocessing's __mp_main__): what it imports at the
+# top, every worker holds. The settings' validation (pydantic) is imported where it is used, in the parent.
 
 log = logging.getLogger("serving")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from serving.settings import SERVE_FLAGS, Settings
+
     parser = argparse.ArgumentParser(prog="python -m serving", description="mlserve model server")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="Run the HTTP server (default)")
@@ -41,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
+    from serving.settings import SERVE_FLAGS, load_settings
+
     # Flags become environment variables so that every uvicorn worker process sees the same settings.
     for name in SERVE_FLAGS:
         value = getattr(args, name, None)
@@ -50,25 +55,35 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from pydantic import ValidationError
 
-    from serving.listener import ClosingMultiprocess, ListenError, bind
-    from serving.logs import configure_logging
-    from serving.model_check import ModelCheckFailed, check_in_child
-    from serving.transport import CoalescingHttpToolsProtocol
+    from serving.model_check import ModelCheckFailed, check_result, start_check
+    from serving.settings import describe_settings_error, handed_over
+    from serving.worker_settings import container_cpu_count
 
     try:
         settings = _settings_from(args)
     except ValidationError as error:
         print(f"error: {describe_settings_error(error)}", file=sys.stderr)
         return Serve.SETTINGS
-    configure_logging(settings.log_level)
     workers = settings.workers or container_cpu_count()
+    # With several workers, the model check starts now and runs while this process imports the rest.
+    values = handed_over(settings)
+    check = start_check(values) if workers > 1 else None
+
+    import uvicorn
+
+    from serving.listener import ClosingMultiprocess, ListenError, bind
+    from serving.logs import configure_logging
+    from serving.transport import CoalescingHttpToolsProtocol
+    from serving.worker import Worker
+
+    configure_logging(settings.log_level)
     # Fail fast, before binding the port, with one clear line. With several workers the parent only
     # supervises, so the model is checked in a child and never held here (serving/model_check.py).
     runtime: ModelRuntime | None = None
     try:
-        if workers == 1:
+        if check is None:
             from serving.capture import CaptureSettingsError, record_format
             from serving.runtime import ModelLoadError, load_runtime
 
@@ -80,7 +95,7 @@ def serve(args: argparse.Namespace) -> int:
                 raise ModelCheckFailed(str(error)) from None
             name, version = runtime.name, runtime.version
         else:
-            name, version = check_in_child()
+            name, version = check_result(check)
     except ModelCheckFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return Serve.MODEL
@@ -121,7 +136,8 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
         return Serve.STOPPED
     try:
-        config = uvicorn.Config("serving.app:app_from_environment", factory=True, workers=workers, **common)
+        # The workers take the settings validated here, pickled with their start: none imports pydantic.
+        config = uvicorn.Config(Worker(values), factory=True, workers=workers, **common)
         ClosingMultiprocess(config, sockets=[sock]).run()
     finally:
         if metrics_dir is not None:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr, ValidationError
-
 from serving.errors import Unauthorized
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr  # or serving.worker_settings.Secret: what workers hold
+
     from serving.tokens import TokenCheck  # PyJWT and cryptography load only where tokens are on
 
 log = logging.getLogger("serving")
@@ -83,6 +83,8 @@ class KeyFile:
         if signature == self.seen:
             return False
         self.seen = signature
+        from pydantic import ValidationError  # loaded with the settings' validation, only when keys rotate
+
         try:
             keys = self.load()
         except ValidationError as error:

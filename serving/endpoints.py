@@ -1,5 +1,9 @@
 """The routes FastAPI serves (health, metadata, metrics, the API description), by the names the route
-table (serving/routes.py) gives them."""
+table (serving/routes.py) gives them.
+
+The front answers the same routes itself (serving/probes.py, the same functions); these are FastAPI's
+copies, for the API document (their signatures describe them) and for the requests the front hands on.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
-from serving.handlers import check_model_address
+from serving import probes
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.metrics import Metrics
 from serving.protocols import v2
@@ -18,22 +22,18 @@ Endpoint = tuple[Callable[..., Any], dict[str, Any]]  # the function, and FastAP
 
 
 def readiness(state: ServerState) -> JSONResponse:
-    if state.ready:
-        return JSONResponse({"ready": True, "status": "ready"})
-    reason = "draining" if state.draining else "model is loading"
-    return JSONResponse(
-        {"ready": False, "error": reason, "code": "not_ready"}, status_code=503, headers={"retry-after": "1"}
-    )
+    content, status, headers = probes.readiness(state)
+    return JSONResponse(content, status_code=status, headers=headers or None)
 
 
 def endpoints(
     state: ServerState, metrics: Metrics, settle: Callable[[], None], openapi: Callable[[], dict[str, Any]]
 ) -> dict[str, Endpoint]:
     async def live() -> dict[str, str]:
-        return {"status": "alive"}
+        return probes.LIVE
 
     async def v2_live() -> dict[str, bool]:
-        return {"live": True}
+        return probes.V2_LIVE
 
     async def ready() -> JSONResponse:
         return readiness(state)
@@ -42,14 +42,11 @@ def endpoints(
         return v2.server_metadata()
 
     async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-        runtime = state.require_runtime()
-        check_model_address(runtime, name, version)
-        return v2.model_metadata(runtime)
+        return probes.model_metadata(state, name, version)
 
     async def model_ready(name: str, version: str | None = None) -> JSONResponse:
-        runtime = state.require_runtime()
-        check_model_address(runtime, name, version)
-        return JSONResponse({"name": runtime.name, "ready": state.ready}, status_code=200 if state.ready else 503)
+        content, status = probes.model_readiness(state, name, version)
+        return JSONResponse(content, status_code=status)
 
     async def prometheus_metrics() -> Response:
         settle()

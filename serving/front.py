@@ -1,12 +1,17 @@
-"""The lean ASGI front: auth, limits, metrics and access logs for every request; inference routes.
+"""The lean ASGI front: auth, limits, metrics and access logs for every request; the route table's
+inference, health, metadata and metrics routes; the ASGI lifespan.
 
-Inference requests are answered here without per-request framework work (no regex routing, no
-pydantic models, no Request objects); everything else falls through to FastAPI.
+These are answered here without per-request framework work (no regex routing, no pydantic models, no
+Request objects); everything else (the API's pages and document) falls through to FastAPI, which is
+imported only then (serving/app.py).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +34,16 @@ from serving.logs import AccessLog, RequestIds
 from serving.metrics import Metrics
 from serving.pool import InferencePool
 from serving.protocols import jsonbody, v2_binary
-from serving.routes import TABLE
+from serving.routes import TABLE, Route
 from serving.runtime import ModelRuntime
-from serving.settings import Settings, inline_scoring_budget_us
 from serving.state import ServerState
 from serving.transport import WHOLE_RESPONSE
+from serving.worker_settings import inline_scoring_budget_us
 
 if TYPE_CHECKING:
     from serving.capture import Capture
+    from serving.probes import Answer
+    from serving.settings import Settings
 
 log = logging.getLogger("serving")
 
@@ -44,10 +51,12 @@ _NO_EXTENSIONS: dict[str, Any] = {}
 
 
 class InferenceFront:
-    """ASGI app serving the inference routes itself and delegating the rest to `fallback` (FastAPI, which
-    `serving.app` mounts once its endpoints, which use this front, exist)."""
+    """ASGI app serving the route table's routes itself (inference, and the `answers` by endpoint name) and
+    delegating the rest to `fallback` (FastAPI, which `serving.app` sets, built on its first request).
+    `lifespan` is what runs from the server's start to its stop."""
 
     fallback: ASGIApp
+    lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None
 
     def __init__(self, settings: Settings, state: ServerState, metrics: Metrics, access_log: AccessLog) -> None:
         self.settings = settings
@@ -80,10 +89,14 @@ class InferenceFront:
         self.bodies = BodyBuffers(settings.max_buffered_body_bytes)
         self.inline_max_bytes = 64 * 1024
         self.max_header_count = settings.max_header_count
+        self.answers: dict[str, Answer] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.fallback(scope, receive, send)
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            else:
+                await self.fallback(scope, receive, send)
             return
         started = perf_counter()
         raw_headers = scope["headers"]
@@ -101,49 +114,53 @@ class InferenceFront:
             if self.keys.enabled and not (found and found[0].open):
                 self.keys.verify(headers.get(b"authorization"))
             if found is None or found[0].infer is None:
-                status = await self._delegate(scope, receive, send, request_id)
-                self.journal.note(
-                    Finished(request_id, scope["method"], route, path, status, started, perf_counter(), 0, None)
-                )
-                return
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
-            handler = found[0].infer(found[1])
-            runtime = self.state.require_runtime()
-            limit = self.settings.max_body_bytes
-            declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
-                raise PayloadTooLarge(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
-            message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                body = message.get("body", b"")
-                if len(body) > limit:
-                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            else:
-                body = await self.bodies.read(message, receive, limit)
-            call = Call(body, headers, runtime, self.settings.max_rows)
-            if len(body) <= self.inline_max_bytes and self.pool.pending == 0:
-                # A small body parses in microseconds; if scoring it is as cheap (measured at warm-up), a
-                # trip through the thread pool would cost more than the work itself.
-                plan = handler(call)
-                if runtime.cost_estimate(plan.rows) <= self.inline_budget:
-                    reply = _timed(plan, None)
-                else:
-                    reply = await self.pool.run(lambda run_options: _timed(plan, run_options))
-            else:
-                # Large bodies are parsed off the event loop too, but a parse holds the interpreter's lock
-                # throughout, and its cost grows with the values in the body: millions of `{}` in 6 MB
-                # kept the loop (and health probes) waiting for seconds. A body with more values than
-                # the row limit can need is refused first, by counting separators (memchr speed).
-                # Binary tensor data after the JSON (the v2 extension) holds no separators to count.
-                end = v2_binary.json_end(body, headers.get(v2_binary.HEADER))
-                values = body.count(b",", 0, len(body) if end is None else end)
-                if values > self.max_values(runtime):
-                    raise InvalidInput(
-                        f"request body holds {values + 1} or more values, more than {self.settings.max_rows} rows "
-                        f"of {runtime.n_features} features can need; send at most {self.settings.max_rows} rows"
+                answer = self._answer(found[0] if found else None, scope)
+                if answer is None:
+                    status = await self._delegate(scope, receive, send, request_id)
+                    self.journal.note(
+                        Finished(request_id, scope["method"], route, path, status, started, perf_counter(), 0, None)
                     )
-                reply = await self.pool.run(lambda run_options: _timed(handler(call), run_options))
+                    return
+                reply = answer(found[1] if found else {})
+            else:
+                if scope["method"] != "POST":
+                    raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use POST")
+                handler = found[0].infer(found[1])
+                runtime = self.state.require_runtime()
+                limit = self.settings.max_body_bytes
+                declared = headers.get(b"content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise PayloadTooLarge(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+                message = await receive()
+                if message["type"] == "http.request" and not message.get("more_body", False):
+                    body = message.get("body", b"")
+                    if len(body) > limit:
+                        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                else:
+                    body = await self.bodies.read(message, receive, limit)
+                call = Call(body, headers, runtime, self.settings.max_rows)
+                if len(body) <= self.inline_max_bytes and self.pool.pending == 0:
+                    # A small body parses in microseconds; if scoring it is as cheap (measured at warm-up), a
+                    # trip through the thread pool would cost more than the work itself.
+                    plan = handler(call)
+                    if runtime.cost_estimate(plan.rows) <= self.inline_budget:
+                        reply = _timed(plan, None)
+                    else:
+                        reply = await self.pool.run(lambda run_options: _timed(plan, run_options))
+                else:
+                    # Large bodies are parsed off the event loop too, but a parse holds the interpreter's lock
+                    # throughout, and its cost grows with the values in the body: millions of `{}` in 6 MB
+                    # kept the loop (and health probes) waiting for seconds. A body with more values than
+                    # the row limit can need is refused first, by counting separators (memchr speed).
+                    # Binary tensor data after the JSON (the v2 extension) holds no separators to count.
+                    end = v2_binary.json_end(body, headers.get(v2_binary.HEADER))
+                    values = body.count(b",", 0, len(body) if end is None else end)
+                    if values > self.max_values(runtime):
+                        raise InvalidInput(
+                            f"request body holds {values + 1} or more values, more than {self.settings.max_rows} rows "
+                            f"of {runtime.n_features} features can need; send at most {self.settings.max_rows} rows"
+                        )
+                    reply = await self.pool.run(lambda run_options: _timed(handler(call), run_options))
         except RequestError as error:
             if isinstance(error, (Overloaded, ScoringTimeout, PayloadTooLarge)) or error.status == 401:
                 self.metrics.reject(getattr(error, "reason", error.code))
@@ -183,6 +200,34 @@ class InferenceFront:
                 reply.scoring_seconds,
             )
         )
+
+    def _answer(self, route: Route | None, scope: Scope) -> Answer | None:
+        """The front's own answer to a health, metadata or metrics request; None: FastAPI's to give (another
+        method, or a query string, which FastAPI reads as parameters and validates)."""
+        if route is None or route.endpoint is None or scope["method"] not in route.methods or scope.get("query_string"):
+            return None
+        return self.answers.get(route.endpoint)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol around `lifespan`, as Starlette's router runs it."""
+        started = False
+        await receive()
+        try:
+            if self.lifespan is None:
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()
+            else:
+                async with self.lifespan():
+                    await send({"type": "lifespan.startup.complete"})
+                    started = True
+                    await receive()
+        except BaseException:
+            text = traceback.format_exc()
+            await send({"type": "lifespan.shutdown.failed" if started else "lifespan.startup.failed", "message": text})
+            raise
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
 
     def max_values(self, runtime: ModelRuntime) -> int:
         """Separators a valid body may hold: a name and a value per cell (records), with room to spare."""

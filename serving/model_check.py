@@ -4,35 +4,60 @@ The parent only supervises: loading the model there (to fail fast, before bindin
 onnxruntime, numpy and the model in a process that never serves (108 MB against uvicorn's own
 29 MB; bench/README.md). A child loads and warms it up the same way and exits, handing back the
 model's name and version, or the one line that says why it cannot be served.
+
+The child takes the settings the parent validated (pickled on its standard input, as the workers
+take them: serving/worker_settings.py), so it imports no pydantic, and the parent starts it as soon
+as the settings are valid and goes on with its own start-up meanwhile: the check is most of the time
+before the first worker starts (bench/README.md).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 
 class ModelCheckFailed(Exception):
     """The model cannot be served; the message is the one line to print."""
 
 
-def check_in_child() -> tuple[str, str]:
-    """The model's name and version, as a worker will load it (settings from this environment)."""
-    result = subprocess.run([sys.executable, "-m", "serving.model_check"], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise ModelCheckFailed(lines[-1] if lines else f"the model check exited with {result.returncode}")
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+def start_check(values: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Start checking the model the settings (`handed_over`) name, in a child; `check_result` waits for it."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "serving.model_check"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdin is not None  # noqa: S101 (PIPE above)
+    child.stdin.write(pickle.dumps(values))  # a few kB: the pipe takes it without waiting for the child
+    child.stdin.close()
+    child.stdin = None  # written and closed: nothing for communicate() to flush
+    return child
+
+
+def check_result(child: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """The model's name and version, as a worker will load it."""
+    stdout, stderr = child.communicate()
+    if child.returncode != 0:
+        lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+        raise ModelCheckFailed(lines[-1] if lines else f"the model check exited with {child.returncode}")
+    found = json.loads(stdout.decode().strip().splitlines()[-1])
     return str(found["name"]), str(found["version"])
 
 
 def main() -> int:
     from serving.capture import CaptureSettingsError, record_format
     from serving.runtime import ModelLoadError, load_runtime
-    from serving.settings import load_settings
+    from serving.worker_settings import take_over
 
-    settings = load_settings()
+    settings = cast("Settings", take_over(pickle.loads(sys.stdin.buffer.read())))  # noqa: S301 (the parent's)
     try:
         runtime = load_runtime(settings)
         if settings.capture_percent > 0:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from serving import openapi_models
 from serving.openapi_models import ErrorBody
 from serving.routes import Route
 from serving.runtime import ModelRuntime
@@ -31,8 +32,14 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
 
 
-def _content(bodies: dict[str, type[BaseModel] | None]) -> dict[str, Any]:
-    return {media: _ref(model) if model else {"schema": {"type": "string"}} for media, model in bodies.items()}
+def _model(name: str) -> type[BaseModel]:
+    """A body model of the route table, by its name in serving/openapi_models.py."""
+    model: type[BaseModel] = getattr(openapi_models, name)
+    return model
+
+
+def _content(bodies: dict[str, str | None]) -> dict[str, Any]:
+    return {media: _ref(_model(name)) if name else {"schema": {"type": "string"}} for media, name in bodies.items()}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def document(
     and, when keys are on, the key scheme."""
     schema = base()
     models: set[type[BaseModel]] = {
-        m for r in routes if r.infer for m in (*r.request.values(), *r.response.values()) if m is not None
+        _model(m) for r in routes if r.infer for m in (*r.request.values(), *r.response.values()) if m is not None
     }
     _, definitions = models_json_schema(
         [(m, "validation") for m in sorted(models | {ErrorBody}, key=lambda m: m.__name__)],

@@ -11,17 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from pydantic import BaseModel
-
 from serving import handlers
 from serving.handlers import Handler
-from serving.openapi_models import (
-    InferRequest,
-    InferResponse,
-    MlflowRequest,
-    PredictionsResponse,
-    ScoreRequest,
-)
 
 OPEN, KEYED = True, False  # callable without a key, or only with one
 PROBE = ("GET", "HEAD")  # probes may use HEAD: the same answer without a body
@@ -39,8 +30,10 @@ class Route:
     # (a name in serving/endpoints.py), or FastAPI itself (its documentation pages) when both are None.
     infer: Callable[[dict[str, str]], Handler] | None = None
     endpoint: str | None = None
-    request: dict[str, type[BaseModel] | None] = field(default_factory=dict)  # media type -> body model
-    response: dict[str, type[BaseModel] | None] = field(default_factory=dict)
+    # Media type -> the body's model, by its name in serving/openapi_models.py (pydantic, imported only for
+    # the API document).
+    request: dict[str, str | None] = field(default_factory=dict)
+    response: dict[str, str | None] = field(default_factory=dict)
     headers: tuple[dict[str, object], ...] = ()  # OpenAPI header parameters
     errors: tuple[int, ...] = ()  # answers besides 200 (and 401 where keyed)
 
@@ -66,8 +59,8 @@ def v2_inference(template: str, summary: str) -> Route:
         "v2",
         ("POST",),
         infer=_v2_infer,
-        request={"application/json": InferRequest},
-        response={"application/json": InferResponse},
+        request={"application/json": "InferRequest"},
+        response={"application/json": "InferResponse"},
         errors=(*INFER_ERRORS, 404, 406, 415),
     )
 
@@ -81,8 +74,8 @@ ROUTES: tuple[Route, ...] = (
         "azureml",
         ("POST",),
         infer=lambda _: handlers.score,
-        request={"application/json": ScoreRequest},
-        response={"application/json": PredictionsResponse},
+        request={"application/json": "ScoreRequest"},
+        response={"application/json": "PredictionsResponse"},
         errors=(*INFER_ERRORS, 406, 415),
     ),
     Route(
@@ -92,8 +85,8 @@ ROUTES: tuple[Route, ...] = (
         "sagemaker",
         ("POST",),
         infer=lambda _: handlers.invocations,
-        request={"application/json": MlflowRequest, "text/csv": TEXT},
-        response={"application/json": PredictionsResponse, "text/csv": TEXT},
+        request={"application/json": "MlflowRequest", "text/csv": TEXT},
+        response={"application/json": "PredictionsResponse", "text/csv": TEXT},
         headers=(
             {
                 "name": "X-Amzn-SageMaker-Custom-Attributes",

@@ -9,6 +9,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# What workers use without pydantic (serving/worker_settings.py), here too for everything else.
+from serving.worker_settings import connection_limit as connection_limit
+from serving.worker_settings import container_cpu_count as container_cpu_count
+from serving.worker_settings import inline_scoring_budget_us as inline_scoring_budget_us
+from serving.worker_settings import plain
+
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 SAGEMAKER_REALTIME_PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -239,18 +245,6 @@ class Settings(BaseSettings):
         return keys
 
 
-def container_cpu_count() -> int:
-    """CPUs this process may use: the affinity mask, capped by a cgroup v2 CPU quota if one is set."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, and from files in SERVING_SECRETS_DIR when it is set.
 
@@ -282,6 +276,11 @@ SERVE_FLAGS = (
 )
 
 
+def handed_over(settings: Settings) -> dict[str, Any]:
+    """The validated settings as plain values (secrets as serving.worker_settings.Secret), for the workers."""
+    return {name: plain(getattr(settings, name)) for name in Settings.model_fields}
+
+
 def describe_settings_error(error: ValidationError) -> str:
     """One line per invalid setting, naming the variable (and its flag, where there is one)."""
     lines = []
@@ -292,30 +291,3 @@ def describe_settings_error(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {message}")
     return "\n".join(lines)
-
-
-# Measured (bench/README.md, 16 cores): with a core per worker, a thread hop buys no parallelism,
-# and scoring 64 rows of the benchmark model (about 0.9 ms) on the event loop serves more.
-INLINE_BUDGET_SPARE_CORES_US = 500
-INLINE_BUDGET_NO_SPARE_CORES_US = 3000
-
-
-def inline_scoring_budget_us(settings: Settings) -> int:
-    """The budget the settings name, or the one for this machine: are there cores beyond one per worker?"""
-    if settings.inline_scoring_budget_us is not None:
-        return settings.inline_scoring_budget_us
-    cpus = container_cpu_count()
-    workers = settings.workers or cpus
-    return INLINE_BUDGET_SPARE_CORES_US if cpus > workers else INLINE_BUDGET_NO_SPARE_CORES_US
-
-
-def connection_limit(settings: Settings) -> int:
-    """`max_connections`, or what the process's open-file limit leaves after the model, logs and pipes."""
-    if settings.max_connections is not None:
-        return settings.max_connections
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 10_000
-    return max(16, soft - 64)

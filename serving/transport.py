@@ -191,10 +191,14 @@ class Limits(NamedTuple):
 
 @functools.cache
 def limits() -> Limits:
-    """Read once per process from the same settings as the app (workers get them from the environment)."""
-    from serving.settings import connection_limit, load_settings
+    """Read once per process from the same settings as the app (a worker's: the parent's, handed over)."""
+    from serving.worker_settings import connection_limit, handed
 
-    settings = load_settings()
+    settings = handed()
+    if settings is None:
+        from serving.settings import load_settings
+
+        settings = load_settings()
     return Limits(
         settings.header_timeout_seconds,
         settings.body_timeout_seconds,

@@ -78,3 +78,25 @@ def test_sweep_cpus_are_the_halves_or_what_cores_names() -> None:
 def test_sweep_cpus_that_cannot_work_are_refused_by_name(cores: str, workers: int, message: str) -> None:
     with pytest.raises(SystemExit, match=message):
         sweep_cores(cores, list(range(16)), workers)
+
+
+def test_footprint_reads_resident_and_proportional_memory_of_a_process_tree() -> None:
+    import subprocess
+    import sys
+    import time
+
+    from bench.footprint import describe, memory
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(processes := memory(os.getpid())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        roles = {p.pid: p.role for p in processes}
+        assert roles[os.getpid()] == "parent"
+        assert roles[child.pid] == "worker"
+        assert all(0 < p.pss <= p.rss for p in processes)
+        assert describe(processes).startswith("MB RSS (PSS): parent ")
+    finally:
+        child.kill()
+        child.wait()

@@ -206,10 +206,10 @@ def test_several_workers_without_a_writable_tmp_name_the_setting(tmp_path: Path)
 
 
 def test_inline_budget_follows_spare_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving import settings as settings_module
+    from serving import worker_settings
     from serving.settings import Settings, inline_scoring_budget_us
 
-    monkeypatch.setattr(settings_module, "container_cpu_count", lambda: 8)
+    monkeypatch.setattr(worker_settings, "container_cpu_count", lambda: 8)
     assert inline_scoring_budget_us(Settings(workers=2)) == 500, "threads have spare cores"
     assert inline_scoring_budget_us(Settings(workers=8)) == 3000, "a core per worker: score on the loop"
     assert inline_scoring_budget_us(Settings()) == 3000, "the default worker count is the core count"
