@@ -497,10 +497,14 @@ def step_results(result: Run, step: str) -> dict[str, str]:
     return found
 
 
-def drift_run(workspace: Workspace, outputs: dict, dashboards: Dashboards, variables: dict | None = None) -> Run:
+def drift_run(
+    workspace: Workspace, outputs: dict, dashboards: Dashboards, variables: dict | None = None, scheduled: bool = False
+) -> Run:
+    """By hand for the last 6 days, or as the Monday schedule runs it (the input's default, 7 days)."""
     stand = Stand(outputs={stack: {**OUTPUTS[stack], **values} for stack, values in outputs.items()},
                   env=dashboards.env)  # fmt: skip
-    return workspace.run("workflow_dispatch", {"inputs": {"days": "6"}}, ["model-drift.yml"], variables or BOTH, stand)
+    event, payload = ("schedule", {}) if scheduled else ("workflow_dispatch", {"inputs": {"days": "6"}})
+    return workspace.run(event, payload, ["model-drift.yml"], variables or BOTH, stand)
 
 
 def test_the_weekly_model_drift_report_fails_visibly_for_the_stack_that_drifted(
@@ -560,11 +564,13 @@ def drift_metric(dashboards: Dashboards, endpoint: str) -> list[float]:
     return [point["Maximum"] for point in answer["Datapoints"]]
 
 
-def test_no_drift_and_a_stack_without_capture_make_a_green_run_signed_in_to_one_cloud(
+def test_no_drift_and_a_stack_without_capture_make_a_green_scheduled_run_signed_in_to_one_cloud(
     workspace: Workspace, captured: dict[str, Path], dashboards: Dashboards
 ) -> None:
-    result = drift_run(workspace, {"prod": {"sagemaker_capture_uri": str(captured["prod"])}}, dashboards, AWS_ONLY)
+    outputs = {"prod": {"sagemaker_capture_uri": str(captured["prod"])}}
+    result = drift_run(workspace, outputs, dashboards, AWS_ONLY, scheduled=True)
     assert result.returncode == 0, result.log
+    assert any("stack_drift.py --stack prod" in line and "--days 7 " in line for line in result.clis("python"))
     assert "prod: the sagemaker verdict is on the CloudWatch dashboard (mlserve-prod, eu-west-1)" in result.log
     assert drift_metric(dashboards, "mlserve-prod") == [0.0]
     assert sorted(result.jobs) == [("Model drift/Model drift in dev", "success"),
