@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from serving.exit_codes import Serve
 
 if TYPE_CHECKING:
-    from serving.runtime import ModelRuntime
+    import subprocess
+
     from serving.settings import Settings
 
 # Spawned workers import this module again (as multiprocessing's __mp_main__): what it imports at the
@@ -57,7 +58,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from serving.model_check import ModelCheckFailed, check_result, start_check
+    from serving.model_check import start_check
     from serving.settings import describe_settings_error, handed_over
     from serving.worker_settings import container_cpu_count
 
@@ -71,34 +72,10 @@ def serve(args: argparse.Namespace) -> int:
     values = handed_over(settings)
     check = start_check(values) if workers > 1 else None
 
-    import uvicorn
-
-    from serving.listener import ClosingMultiprocess, ListenError, bind
     from serving.logs import configure_logging
     from serving.transport import CoalescingHttpToolsProtocol
-    from serving.worker import Worker
 
     configure_logging(settings.log_level)
-    # Fail fast, before binding the port, with one clear line. With several workers the parent only
-    # supervises, so the model is checked in a child and never held here (serving/model_check.py).
-    runtime: ModelRuntime | None = None
-    try:
-        if check is None:
-            from serving.capture import CaptureSettingsError, record_format
-            from serving.runtime import ModelLoadError, load_runtime
-
-            try:
-                runtime = load_runtime(settings)
-                if settings.capture_percent > 0:
-                    record_format(settings, runtime)
-            except (ModelLoadError, CaptureSettingsError) as error:
-                raise ModelCheckFailed(str(error)) from None
-            name, version = runtime.name, runtime.version
-        else:
-            name, version = check_result(check)
-    except ModelCheckFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return Serve.MODEL
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -113,14 +90,95 @@ def serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": settings.drain_timeout_seconds,
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
     }
-    metrics_dir = None
+    if check is None:
+        return _serve_one(settings, common)
+    return _serve_workers(settings, values, workers, check, common)
+
+
+def _serve_one(settings: Settings, common: dict[str, Any]) -> int:
+    """One worker: this process loads the model (failing fast, before binding the port, with one clear
+    line) and serves."""
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.capture import CaptureSettingsError, record_format
+    from serving.listener import ListenError, bind
+    from serving.runtime import ModelLoadError, load_runtime
+
     try:
-        if workers > 1:
-            metrics_dir = _metrics_directory(settings.metrics_dir)
+        runtime = load_runtime(settings)
+        if settings.capture_percent > 0:
+            record_format(settings, runtime)
+    except (ModelLoadError, CaptureSettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return Serve.MODEL
+    try:
         sock = bind(settings.host, settings.port)
     except ListenError as error:
         print(f"error: {error}", file=sys.stderr)
         return Serve.LISTEN
+    _announce(settings, runtime.name, runtime.version, 1)
+    uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
+    return Serve.STOPPED
+
+
+def _serve_workers(
+    settings: Settings, values: dict[str, Any], workers: int, check: subprocess.Popen[bytes], common: dict[str, Any]
+) -> int:
+    """Several workers: the parent only supervises; a child checks the model (serving/model_check.py) and
+    never this process. The port is bound and the first workers (one a CPU) start while the check runs;
+    they import, then wait for its verdict before loading the model. A bad model stops them unheard and
+    the server with the check's one line, before anything is announced or answered; a model error
+    comes before a port error, as when the port was bound after the check."""
+    import multiprocessing
+
+    import uvicorn
+
+    from serving.listener import ClosingMultiprocess, ListenError, bind
+    from serving.model_check import ModelCheckFailed, check_result
+    from serving.worker import Worker
+    from serving.worker_settings import container_cpu_count
+
+    metrics_dir = None
+    supervisor = None
+    listen_error = None
+    try:
+        metrics_dir = _metrics_directory(settings.metrics_dir)
+        sock = bind(settings.host, settings.port)
+    except ListenError as error:
+        listen_error = error
+    try:
+        if listen_error is None:
+            # spawn: uvicorn's workers are spawned, and these are pickled to them with the factory.
+            context = multiprocessing.get_context("spawn")
+            verdict, up = context.Event(), context.Semaphore(0)
+            # The workers take the settings validated here, pickled with their start: none imports pydantic.
+            config = uvicorn.Config(Worker(values, verdict, up), factory=True, workers=workers, **common)
+            cpus = container_cpu_count()
+            supervisor = ClosingMultiprocess(config, [sock], at_once=cpus, up=up)
+            # The check has a core to itself (measured: with every core's worker beside it, it answered
+            # later and the first worker with it); the rest of the first workers start after it.
+            supervisor.start(max(1, cpus - 1))
+        try:
+            name, version = check_result(check)
+        except ModelCheckFailed as error:
+            if supervisor is not None:
+                supervisor.abandon()
+            print(f"error: {error}", file=sys.stderr)
+            return Serve.MODEL
+        if supervisor is None:
+            print(f"error: {listen_error}", file=sys.stderr)
+            return Serve.LISTEN
+        _announce(settings, name, version, workers)
+        verdict.set()
+        supervisor.run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return Serve.STOPPED
+
+
+def _announce(settings: Settings, name: str, version: str, workers: int) -> None:
     log.info(
         "serving %s version %s on %s:%s with %d worker(s); %s",
         name,
@@ -130,19 +188,6 @@ def serve(args: argparse.Namespace) -> int:
         workers,
         auth_summary(settings),
     )
-    if runtime is not None:
-        from serving.app import create_app
-
-        uvicorn.Server(uvicorn.Config(create_app(settings, runtime), **common)).run(sockets=[sock])
-        return Serve.STOPPED
-    try:
-        # The workers take the settings validated here, pickled with their start: none imports pydantic.
-        config = uvicorn.Config(Worker(values), factory=True, workers=workers, **common)
-        ClosingMultiprocess(config, sockets=[sock]).run()
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-    return Serve.STOPPED
 
 
 def auth_summary(settings: Settings) -> str:

@@ -22,7 +22,7 @@ class Serve(ExitCode):
     """`python -m serving serve` (the image's command): start-up problems stop it with one line on stderr."""
 
     STOPPED = 0, "Stopped cleanly (SIGTERM or SIGINT)"
-    MODEL = 1, "The model is missing or cannot be loaded (before the port is bound)"
+    MODEL = 1, "The model is missing or cannot be loaded (said before anything is served, and before a port error)"
     SETTINGS = 2, "A setting or argument is invalid; the line names the variable (and its flag, if it has one)"
     WORKER_MODEL = 3, "A worker could not load the model after start-up (e.g. the file changed)"
     LISTEN = (

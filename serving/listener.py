@@ -11,9 +11,17 @@ after which new connections are refused before anything is sent (safe to retry).
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import time
+from typing import TYPE_CHECKING
 
-from uvicorn.supervisors.multiprocess import Multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Semaphore
+
+    from uvicorn.config import Config
 
 
 class ListenError(Exception):
@@ -43,8 +51,65 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+# A worker that has not come up in this long no longer holds back the next one (it may never come up).
+STAGGER_TIMEOUT_SECONDS = 5.0
+
+
 class ClosingMultiprocess(Multiprocess):
-    """uvicorn's supervisor, closing its listening sockets the moment it is told to stop."""
+    """uvicorn's supervisor, closing its listening sockets the moment it is told to stop.
+
+    It starts at most `at_once` workers at a time (one a CPU): each worker released `up` once it is
+    ready to serve (serving/worker.py), and the next starts then. Workers starting together share the
+    cores their imports take, so with more workers than CPUs all of them came up late; one a core, the
+    first answer comes after one worker's start, and the last a little later than before. `start()` starts
+    the first of them before `run()`, while the parent still waits for the model check."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket], at_once: int, up: Semaphore) -> None:
+        super().__init__(config, sockets)
+        self.at_once = max(1, at_once)
+        self.up = up
+        self._last_start = 0.0
+
+    def _start_one(self) -> None:
+        process = Process(self.config, self.sockets)
+        process.start()
+        self.processes.append(process)
+        self._last_start = time.monotonic()
+
+    def _pending(self) -> int:
+        return self.processes_num - len(self.processes)
+
+    def start(self, count: int | None = None) -> None:
+        """Start workers up to `count` of them (as many as may start at once by default)."""
+        while self._pending() > 0 and len(self.processes) < (self.at_once if count is None else count):
+            self._start_one()
+
+    def init_processes(self) -> None:
+        self.start()
+
+    def abandon(self) -> None:
+        """Stop the workers started so far, quietly (they are importing or waiting, serving nothing)."""
+        for process in self.processes:
+            process.kill()
+        for process in self.processes:
+            process.process.join()
+        for sock in self.sockets:
+            sock.close()
+
+    def run(self) -> None:
+        logger.info(f"Started parent process [{os.getpid()}]")
+        self.init_processes()
+        while not self.should_exit.is_set():
+            if self._pending() > 0:
+                if self.up.acquire(timeout=0.5) or time.monotonic() - self._last_start > STAGGER_TIMEOUT_SECONDS:
+                    self._start_one()
+            else:
+                self.should_exit.wait(0.5)
+            self.handle_signals()
+            self.keep_subprocess_alive()
+        self.terminate_all()
+        self.join_all()
+        logger.info(f"Stopping parent process [{os.getpid()}]")
 
     def _close_listeners(self) -> None:
         for sock in self.sockets:

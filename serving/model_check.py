@@ -7,8 +7,8 @@ model's name and version, or the one line that says why it cannot be served.
 
 The child takes the settings the parent validated (pickled on its standard input, as the workers
 take them: serving/worker_settings.py), so it imports no pydantic, and the parent starts it as soon
-as the settings are valid and goes on with its own start-up meanwhile: the check is most of the time
-before the first worker starts (bench/README.md).
+as the settings are valid and goes on with its own start-up meanwhile; the first workers start while
+it runs and wait for its verdict before they load the model (serving/worker.py, bench/README.md).
 """
 
 from __future__ import annotations

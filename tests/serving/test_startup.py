@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -255,3 +258,70 @@ def test_string_labelled_classifier_gets_its_classes_from_the_graph(tmp_path: Pa
     labelled = tmp_path / "labelled.onnx"
     labelled.write_bytes(model.SerializeToString())
     assert ModelRuntime(labelled).classes == ["dry", "rain", "snow"]
+
+
+def _workers_of(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_bad_model_with_more_workers_than_cpus_stops_them_all_unheard(tmp_path: Path) -> None:
+    # The first workers start while the model is checked; a bad model stops them before they load it.
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    port = free_port()
+    result = run_cli("serve", "--model", str(broken), "--workers", "4", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: not a valid ONNX model: {broken}")
+    assert result.stdout == "", "no worker and no supervisor said anything"
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # nothing holds the port any more
+        again.listen()
+
+
+def test_a_bad_model_is_said_before_a_busy_port_with_several_workers(tmp_path: Path) -> None:
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--model", str(broken), "--workers", "2", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: not a valid ONNX model")
+
+
+def test_more_workers_than_cpus_all_come_up_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
+    # At most one worker a CPU starts at a time; the others start as those come up.
+    from serving.worker_settings import container_cpu_count
+
+    workers = max(4, 2 * container_cpu_count())
+
+    def started() -> int:
+        return server.log().count("Application startup complete")
+
+    with running_server(tmp_path, args=["--workers", str(workers)]) as server:
+        _wait_for(lambda: started() == workers)
+        pids = _workers_of(server.process.pid)
+        assert len(pids) == workers
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(lambda: started() == workers + 1)
+        now = _workers_of(server.process.pid)
+        assert victim not in now
+        assert len(now) == workers
+        assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 200
