@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MODEL = REPO.parent / "shared" / "bench" / "svc-weather-2524sv.onnx"
-BUNDLED_MODEL = REPO / "serving" / "model" / "model.onnx"
-KEY = "bench-key-0123456789abcdef"
-ROW = [5.0, 0.95, 10.0, 180.0, 3.0, 995.0, 2.0]
+sys.path.insert(0, str(REPO))
+
+from bench.run import BUNDLED_MODEL, KEY, ROW, SHARED_MODEL, free_port  # noqa: E402
+from bench.run import server_command as command  # noqa: E402
+
 SCORE_BODY = json.dumps({"data": [ROW]}).encode()
 
 
@@ -101,34 +101,6 @@ def describe(processes: list[Memory]) -> str:
     parts = [f"{p.role} {p.rss / 1e6:.0f} ({p.pss / 1e6:.0f})" for p in processes]
     total_rss, total_pss = sum(p.rss for p in processes), sum(p.pss for p in processes)
     return f"MB RSS (PSS): {', '.join(parts)}; total {total_rss / 1e6:.0f} ({total_pss / 1e6:.0f})"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def command(port: int, bare: bool, workers: int) -> list[str]:
-    if not bare:
-        return [sys.executable, "-m", "serving", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.bare_asgi:app",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--workers",
-        str(workers),
-    ]
 
 
 def _status(url: str, body: bytes | None) -> int | None:

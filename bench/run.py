@@ -38,7 +38,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: bench/ is a package of the repository
 from bench import mixed_model  # noqa: E402
-from bench.footprint import describe, memory  # noqa: E402
 
 KEY = "bench-key-0123456789abcdef"
 SHARED_MODEL = REPO.parent / "shared" / "bench" / "svc-weather-2524sv.onnx"
@@ -315,6 +314,8 @@ def measure(
         print(header(args, server, label))
         print(COLUMNS)
         results = {scenario.name: measure_scenario(args, server, scenario, Path(directory)) for scenario in scenarios}
+        from bench.footprint import describe, memory  # it reuses this module's commands and constants
+
         print(f"  memory after the scenarios, {describe(memory(server.process.pid))}")
         return results
 
