@@ -44,9 +44,6 @@ class StackDrift(ExitCode):
     NOT_PUBLISHED = 3, "The reports were made (no drift), but a verdict could not be sent to the stack's dashboard"
 
 
-EXIT_NOT_PUBLISHED = StackDrift.NOT_PUBLISHED
-
-
 def stack_model(stack: str) -> Path:
     path = Path(f"Pulumi.{stack}.yaml")
     if not path.is_file():
@@ -98,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             except PublishError as error:
                 print(f"error: the {target} verdict is not on the dashboard: {error}", file=sys.stderr)
                 unpublished = True
-    return EXIT_NOT_PUBLISHED if unpublished and worst == 0 else worst
+    return StackDrift.NOT_PUBLISHED if unpublished and worst == 0 else worst
 
 
 def _summary(path: Path) -> dict:

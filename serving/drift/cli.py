@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from serving.drift.problems import EXIT_BAD_INPUT, missing_library
+from serving.drift.problems import missing_library
+from serving.exit_codes import Drift
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
         from serving.drift.run import run_drift
     except ImportError as error:
         print(f"error: {missing_library(error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return Drift.BAD_INPUT
     return run_drift(args)
 
 

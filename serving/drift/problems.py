@@ -1,10 +1,4 @@
-"""Bad input (exit code 2): one error whose message names the problem and the fix; the exit codes."""
-
-from serving.exit_codes import Drift
-
-EXIT_NO_DRIFT = Drift.NO_DRIFT
-EXIT_DRIFT = Drift.DRIFT
-EXIT_BAD_INPUT = Drift.BAD_INPUT
+"""Bad input (exit code 2, Drift.BAD_INPUT): one error whose message names the problem and the fix."""
 
 
 class DriftInputError(Exception):

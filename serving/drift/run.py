@@ -13,10 +13,11 @@ import numpy as np
 from serving.drift.baseline import Baseline, column_names, load_baseline
 from serving.drift.compare import Verdict, category_verdict, is_categorical, numeric_verdict
 from serving.drift.period import Period, iso, period_from
-from serving.drift.problems import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_NO_DRIFT, DriftInputError, missing_library
+from serving.drift.problems import DriftInputError, missing_library
 from serving.drift.records import Captured, read_file
 from serving.drift.report import Report, Section, markdown, write
 from serving.drift.stores import captured_files, open_store
+from serving.exit_codes import Drift
 from serving.runtime import ModelLoadError, ModelRuntime
 
 
@@ -25,10 +26,10 @@ def run_drift(args: argparse.Namespace) -> int:
         return _run(args)
     except DriftInputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return Drift.BAD_INPUT
     except ImportError as error:  # a library that is only imported for the source or step that needs it
         print(f"error: {missing_library(error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return Drift.BAD_INPUT
 
 
 def _model(location: str | None) -> ModelRuntime:
@@ -82,8 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {page} and {summary}")
     if report.drifted:
         print(f"drift past the threshold in {', '.join(report.drifted)}", file=sys.stderr)
-        return EXIT_DRIFT
-    return EXIT_NO_DRIFT
+        return Drift.DRIFT
+    return Drift.NO_DRIFT
 
 
 def _verdict(name: str, stats: dict[str, Any], values: Any, args: argparse.Namespace) -> Verdict:

@@ -218,7 +218,7 @@ def test_a_verdict_that_cannot_be_published_is_exit_3_with_the_report_kept(
     monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
     command = ["--stack", "prod", "--outputs", str(tmp_path / "outputs.json"), "--days", "6",
                "--output-dir", str(tmp_path / "report"), "--publish"]  # fmt: skip
-    assert stack_drift.main(command) == stack_drift.EXIT_NOT_PUBLISHED == 3
+    assert stack_drift.main(command) == stack_drift.StackDrift.NOT_PUBLISHED == 3
     assert "error: the aks verdict is not on the dashboard: no Application Insights connection string" in (
         capsys.readouterr().err
     )
