@@ -11,30 +11,35 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from serving.exit_codes import Serve
 
 if TYPE_CHECKING:
-    import subprocess
-
+    from serving.model_check import ModelCheck
     from serving.settings import Settings
 
 # Spawned workers import this module again (as multiprocessing's __mp_main__): what it imports at the
-# top, every worker holds. The settings' validation (pydantic) is imported where it is used, in the parent.
+# top, every worker holds. The settings' validation (pydantic) is imported only in the child that validates
+# them (serving/settings_child.py), and for `--help`.
 
 log = logging.getLogger("serving")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from serving.settings import SERVE_FLAGS, Settings
+def _parser(with_help: bool = True) -> argparse.ArgumentParser:
+    """The command line; the settings' descriptions (pydantic) are imported only to print `--help`."""
+    from serving.flags import SERVE_FLAGS, flag
 
+    descriptions: dict[str, str] = {}
+    if with_help:
+        from serving.settings import Settings
+
+        descriptions = {name: Settings.model_fields[name].description or "" for name in SERVE_FLAGS}
     parser = argparse.ArgumentParser(prog="python -m serving", description="mlserve model server")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="Run the HTTP server (default)")
     for name in SERVE_FLAGS:
-        help_text = (Settings.model_fields[name].description or "").replace("%", "%%")  # argparse formats help
-        serve.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
+        serve.add_argument(flag(name), dest=name, help=descriptions.get(name, "").replace("%", "%%"))
     from serving.batch_cli import add_batch_arguments
 
     add_batch_arguments(commands.add_parser("batch", help="Score a CSV or Parquet file"))
@@ -44,36 +49,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings_from(args: argparse.Namespace) -> Settings:
-    from serving.settings import SERVE_FLAGS, load_settings
+def _flags_into_environment(args: argparse.Namespace) -> None:
+    """Flags become environment variables, so that every process of the server sees the same settings."""
+    from serving.flags import SERVE_FLAGS
 
-    # Flags become environment variables so that every uvicorn worker process sees the same settings.
     for name in SERVE_FLAGS:
         value = getattr(args, name, None)
         if value is not None:
             os.environ["SERVING_" + name.upper()] = str(value)
-    return load_settings()
 
 
-def serve(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from serving.model_check import start_check
-    from serving.settings import describe_settings_error, handed_over
+def _expected_workers() -> int:
+    """The worker count the settings will most likely name, before they are validated: what to prepare for."""
     from serving.worker_settings import container_cpu_count
 
     try:
-        settings = _settings_from(args)
-    except ValidationError as error:
-        print(f"error: {describe_settings_error(error)}", file=sys.stderr)
-        return Serve.SETTINGS
-    workers = settings.workers or container_cpu_count()
-    # With several workers, the model check starts now and runs while this process imports the rest.
-    values = handed_over(settings)
-    check = start_check(values) if workers > 1 else None
+        return int(os.environ.get("SERVING_WORKERS", ""))
+    except ValueError:
+        return container_cpu_count()
+
+
+def serve(args: argparse.Namespace) -> int:
+    from serving.model_check import ModelCheck
+    from serving.settings_child import InvalidSettings, PendingSettings
+    from serving.worker_settings import container_cpu_count, take_over
+
+    _flags_into_environment(args)
+    # The settings are validated in a child (pydantic) while this process imports what it serves with;
+    # with several workers, the model check's child starts too and imports onnxruntime meanwhile.
+    pending = PendingSettings.start()
+    check = ModelCheck.start() if _expected_workers() > 1 else None
+
+    import uvicorn  # noqa: F401 (imported while the settings are validated)
 
     from serving.logs import configure_logging
     from serving.transport import CoalescingHttpToolsProtocol
+
+    if check is None:
+        import serving.app  # noqa: F401 (onnxruntime, numpy and the app: the same)
+    try:
+        values = pending.result()
+    except InvalidSettings as error:
+        if check is not None:
+            check.abandon()
+        print(f"error: {error}", file=sys.stderr)
+        return Serve.SETTINGS
+    settings = cast("Settings", take_over(values))
+    workers = settings.workers or container_cpu_count()
+    if workers > 1:
+        check = check or ModelCheck.start()
+        check.hand(values)
+    elif check is not None:
+        check.abandon()
+        check = None
 
     configure_logging(settings.log_level)
     common: dict[str, Any] = {
@@ -123,7 +151,7 @@ def _serve_one(settings: Settings, common: dict[str, Any]) -> int:
 
 
 def _serve_workers(
-    settings: Settings, values: dict[str, Any], workers: int, check: subprocess.Popen[bytes], common: dict[str, Any]
+    settings: Settings, values: dict[str, Any], workers: int, check: ModelCheck, common: dict[str, Any]
 ) -> int:
     """Several workers: the parent only supervises; a child checks the model (serving/model_check.py) and
     never this process. The port is bound and the first workers (one a CPU) start while the check runs;
@@ -135,7 +163,7 @@ def _serve_workers(
     import uvicorn
 
     from serving.listener import ClosingMultiprocess, ListenError, bind
-    from serving.model_check import ModelCheckFailed, check_result
+    from serving.model_check import ModelCheckFailed
     from serving.worker import Worker
     from serving.worker_settings import container_cpu_count
 
@@ -160,7 +188,7 @@ def _serve_workers(
             # later and the first worker with it); the rest of the first workers start after it.
             supervisor.start(max(1, cpus - 1))
         try:
-            name, version = check_result(check)
+            name, version = check.result()
         except ModelCheckFailed as error:
             if supervisor is not None:
                 supervisor.abandon()
@@ -222,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")  # `python -m serving --port 9000` means serve
-    args = _parser().parse_args(argv)
+    args = _parser(with_help="-h" in argv or "--help" in argv).parse_args(argv)
     if args.command == "batch":
         from serving.batch import run_batch
 

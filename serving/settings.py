@@ -10,6 +10,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # What workers use without pydantic (serving/worker_settings.py), here too for everything else.
+from serving.flags import SERVE_FLAGS as SERVE_FLAGS
+from serving.flags import flag
 from serving.worker_settings import connection_limit as connection_limit
 from serving.worker_settings import container_cpu_count as container_cpu_count
 from serving.worker_settings import inline_scoring_budget_us as inline_scoring_budget_us
@@ -257,25 +259,6 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-# The settings `serve` also takes as flags (`--max-rows`); a flag overrides its SERVING_* variable, and its
-# help is the setting's description.
-SERVE_FLAGS = (
-    "model",
-    "model_name",
-    "model_version",
-    "host",
-    "port",
-    "workers",
-    "max_concurrent_requests",
-    "max_queue_size",
-    "max_queue_wait_ms",
-    "scoring_timeout_ms",
-    "max_body_bytes",
-    "max_rows",
-    "log_level",
-)
-
-
 def handed_over(settings: Settings) -> dict[str, Any]:
     """The validated settings as plain values (secrets as serving.worker_settings.Secret), for the workers."""
     return {name: plain(getattr(settings, name)) for name in Settings.model_fields}
@@ -286,8 +269,8 @@ def describe_settings_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"])
-        flag = f" (--{field.replace('_', '-')})" if field in SERVE_FLAGS else ""
+        named = f" ({flag(field)})" if field in SERVE_FLAGS else ""
         # A validator's own message comes as "Value error, <message>": the prefix says nothing to a user.
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"invalid setting SERVING_{field.upper()}{flag}: {message}")
+        lines.append(f"invalid setting SERVING_{field.upper()}{named}: {message}")
     return "\n".join(lines)

@@ -59,7 +59,9 @@ def running_server(
     cwd: Path = REPO,
     ready_path: str = "/ping",
     timeout: float = 60.0,
+    cpus: set[int] | None = None,
 ) -> Iterator[RunningServer]:
+    """`cpus`: the CPUs the server may use (its affinity), where a test needs a given count."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log_file:
@@ -69,6 +71,7 @@ def running_server(
             env=base_env(env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
     server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
     try:

@@ -325,3 +325,88 @@ def test_more_workers_than_cpus_all_come_up_and_a_dead_one_is_replaced(tmp_path:
         assert victim not in now
         assert len(now) == workers
         assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 200
+
+
+def _maps_pydantic(pid: int) -> bool:
+    return "pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_serving_process_imports_pydantic(tmp_path: Path, workers: int) -> None:
+    # The settings are validated in a forked child (serving/settings_child.py) while the server imports the
+    # rest: about 0.4 s and 12 MB a process (bench/README.md). The workers take the values it handed back.
+    with running_server(tmp_path, args=["--workers", str(workers)], env={"SERVING_API_KEYS": "k" * 20}) as server:
+        if workers > 1:
+            _wait_for(lambda: server.log().count("Application startup complete") == workers)
+        processes = [server.process.pid, *_workers_of(server.process.pid)]
+        assert len(processes) == (1 if workers == 1 else 1 + workers)
+        assert not [pid for pid in processes if _maps_pydantic(pid)]
+        scored = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"x-api-key": "k" * 20})
+        assert scored.status_code == 200
+        assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 401
+        assert httpx.get(server.url + "/docs").status_code == 200  # FastAPI's pages still build (with pydantic)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "variable", "serves_with"),
+    [
+        # More workers expected (one a CPU) than the settings name: the early model check is stopped.
+        (2, "1", 1),
+        # One expected (one CPU), two named: the check starts once the settings say so.
+        (1, "2", 2),
+    ],
+)
+def test_the_worker_count_the_settings_name_wins_over_the_early_guess(
+    tmp_path: Path, cpus: int, variable: str, serves_with: int
+) -> None:
+    # The server guesses the count from SERVING_WORKERS before the settings are validated; pydantic-settings
+    # also reads the variable in lower case, which the guess does not.
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < cpus:
+        pytest.skip(f"needs {cpus} CPUs")
+    with running_server(tmp_path, env={"serving_workers": variable}, cpus=set(available[:cpus])) as server:
+        _wait_for(lambda: f"with {serves_with} worker(s)" in server.log())
+        if serves_with > 1:
+            _wait_for(lambda: server.log().count("Application startup complete") == serves_with)
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        assert not [c for c in commands if b"serving.model_check" in c], "the check child is gone"
+        assert len(_workers_of(server.process.pid)) == (0 if serves_with == 1 else serves_with)
+        assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 200
+
+
+def test_invalid_settings_with_several_workers_are_one_line_and_exit_code_2() -> None:
+    # The model check's child starts before the settings are known; invalid settings stop it unheard.
+    result = run_cli("serve", "--workers", "4", "--port", "70000")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: invalid setting SERVING_PORT (--port): Input should be less than or equal to 65535"
+    ]
+    assert result.stdout == ""
+
+
+def test_a_validating_process_that_fails_says_so() -> None:
+    # An unexpected failure where the settings are validated (a bug, not a bad setting) shows its traceback
+    # and stops the server with the settings' exit code, rather than leaving it waiting.
+    script = (
+        "import sys, serving.settings_child as child, serving.__main__ as cli\n"
+        "def broken():\n    raise RuntimeError('validation broke')\n"
+        "child._validate = broken\n"
+        "sys.exit(cli.main(['serve', '--workers', '2']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "RuntimeError: validation broke" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the settings could not be validated (the validating process exited with 1; see above)"
+    )
+
+
+def test_serve_help_describes_each_flag() -> None:
+    # The descriptions come from the settings' model, imported only for --help.
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    assert "Port to listen on (SageMaker requires 8080)." in " ".join(result.stdout.split())
+    assert "Most rows per request; more is answered 400." in " ".join(result.stdout.split())
