@@ -341,7 +341,7 @@ def test_no_serving_process_imports_pydantic(tmp_path: Path, workers: int) -> No
         processes = [server.process.pid, *_workers_of(server.process.pid)]
         assert len(processes) == (1 if workers == 1 else 1 + workers)
         assert not [pid for pid in processes if _maps_pydantic(pid)]
-        scored = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"x-api-key": "k" * 20})
+        scored = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"authorization": "Bearer " + "k" * 20})
         assert scored.status_code == 200
         assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 401
         assert httpx.get(server.url + "/docs").status_code == 200  # FastAPI's pages still build (with pydantic)
