@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 from typing import Any
 
@@ -56,6 +57,8 @@ class PendingSettings:
         if pid == 0:  # the child: validate, hand back, leave without running the parent's exit handlers
             code = 1
             try:
+                # Ctrl-C reaches the whole process group: the server answers it, this child finishes.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 os.close(read)
                 with os.fdopen(write, "wb") as pipe:
                     pipe.write(pickle.dumps(_validate()))

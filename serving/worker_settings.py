@@ -1,10 +1,10 @@
 """Settings as a worker process holds them, and what workers compute from them, without pydantic.
 
-The parent of a multi-worker server validates the settings once (serving/settings.py, pydantic) and
-hands the values to each worker with the worker's start (pickled through the pipe uvicorn spawns it
-with: neither in the environment nor on disk). A worker then never imports pydantic, 12 MB and a
-third of a second a worker (bench/README.md); only a key file's rotation (SERVING_SECRETS_DIR) loads
-it again, to validate the new keys.
+The settings are validated once, in a child the server forks for it (serving/settings_child.py,
+pydantic); the server takes the values it hands back and gives them to each worker with the worker's
+start (pickled through the pipe uvicorn spawns it with: neither in the environment nor on disk). No
+serving process imports pydantic then, 12 MB and a third of a second each (bench/README.md); only a
+key file's rotation (SERVING_SECRETS_DIR) loads it again, to validate the new keys.
 """
 
 from __future__ import annotations
