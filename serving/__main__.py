@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, cast
 from serving.exit_codes import Serve
 
 if TYPE_CHECKING:
-    from serving.model_check import ModelCheck
     from serving.settings import Settings
 
 # Spawned workers import this module again (as multiprocessing's __mp_main__): what it imports at the
@@ -70,38 +69,30 @@ def _expected_workers() -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from serving.model_check import ModelCheck
+    from serving.prefork import preload, start_method
     from serving.settings_child import InvalidSettings, PendingSettings
     from serving.worker_settings import container_cpu_count, take_over
 
     _flags_into_environment(args)
-    # The settings are validated in a child (pydantic) while this process imports what it serves with;
-    # with several workers, the model check's child starts too and imports onnxruntime meanwhile.
+    # The settings are validated in a child (pydantic) while this process imports what it serves with,
+    # or, to supervise several workers, what they all use before it forks them (serving/prefork.py).
     pending = PendingSettings.start()
-    check = ModelCheck.start() if _expected_workers() > 1 else None
-
     import uvicorn  # noqa: F401 (imported while the settings are validated)
 
     from serving.logs import configure_logging
     from serving.transport import CoalescingHttpToolsProtocol
 
-    if check is None:
+    if _expected_workers() == 1:
         import serving.app  # noqa: F401 (onnxruntime, numpy and the app: the same)
+    elif start_method() == "fork":
+        preload()
     try:
         values = pending.result()
     except InvalidSettings as error:
-        if check is not None:
-            check.abandon()
         print(f"error: {error}", file=sys.stderr)
         return Serve.SETTINGS
     settings = cast("Settings", take_over(values))
     workers = settings.workers or container_cpu_count()
-    if workers > 1:
-        check = check or ModelCheck.start()
-        check.hand(values)
-    elif check is not None:
-        check.abandon()
-        check = None
 
     configure_logging(settings.log_level)
     common: dict[str, Any] = {
@@ -118,9 +109,9 @@ def serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": settings.drain_timeout_seconds,
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
     }
-    if check is None:
+    if workers == 1:
         return _serve_one(settings, common)
-    return _serve_workers(settings, values, workers, check, common)
+    return _serve_workers(settings, values, workers, common)
 
 
 def _serve_one(settings: Settings, common: dict[str, Any]) -> int:
@@ -150,23 +141,22 @@ def _serve_one(settings: Settings, common: dict[str, Any]) -> int:
     return Serve.STOPPED
 
 
-def _serve_workers(
-    settings: Settings, values: dict[str, Any], workers: int, check: ModelCheck, common: dict[str, Any]
-) -> int:
+def _serve_workers(settings: Settings, values: dict[str, Any], workers: int, common: dict[str, Any]) -> int:
     """Several workers: the parent only supervises; a child checks the model (serving/model_check.py) and
-    never this process. The port is bound and the first workers (one a CPU) start while the check runs;
-    they import, then wait for its verdict before loading the model. A bad model stops them unheard and
-    the server with the check's one line, before anything is announced or answered; a model error
-    comes before a port error, as when the port was bound after the check."""
+    never this process. The port is bound and the first workers (one a CPU) start while the check runs
+    (forked on Linux: serving/prefork.py); they wait for its verdict before loading the model. A bad model
+    stops them unheard and the server with the check's one line, before anything is announced or
+    answered; a model error comes before a port error, as when the port was bound after the check."""
     import multiprocessing
 
     import uvicorn
 
     from serving.listener import ClosingMultiprocess, ListenError, bind
-    from serving.model_check import ModelCheckFailed
+    from serving.model_check import ModelCheck, ModelCheckFailed
     from serving.worker import Worker
     from serving.worker_settings import container_cpu_count
 
+    check = ModelCheck.start(values)
     metrics_dir = None
     supervisor = None
     listen_error = None
@@ -177,10 +167,10 @@ def _serve_workers(
         listen_error = error
     try:
         if listen_error is None:
-            # spawn: uvicorn's workers are spawned, and these are pickled to them with the factory.
+            # Of the spawn kind, which forked workers inherit and uvicorn's spawned replacements unpickle.
             context = multiprocessing.get_context("spawn")
             verdict, up = context.Event(), context.Semaphore(0)
-            # The workers take the settings validated here, pickled with their start: none imports pydantic.
+            # The workers take the validated settings with the factory: none imports pydantic.
             config = uvicorn.Config(Worker(values, verdict, up), factory=True, workers=workers, **common)
             cpus = container_cpu_count()
             supervisor = ClosingMultiprocess(config, [sock], at_once=cpus, up=up)

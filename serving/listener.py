@@ -11,12 +11,16 @@ after which new connections are refused before anything is sent (safe to retry).
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
+import signal
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
+
+from serving.prefork import start_method
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Semaphore
@@ -55,6 +59,29 @@ def bind(host: str, port: int) -> socket.socket:
 STAGGER_TIMEOUT_SECONDS = 5.0
 
 
+def _forked(target: Any, kwargs: dict[str, Any]) -> None:
+    """A forked worker's start: the signal handlers a spawned worker would have (not the supervisor's,
+    which would swallow a SIGTERM until the worker's server installs its own), then uvicorn's start."""
+    for number in range(1, signal.NSIG):
+        if signal.getsignal(number) not in (None, signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler):
+            signal.signal(number, signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
+    target(**kwargs)
+
+
+class ForkedProcess(Process):
+    """uvicorn's worker process, forked instead of spawned (serving/prefork.py): the same target and
+    arguments (uvicorn's `subprocess_started`, from the spawn process it builds and never starts).
+    uvicorn's own restarts (a dead worker's replacement, SIGHUP) still spawn theirs."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        spawned = self.process
+        self.process = multiprocessing.get_context("fork").Process(  # type: ignore[assignment]
+            target=_forked,
+            args=(spawned._target, spawned._kwargs),  # type: ignore[attr-defined]
+        )
+
+
 class ClosingMultiprocess(Multiprocess):
     """uvicorn's supervisor, closing its listening sockets the moment it is told to stop.
 
@@ -71,7 +98,8 @@ class ClosingMultiprocess(Multiprocess):
         self._last_start = 0.0
 
     def _start_one(self) -> None:
-        process = Process(self.config, self.sockets)
+        forked = start_method() == "fork"
+        process = ForkedProcess(self.config, self.sockets) if forked else Process(self.config, self.sockets)
         process.start()
         self.processes.append(process)
         self._last_start = time.monotonic()

@@ -260,13 +260,17 @@ def test_string_labelled_classifier_gets_its_classes_from_the_graph(tmp_path: Pa
     assert ModelRuntime(labelled).classes == ["dry", "rain", "snow"]
 
 
+def _children(parent: int) -> list[int]:
+    return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+
+
 def _workers_of(parent: int) -> set[int]:
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    """The server's workers: forked (the parent's command line) or spawned (multiprocessing's), not its
+    resource tracker."""
     return {
-        int(pid)
-        for pid in children
+        pid
+        for pid in _children(parent)
         if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        and b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
     }
 
 
@@ -368,9 +372,7 @@ def test_the_worker_count_the_settings_name_wins_over_the_early_guess(
         _wait_for(lambda: f"with {serves_with} worker(s)" in server.log())
         if serves_with > 1:
             _wait_for(lambda: server.log().count("Application startup complete") == serves_with)
-        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
-        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
-        assert not [c for c in commands if b"serving.model_check" in c], "the check child is gone"
+        # Only the workers are left (the check's child is gone): none with one worker.
         assert len(_workers_of(server.process.pid)) == (0 if serves_with == 1 else serves_with)
         assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 200
 
@@ -410,3 +412,66 @@ def test_serve_help_describes_each_flag() -> None:
     assert result.returncode == 0
     assert "Port to listen on (SageMaker requires 8080)." in " ".join(result.stdout.split())
     assert "Most rows per request; more is answered 400." in " ".join(result.stdout.split())
+
+
+def _maps(pid: int, library: str) -> bool:
+    return library in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_workers_are_forked_from_a_supervisor_without_onnxruntime(tmp_path: Path) -> None:
+    # serving/prefork.py: onnxruntime starts a thread when imported, and a fork keeps none of a parent's
+    # threads; the supervisor imports everything else the workers use, and they import it after the fork.
+    with running_server(tmp_path, args=["--workers", "2"]) as server:
+        _wait_for(lambda: server.log().count("Application startup complete") == 2)
+        parent = server.process.pid
+        workers = _workers_of(parent)
+        assert len(workers) == 2
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
+        assert all(Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline for pid in workers), "forked"
+        assert not _maps(parent, "onnxruntime_pybind11_state")
+        assert _maps(parent, "numpy")  # preloaded
+        assert all(_maps(pid, "onnxruntime_pybind11_state") for pid in workers)
+        for _ in range(4):  # both workers score (the kernel spreads new connections)
+            response = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"connection": "close"})
+            assert response.status_code == 200
+
+
+def test_preload_leaves_out_onnxruntime_and_covers_the_workers_imports() -> None:
+    # What a forked worker still imports: onnxruntime and the modules that need it, not numpy or uvicorn.
+    script = (
+        "import sys\n"
+        "from serving.prefork import preload\n"
+        "preload()\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime preloaded'\n"
+        "before = set(sys.modules)\n"
+        "import serving.app, serving.worker\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    after_fork = set(result.stdout.split())
+    assert "onnxruntime" in after_fork
+    assert not after_fork & {"numpy", "uvicorn", "uvloop", "prometheus_client", "starlette"}, after_fork
+
+
+def _caught_signals(pid: int) -> set[int]:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            mask = int(line.split()[1], 16)
+            return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+    raise AssertionError("no SigCgt")
+
+
+def test_a_forked_worker_handles_signals_as_a_single_server_does(tmp_path: Path) -> None:
+    # Not as the supervisor it was forked from, whose handlers only queue a signal for its loop: a worker
+    # keeping them would ignore SIGTERM until its server installs its own, and SIGHUP, SIGTTIN... always.
+    with running_server(tmp_path, args=["--workers", "1"]) as single:
+        alone = _caught_signals(single.process.pid)
+    with running_server(tmp_path, args=["--workers", "2"]) as server:
+        _wait_for(lambda: server.log().count("Application startup complete") == 2)
+        supervisor = _caught_signals(server.process.pid)
+        assert {signal.SIGHUP, signal.SIGTTIN} <= supervisor
+        for worker in _workers_of(server.process.pid):
+            assert _caught_signals(worker) == alone
