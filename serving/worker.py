@@ -18,9 +18,9 @@ _PARENT_CHECK_SECONDS = 1.0
 
 
 class Worker:
-    """The factory each worker calls (uvicorn's `factory=True`), pickled to it with the settings the parent
-    validated (serving/worker_settings.py): this module is all the parent imports for it (no model, no
-    numpy), and a worker never imports pydantic.
+    """The factory each worker calls (uvicorn's `factory=True`), with the validated settings
+    (serving/worker_settings.py): a forked worker has it in memory (serving/prefork.py), a spawned one
+    unpickles it; either way the parent never loads the model, and a worker never imports pydantic.
 
     Except with SERVING_SECRETS_DIR: keys there rotate while the server runs, so a worker that starts (or
     is restarted) later reads them as they are then, validating its settings itself as before.

@@ -2,7 +2,8 @@
 
 The settings are validated once, in a child the server forks for it (serving/settings_child.py,
 pydantic); the server takes the values it hands back and gives them to each worker with the worker's
-start (pickled through the pipe uvicorn spawns it with: neither in the environment nor on disk). No
+start (in memory when forked, pickled through the pipe when spawned: neither in the environment nor
+on disk). No
 serving process imports pydantic then, 12 MB and a third of a second each (bench/README.md); only a
 key file's rotation (SERVING_SECRETS_DIR) loads it again, to validate the new keys.
 """
