@@ -267,11 +267,7 @@ def _children(parent: int) -> list[int]:
 def _workers_of(parent: int) -> set[int]:
     """The server's workers: forked (the parent's command line) or spawned (multiprocessing's), not its
     resource tracker."""
-    return {
-        pid
-        for pid in _children(parent)
-        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    }
+    return {pid for pid in _children(parent) if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()}
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -345,7 +341,8 @@ def test_no_serving_process_imports_pydantic(tmp_path: Path, workers: int) -> No
         processes = [server.process.pid, *_workers_of(server.process.pid)]
         assert len(processes) == (1 if workers == 1 else 1 + workers)
         assert not [pid for pid in processes if _maps_pydantic(pid)]
-        scored = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"authorization": "Bearer " + "k" * 20})
+        key = {"authorization": "Bearer " + "k" * 20}
+        scored = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers=key)
         assert scored.status_code == 200
         assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 401
         assert httpx.get(server.url + "/docs").status_code == 200  # FastAPI's pages still build (with pydantic)
