@@ -236,11 +236,16 @@ def _metrics_directory(parent: str | None) -> str:
     return path
 
 
+def _asks_help(arg: str) -> bool:
+    """-h, --help, or an abbreviation of it that argparse accepts (--he)."""
+    return arg == "-h" or (len(arg) > 3 and "--help".startswith(arg))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")  # `python -m serving --port 9000` means serve
-    args = _parser(with_help="-h" in argv or "--help" in argv).parse_args(argv)
+    args = _parser(with_help=any(_asks_help(arg) for arg in argv)).parse_args(argv)
     if args.command == "batch":
         from serving.batch import run_batch
 

@@ -59,12 +59,23 @@ def bind(host: str, port: int) -> socket.socket:
 STAGGER_TIMEOUT_SECONDS = 5.0
 
 
-def _forked(target: Any, kwargs: dict[str, Any]) -> None:
-    """A forked worker's start: the signal handlers a spawned worker would have (not the supervisor's,
-    which would swallow a SIGTERM until the worker's server installs its own), then uvicorn's start."""
-    for number in range(1, signal.NSIG):
-        if signal.getsignal(number) not in (None, signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler):
-            signal.signal(number, signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
+def _caught() -> set[signal.Signals]:
+    """The signals this process handles in Python (the supervisor's: uvicorn queues them for its loop)."""
+    return {
+        number
+        for number in signal.valid_signals()
+        if callable(signal.getsignal(number)) and signal.getsignal(number) is not signal.default_int_handler
+    }
+
+
+def _forked(target: Any, kwargs: dict[str, Any], caught: set[signal.Signals], mask: set[signal.Signals]) -> None:
+    """A forked worker's start: the signal handlers a spawned worker would have, not the supervisor's
+    (which would only queue a SIGTERM for a loop this process does not run), then uvicorn's start.
+    Those signals were blocked across the fork: one that came meanwhile is delivered now, to the
+    default handler, as it would have been to a spawned worker."""
+    for number in caught:
+        signal.signal(number, signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     target(**kwargs)
 
 
@@ -75,11 +86,22 @@ class ForkedProcess(Process):
 
     def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
         super().__init__(config, sockets)
-        spawned = self.process
-        self.process = multiprocessing.get_context("fork").Process(  # type: ignore[assignment]
-            target=_forked,
-            args=(spawned._target, spawned._kwargs),  # type: ignore[attr-defined]
-        )
+        self._spawned = self.process
+
+    def start(self) -> None:
+        caught = _caught()
+        # Blocked from before the fork until the child has its own handlers: a SIGTERM between the two
+        # (the supervisor stopping as it starts a worker) would otherwise go to the copy of the
+        # supervisor's queue in the child, which nobody reads, and the worker would serve on.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, caught)
+        try:
+            self.process = multiprocessing.get_context("fork").Process(  # type: ignore[assignment]
+                target=_forked,
+                args=(self._spawned._target, self._spawned._kwargs, caught, mask),  # type: ignore[attr-defined]
+            )
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class ClosingMultiprocess(Multiprocess):

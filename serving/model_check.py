@@ -13,10 +13,13 @@ before they load the model (serving/worker.py, bench/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
 from typing import TYPE_CHECKING, Any, cast
 
 from serving.prefork import start_method
+from serving.settings_child import ended_by_signal
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -47,12 +50,6 @@ class ModelCheck:
         send.close()  # the child's end: once it exits, reading here ends
         return cls(process, verdict)
 
-    def abandon(self) -> None:
-        """Not wanted after all: stop it, quietly."""
-        self.process.kill()
-        self.process.join()
-        self.verdict.close()
-
     def result(self) -> tuple[str, str]:
         """The model's name and version, as a worker will load it."""
         try:
@@ -62,7 +59,9 @@ class ModelCheck:
         self.process.join()
         self.verdict.close()
         if found is None:
-            raise ModelCheckFailed(f"the model check exited with {self.process.exitcode}")
+            code = self.process.exitcode or 0
+            ended = ended_by_signal(-code) if code < 0 else f"exited with {code} (its error is above)"
+            raise ModelCheckFailed(f"the model check {ended}")
         loaded, first, second = found
         if not loaded:
             raise ModelCheckFailed(first)
@@ -70,6 +69,13 @@ class ModelCheck:
 
 
 def _check(values: dict[str, Any], verdict: Connection) -> None:
+    # Ctrl-C reaches the whole process group: the server answers it, this child finishes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(BrokenPipeError):  # the server is gone (stopped while starting): nobody to tell
+        _load(values, verdict)
+
+
+def _load(values: dict[str, Any], verdict: Connection) -> None:
     from serving.capture import CaptureSettingsError, record_format
     from serving.runtime import ModelLoadError, load_runtime
     from serving.worker_settings import take_over

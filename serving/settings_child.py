@@ -63,6 +63,8 @@ class PendingSettings:
                 with os.fdopen(write, "wb") as pipe:
                     pipe.write(pickle.dumps(_validate()))
                 code = 0
+            except BrokenPipeError:
+                pass  # the server is gone (stopped while starting): nobody to tell
             except BaseException:  # printed; the parent says the settings were not validated
                 import traceback
 
@@ -83,9 +85,7 @@ class PendingSettings:
                     chunks.append(chunk)
             _, status = os.waitpid(self._pid, 0)
             if not chunks:
-                raise InvalidSettings(
-                    f"the settings could not be validated (the validating process {_ended(status)}; see above)"
-                )
+                raise InvalidSettings(f"the settings could not be validated: the validating process {_ended(status)}")
             self._done = pickle.loads(b"".join(chunks))  # noqa: S301 (this process's own child)
         valid, found = self._done
         if not valid:
@@ -95,5 +95,13 @@ class PendingSettings:
 
 def _ended(status: int) -> str:
     if os.WIFSIGNALED(status):
-        return f"was killed by signal {os.WTERMSIG(status)}"
-    return f"exited with {os.waitstatus_to_exitcode(status)}"
+        return ended_by_signal(os.WTERMSIG(status))
+    return f"exited with {os.waitstatus_to_exitcode(status)} (its error is above)"
+
+
+def ended_by_signal(number: int) -> str:
+    """How a child killed by a signal ended, in words; SIGKILL is most often the kernel's, for memory."""
+    name = signal.Signals(number).name
+    if number == signal.SIGKILL:
+        return f"was killed ({name}: out of memory? give the container more)"
+    return f"was stopped by {name}"

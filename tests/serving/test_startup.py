@@ -399,7 +399,7 @@ def test_a_validating_process_that_fails_says_so() -> None:
     assert result.returncode == 2
     assert "RuntimeError: validation broke" in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: the settings could not be validated (the validating process exited with 1; see above)"
+        "error: the settings could not be validated: the validating process exited with 1 (its error is above)"
     )
 
 
@@ -472,3 +472,32 @@ def test_a_forked_worker_handles_signals_as_a_single_server_does(tmp_path: Path)
         assert {signal.SIGHUP, signal.SIGTTIN} <= supervisor
         for worker in _workers_of(server.process.pid):
             assert _caught_signals(worker) == alone
+
+
+def test_sigterm_while_workers_start_one_by_one_stops_the_server(tmp_path: Path) -> None:
+    # Four workers on one CPU start one after another; a SIGTERM as one of them is forked must reach
+    # that worker too (blocked across the fork, then delivered), not a copy of the supervisor's queue.
+    available = sorted(os.sched_getaffinity(0))
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "serve", "--workers", "4", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=base_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.sched_setaffinity(0, {available[0]}),
+    )
+    try:
+        _wait_for(lambda: len(_children(process.pid)) >= 3, timeout=60)  # the tracker and the first workers
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            for child in _children(process.pid):
+                os.kill(child, signal.SIGKILL)
+            process.kill()
+            process.wait()
+        log.close()
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # nothing holds the port any more
