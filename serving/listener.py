@@ -82,7 +82,7 @@ def _forked(target: Any, kwargs: dict[str, Any], caught: set[signal.Signals], ma
 class ForkedProcess(Process):
     """uvicorn's worker process, forked instead of spawned (serving/prefork.py): the same target and
     arguments (uvicorn's `subprocess_started`, from the spawn process it builds and never starts).
-    uvicorn's own restarts (a dead worker's replacement, SIGHUP) still spawn theirs."""
+    uvicorn's own replacement of a dead worker still spawns it."""
 
     def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
         super().__init__(config, sockets)
@@ -172,3 +172,17 @@ class ClosingMultiprocess(Multiprocess):
     def handle_int(self) -> None:
         self._close_listeners()
         super().handle_int()
+
+    # uvicorn restarts every worker on SIGHUP and stops one on SIGTTOU. Here a worker that stops drains
+    # and shuts the listening socket down for all of them (serving/drain.py: so that a stopping server
+    # refuses new connections rather than resetting them), which would leave the rest deaf. Neither
+    # is done, and the log says what to do instead.
+    def handle_hup(self) -> None:
+        logger.warning("Received SIGHUP: ignored; to reload, restart the server (roll the deployment)")
+
+    def handle_ttou(self) -> None:
+        logger.warning("Received SIGTTOU: ignored; to run fewer workers, restart the server with fewer (--workers)")
+
+    def handle_ttin(self) -> None:
+        logger.info("Received SIGTTIN, adding a worker.")
+        self.processes_num += 1  # run() starts it, as it starts the others

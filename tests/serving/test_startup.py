@@ -501,3 +501,22 @@ def test_sigterm_while_workers_start_one_by_one_stops_the_server(tmp_path: Path)
         log.close()
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))  # nothing holds the port any more
+
+
+def test_sighup_and_sigttou_leave_every_worker_serving_and_sigttin_adds_one(tmp_path: Path) -> None:
+    # uvicorn would stop workers for these; a stopping worker shuts the shared port for all (drain.py).
+    with running_server(tmp_path, args=["--workers", "2"]) as server:
+        _wait_for(lambda: server.log().count("Application startup complete") == 2)
+        before = _workers_of(server.process.pid)
+        for sent in (signal.SIGHUP, signal.SIGTTOU):
+            server.process.send_signal(sent)
+            _wait_for(lambda sent=sent: f"Received {sent.name}: ignored" in server.log())
+        time.sleep(1)
+        assert _workers_of(server.process.pid) == before
+        for _ in range(4):
+            response = httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}, headers={"connection": "close"})
+            assert response.status_code == 200
+        server.process.send_signal(signal.SIGTTIN)
+        _wait_for(lambda: server.log().count("Application startup complete") == 3)
+        assert len(_workers_of(server.process.pid)) == 3
+        assert httpx.post(server.url + "/score", json={"data": SAMPLE_ROWS}).status_code == 200
