@@ -32,6 +32,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def run_python(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=60
+    )
+
+
 def test_missing_model_stops_with_one_line(tmp_path: Path) -> None:
     result = run_cli("serve", "--model", str(tmp_path / "absent.onnx"))
     assert result.returncode == 1
@@ -393,9 +399,7 @@ def test_a_validating_process_that_fails_says_so() -> None:
         "child._validate = broken\n"
         "sys.exit(cli.main(['serve', '--workers', '2']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=60
-    )
+    result = run_python(script)
     assert result.returncode == 2
     assert "RuntimeError: validation broke" in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
@@ -444,9 +448,7 @@ def test_preload_leaves_out_onnxruntime_and_covers_the_workers_imports() -> None
         "import serving.app, serving.worker\n"
         "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=60
-    )
+    result = run_python(script)
     assert result.returncode == 0, result.stderr
     after_fork = set(result.stdout.split())
     assert "onnxruntime" in after_fork
