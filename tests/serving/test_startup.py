@@ -357,9 +357,9 @@ def test_no_serving_process_imports_pydantic(tmp_path: Path, workers: int) -> No
 @pytest.mark.parametrize(
     ("cpus", "variable", "serves_with"),
     [
-        # More workers expected (one a CPU) than the settings name: the early model check is stopped.
+        # More workers expected (one a CPU) than the settings name: preloaded for forking, serves alone.
         (2, "1", 1),
-        # One expected (one CPU), two named: the check starts once the settings say so.
+        # One expected (one CPU), two named: onnxruntime is imported already, so the workers are spawned.
         (1, "2", 2),
     ],
 )
@@ -381,7 +381,7 @@ def test_the_worker_count_the_settings_name_wins_over_the_early_guess(
 
 
 def test_invalid_settings_with_several_workers_are_one_line_and_exit_code_2() -> None:
-    # The model check's child starts before the settings are known; invalid settings stop it unheard.
+    # The supervisor preloads for its workers while the settings are validated; invalid ones stop it there.
     result = run_cli("serve", "--workers", "4", "--port", "70000")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
