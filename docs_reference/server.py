@@ -11,7 +11,8 @@ from pydantic_core import PydanticUndefined
 
 from docs_reference.stack import describe_type
 from docs_reference.tables import code, number, table
-from serving.settings import SERVE_FLAGS, Settings
+from serving.flags import SERVE_FLAGS, flag
+from serving.settings import Settings
 
 
 def variables(name: str, info: FieldInfo) -> str:
@@ -50,7 +51,7 @@ def reference() -> str:
     rows = [
         (
             variables(name, info),
-            f"`--{name.replace('_', '-')}`" if name in SERVE_FLAGS else "",
+            code(flag(name)) if name in SERVE_FLAGS else "",
             " ".join(filter(None, (describe_type(info).replace("string", "text"), bounds(info)))),
             default(info),
             info.description or "",

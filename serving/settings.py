@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from serving.flags import SERVE_FLAGS, flag
+
 # What workers use without pydantic (serving/worker_settings.py), here too for everything else.
-from serving.flags import SERVE_FLAGS as SERVE_FLAGS
-from serving.flags import flag
 from serving.worker_settings import connection_limit as connection_limit
 from serving.worker_settings import container_cpu_count as container_cpu_count
 from serving.worker_settings import inline_scoring_budget_us as inline_scoring_budget_us
